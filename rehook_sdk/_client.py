@@ -1,0 +1,578 @@
+"""
+`RehookClient`: the public entry point. Calls return at once; the background `Flusher` does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+
+from ._calls import Callback, build
+from ._constants import (
+    API_KEY_ENV,
+    API_SECRET_ENV,
+    BASE_URL_ENV,
+    CHECK_AUTH_PATH,
+    DEFAULT_BASE_URL,
+    DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_REQUEST_TIMEOUT,
+)
+from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
+from ._flusher import Flusher, deadline_after
+from ._outcome import EventHandle, Outcome, Reason
+from ._retry import Delivery, RetryPolicy
+from ._stats import Stats
+from ._transport import Transport, check_base_url
+from ._types import CallType
+
+__all__ = ["RehookClient"]
+
+logger = logging.getLogger("rehook_sdk")
+
+_get_running_loop = asyncio._get_running_loop
+
+# Flushers whose client was garbage-collected while open: kept alive until their drain finishes.
+_ORPHANS: set[Flusher] = set()
+
+
+class _State(enum.Enum):
+    NOT_STARTED = "not started"
+    RUNNING = "running"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+def _all_str(values: Iterable[object]) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+def _positive_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+class RehookClient:
+    """
+    Sends identify/track/page/screen calls to Rehook from asyncio code, without ever blocking the caller.
+
+    Each call is queued and returns an `EventHandle` at once; sender tasks deliver in the background, one
+    HTTP request per call over a keep-alive session, retrying with backoff. Every call ends in exactly one
+    `Outcome`: await the handle, pass a callback, set ``on_error``, read `stats`, or read the ``rehook_sdk``
+    log.
+
+    The client may be made anywhere (module level included); it starts on ``async with``, ``await start()``,
+    or its first call inside a running event loop, and belongs to that loop from then on. Calls are safe from
+    any thread. Close it with ``await aclose()`` (``async with`` does) to deliver what is queued.
+
+    Args:
+        api_key: The Rehook application's API key; default ``$REHOOK_API_KEY``.
+        api_secret: Its API secret; default ``$REHOOK_API_SECRET``. Never logged or shown in ``repr``.
+        base_url: Default ``$REHOOK_BASE_URL`` or ``https://api.rehook.ai``. Must be https, except for
+            loopback hosts (a local fake Rehook).
+        max_queue_size: Calls that may wait for a sender; more are dropped as ``queue_full``.
+        concurrency: Sender tasks, and so requests in flight at once (and connections kept alive).
+        request_timeout: Seconds one HTTP request may take, connecting included.
+        retry: How failed requests are retried (`RetryPolicy`).
+        delivery: ``Delivery.AT_LEAST_ONCE`` (default) retries timeouts and lost connections after a request
+            was sent, so Rehook may see such an event twice; ``Delivery.AT_MOST_ONCE`` never does, so such an
+            event fails with ``maybe_delivered=True`` instead.
+        conversion_events: Event names configured in Rehook as conversion events; a track with one of these
+            names and no ``properties["referral_code"]`` is dropped as ``missing_referral_code``.
+        on_error: Called with every dropped or failed `Outcome`, on the client's loop (or in the calling thread
+            for calls dropped at once). Exceptions it raises are logged and ignored.
+        session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
+            makes and closes its own.
+
+    Raises:
+        ConfigurationError: missing credentials or an invalid setting.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        delivery: Delivery = Delivery.AT_LEAST_ONCE,
+        conversion_events: Iterable[str] = (),
+        on_error: Callback | None = None,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        # Set first so that __del__ works whatever fails below.
+        self._state = _State.NOT_STARTED
+        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        api_secret = api_secret if api_secret is not None else os.environ.get(API_SECRET_ENV)
+        if not api_key or not api_secret:
+            raise ConfigurationError(
+                "Rehook credentials are missing: pass api_key and api_secret, "
+                f"or set {API_KEY_ENV} and {API_SECRET_ENV}"
+            )
+        if not _all_str((api_key, api_secret)):
+            raise ConfigurationError("api_key and api_secret must be strings")
+        url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+        if isinstance(conversion_events, str):
+            raise ConfigurationError("conversion_events must be a collection of event names, not one str")
+        events = frozenset(conversion_events)
+        if not _all_str(events):
+            raise ConfigurationError("conversion_events must contain only str event names")
+        if not _positive_number(request_timeout):
+            raise ConfigurationError(f"request_timeout must be a number > 0, got {request_timeout!r}")
+        if on_error is not None and not callable(on_error):
+            raise ConfigurationError("on_error must be callable")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        self._api_key = api_key
+        self._base_url = str(url)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flusher = Flusher(
+            transport=Transport(
+                url,
+                api_key,
+                api_secret,
+                request_timeout=float(request_timeout),
+                concurrency=_positive_int(concurrency, "concurrency"),
+                session=session,
+            ),
+            max_queue_size=_positive_int(max_queue_size, "max_queue_size"),
+            concurrency=concurrency,
+            conversion_events=events,
+            retry=retry if retry is not None else RetryPolicy(),
+            delivery=Delivery(delivery),
+            on_error=on_error,
+        )
+
+    def __repr__(self) -> str:
+        key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
+        return f"<RehookClient api_key={key!r} base_url={self._base_url!r} state={self._state.value!r}>"
+
+    # -- the calls ---------------------------------------------------------------------------------------
+
+    def identify(
+        self,
+        user_id: str | int | Mapping[str, Any] | None = None,
+        traits: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        *,
+        anonymous_id: str | int | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Create or update the customer ``user_id`` in Rehook (Identify User: ``POST /customers``).
+
+        ``traits`` become the customer's metadata; ``traits["referral_code"]`` is also sent as the customer's
+        own referral code. As in analytics.js, ``identify(traits)`` with a dict first means "no user id" (the
+        call is then dropped: Rehook needs one).
+
+        Args:
+            user_id: The customer's id in your system (``source_id`` in Rehook). An int or UUID becomes its str.
+            traits: What you know about the customer.
+            options: analytics.js options: ``userId``, ``anonymousId``, ``timestamp``, ``context``,
+                ``integrations``, ``messageId``; other keys go into ``context``.
+            callback: Called with the `Outcome` once it is known.
+            anonymous_id, timestamp, context, integrations, message_id: The same as the options, in Python
+                spelling; they win over ``options``. ``message_id`` becomes the Idempotency-Key header.
+
+        Returns:
+            A handle; ``await`` it for the `Outcome`, or ignore it.
+
+        Raises:
+            TypeError: an argument of the wrong type.
+        """
+        if isinstance(user_id, Mapping):
+            if traits is not None and options is not None:
+                raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
+            user_id, traits, options = None, user_id, traits
+        call, cb = build(
+            "identify",
+            CallType.IDENTIFY,
+            options=options,
+            callback=callback,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            timestamp=timestamp,
+            context=context,
+            integrations=integrations,
+            message_id=message_id,
+            traits=traits,
+        )
+        return self._submit(EventHandle(call, cb))
+
+    def track(
+        self,
+        event: str,
+        properties: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        *,
+        user_id: str | int | None = None,
+        anonymous_id: str | int | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Record that a user did ``event`` (Track Event: ``POST /events/invoke``).
+
+        The user id comes from ``user_id=``, else ``options["userId"]``, else ``properties["userId"]`` (as in
+        Segment's Rehook example that carries ``userId`` inside the properties). ``properties`` are the event's
+        metadata, which Rehook's campaign rules read (keep numbers as numbers). For a conversion event (see
+        ``conversion_events``) ``properties["referral_code"]`` must hold the advocate's referral code.
+
+        Args:
+            event: The event name, e.g. ``"signup"``.
+            properties: The event's properties.
+            options: analytics.js options, as for `identify`.
+            callback: Called with the `Outcome` once it is known.
+            user_id, anonymous_id, timestamp, context, integrations, message_id: As in `identify`.
+
+        Returns:
+            A handle; ``await`` it for the `Outcome`, or ignore it.
+
+        Raises:
+            TypeError: an argument of the wrong type.
+        """
+        if type(event) is not str and not isinstance(event, str):
+            raise TypeError(f"track(): event must be a str, not {type(event).__qualname__}")
+        call, cb = build(
+            "track",
+            CallType.TRACK,
+            options=options,
+            callback=callback,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            timestamp=timestamp,
+            context=context,
+            integrations=integrations,
+            message_id=message_id,
+            event=str(event),
+            properties=properties,
+        )
+        return self._submit(EventHandle(call, cb))
+
+    def page(
+        self,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        *,
+        user_id: str | int | None = None,
+        anonymous_id: str | int | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Record a page view: sent as a Track Event named ``"page"`` (Segment's Rehook mapping).
+
+        ``name`` is added to the metadata as ``"name"`` unless the properties already have one. Arguments and
+        return value as in `track`.
+        """
+        return self._view(
+            "page", CallType.PAGE, name, properties, options, callback,
+            user_id=user_id, anonymous_id=anonymous_id, timestamp=timestamp, context=context,
+            integrations=integrations, message_id=message_id,
+        )  # fmt: skip
+
+    def screen(
+        self,
+        name: str | None = None,
+        properties: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        *,
+        user_id: str | int | None = None,
+        anonymous_id: str | int | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Record a mobile screen view: sent as a Track Event named ``"screen"``. As `page` otherwise.
+        """
+        return self._view(
+            "screen", CallType.SCREEN, name, properties, options, callback,
+            user_id=user_id, anonymous_id=anonymous_id, timestamp=timestamp, context=context,
+            integrations=integrations, message_id=message_id,
+        )  # fmt: skip
+
+    def _view(
+        self,
+        method: str,
+        call_type: CallType,
+        name: object,
+        properties: object,
+        options: object,
+        callback: object,
+        **fields: Any,
+    ) -> EventHandle:
+        call, cb = build(
+            method, call_type, options=options, callback=callback, name=name, properties=properties, **fields
+        )
+        return self._submit(EventHandle(call, cb))
+
+    def group(
+        self,
+        group_id: str | int | None = None,
+        traits: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        *,
+        user_id: str | int | None = None,
+        anonymous_id: str | int | None = None,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Accepted for drop-in compatibility with analytics.js; Rehook has no group action, so the call ends
+        dropped as ``unsupported_call`` (reported like every other outcome).
+        """
+        call, cb = build(
+            "group", CallType.GROUP, options=options, callback=callback, group_id=group_id, traits=traits,
+            user_id=user_id, anonymous_id=anonymous_id, timestamp=timestamp, context=context,
+            integrations=integrations, message_id=message_id,
+        )  # fmt: skip
+        return self._submit(EventHandle(call, cb))
+
+    def alias(
+        self,
+        user_id: str | int | None = None,
+        previous_id: str | int | None = None,
+        options: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        *,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        integrations: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Accepted for drop-in compatibility with analytics.js; Rehook has no alias action, so the call ends
+        dropped as ``unsupported_call``.
+        """
+        call, cb = build(
+            "alias", CallType.ALIAS, options=options, callback=callback, user_id=user_id,
+            previous_id=previous_id, timestamp=timestamp, context=context, integrations=integrations,
+            message_id=message_id,
+        )  # fmt: skip
+        return self._submit(EventHandle(call, cb))
+
+    # -- queueing ----------------------------------------------------------------------------------------
+
+    def _submit(self, handle: EventHandle) -> EventHandle:
+        # The hot path: a call from a task of the client's own loop while it runs.
+        if self._state is _State.RUNNING and _get_running_loop() is self._loop:
+            if not self._flusher.queue.put_on_loop(handle):
+                self._drop_at_once(handle, Reason.QUEUE_FULL)
+            return handle
+        return self._submit_slow(handle)
+
+    def _submit_slow(self, handle: EventHandle) -> EventHandle:
+        loop = _get_running_loop()
+        with self._lock:
+            state = self._state
+            if state is _State.NOT_STARTED and loop is not None:
+                self._start_on(loop)
+                state = self._state
+            if state is _State.RUNNING and loop is not None and loop is not self._loop:
+                own = self._loop
+                if own is not None and own.is_closed():
+                    raise ClientStateError(
+                        "this RehookClient was started on an event loop that has closed; aclose() it before its "
+                        "loop ends, and use one client per event loop"
+                    )
+            if state is _State.RUNNING or state is _State.NOT_STARTED:
+                # From another thread, or before any loop exists (delivered once the client starts).
+                if loop is self._loop:
+                    accepted = self._flusher.queue.put_on_loop(handle)
+                else:
+                    accepted = self._flusher.queue.put_threadsafe(handle)
+                reason = None if accepted else Reason.QUEUE_FULL
+            else:
+                reason = Reason.CLIENT_CLOSED
+        if reason is not None:
+            self._drop_at_once(handle, reason)
+        return handle
+
+    def _drop_at_once(self, handle: EventHandle, reason: Reason) -> None:
+        if reason is Reason.QUEUE_FULL:
+            message = f"the queue holds {self._flusher.queue.maxsize} calls already (max_queue_size)"
+        else:
+            message = "the client was closed (aclose()) before this call"
+        self._flusher.finish(handle, Outcome._for(handle.call, reason, message, message_id=handle.message_id))
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def _start_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Caller holds self._lock and has checked the state is NOT_STARTED.
+        self._loop = loop
+        self._flusher.start(loop)
+        self._state = _State.RUNNING
+
+    async def start(self) -> None:
+        """
+        Start the sender tasks on the running loop. Not needed with ``async with`` or after a first call.
+
+        Raises:
+            ClientStateError: the client is closed, or already runs on another event loop.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._state is _State.NOT_STARTED:
+                self._start_on(loop)
+            elif self._state is not _State.RUNNING:
+                raise ClientStateError(f"cannot start a RehookClient that is {self._state.value}")
+            elif self._loop is not loop:
+                raise ClientStateError("this RehookClient already runs on another event loop")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def flush(self, timeout: float | None = None) -> int:
+        """
+        Wait until every call accepted so far has its outcome, or ``timeout`` seconds pass.
+
+        Calls made while waiting are not waited for.
+
+        Returns:
+            How many of those calls still have no outcome (0: all done).
+        """
+        if self._state is _State.NOT_STARTED:
+            await self.start()
+        loop = asyncio.get_running_loop()
+        return await self._flusher.wait_for(self._flusher.pending(), deadline_after(loop, timeout))
+
+    async def aclose(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """
+        Stop accepting calls, deliver what is queued within ``timeout`` seconds, then close.
+
+        Later calls end dropped as ``client_closed``. When the deadline comes, retry waits and requests in
+        flight are cancelled, and every call still without an outcome fails as ``shutdown_timeout`` (in-flight
+        ones with ``maybe_delivered=True``). The aiohttp session is closed if the client made it. Calling
+        aclose() again does nothing more; a concurrent second call waits for the first.
+
+        Args:
+            timeout: Seconds to keep delivering; ``None`` waits without limit.
+        """
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            state = self._state
+            if state is _State.CLOSED:
+                return
+            if state is not _State.CLOSING:
+                self._state = _State.CLOSING
+                if state is _State.NOT_STARTED:
+                    # Calls may have been queued before any loop ran: deliver them here.
+                    self._loop = loop
+                    self._flusher.start(loop)
+                self._closing = loop.create_task(self._close(deadline_after(loop, timeout)))
+        await asyncio.shield(self._closing)
+
+    async def _close(self, deadline: float | None) -> None:
+        try:
+            lost = await self._flusher.stop(deadline)
+            if lost:
+                logger.warning("rehook_sdk: aclose() deadline passed; %d calls failed as shutdown_timeout", lost)
+        finally:
+            self._state = _State.CLOSED
+
+    async def check_auth(self) -> None:
+        """
+        Ask Rehook whether the API key and secret are valid (``GET /events/segment/check-auth``).
+
+        Raises:
+            AuthenticationError: Rehook answered 401 (or 403): the credentials are wrong.
+            RehookError: Rehook could not be reached, or answered something unexpected.
+        """
+        if self._state is _State.NOT_STARTED:
+            await self.start()
+        if self._state is not _State.RUNNING:
+            raise ClientStateError(f"cannot check credentials on a RehookClient that is {self._state.value}")
+        attempt = await self._flusher.transport.get(CHECK_AUTH_PATH)
+        if attempt.status in (401, 403):
+            raise AuthenticationError(
+                f"Rehook refused the API key/secret (HTTP {attempt.status}); check {API_KEY_ENV} and "
+                f"{API_SECRET_ENV} and that the application exists",
+                status=attempt.status,
+                body=attempt.body or "",
+            )
+        if attempt.status is None:
+            raise RehookError(f"could not reach Rehook at {self._base_url}: {attempt.error}")
+        if not 200 <= attempt.status < 300:
+            raise RehookError(f"Rehook's credential check answered HTTP {attempt.status}: {attempt.body}")
+
+    def stats(self) -> Stats:
+        """
+        The client's counters now (see `Stats`).
+        """
+        return self._flusher.stats()
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        state = getattr(self, "_state", _State.CLOSED)
+        if state is _State.CLOSED or state is _State.CLOSING:
+            return
+        flusher: Flusher | None = getattr(self, "_flusher", None)
+        if flusher is None:
+            return
+        pending = len(flusher.pending())
+        if state is _State.NOT_STARTED and not pending:
+            return
+        _warn(
+            f"unclosed RehookClient with {pending} calls still without an outcome; "
+            "use 'async with RehookClient(...)' or 'await client.aclose()'",
+            ResourceWarning,
+            source=self,
+            stacklevel=1,
+        )
+        loop = self._loop
+        if state is _State.RUNNING and loop is not None and not loop.is_closed():
+            # Keep delivering what was accepted: drain in the background, as aclose() would.
+            _ORPHANS.add(flusher)
+            try:
+                loop.call_soon_threadsafe(_drain_orphan, flusher, loop)
+            except RuntimeError:
+                _ORPHANS.discard(flusher)
+
+
+def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop) -> None:
+    task = loop.create_task(flusher.stop(deadline_after(loop, DEFAULT_CLOSE_TIMEOUT)))
+    task.add_done_callback(lambda _: _ORPHANS.discard(flusher))

@@ -1,0 +1,36 @@
+"""
+Defaults in one place, so the README, the settings and the tests agree.
+"""
+
+from __future__ import annotations
+
+DEFAULT_BASE_URL = "https://api.rehook.ai"
+API_KEY_ENV = "REHOOK_API_KEY"
+API_SECRET_ENV = "REHOOK_API_SECRET"
+BASE_URL_ENV = "REHOOK_BASE_URL"
+
+CUSTOMERS_PATH = "/customers"
+EVENTS_PATH = "/events/invoke"
+CHECK_AUTH_PATH = "/events/segment/check-auth"
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+DEFAULT_MAX_QUEUE_SIZE = 10_000
+DEFAULT_CONCURRENCY = 64
+# Per HTTP request, connect included. Rehook answers in milliseconds; ten seconds means it is not answering.
+DEFAULT_REQUEST_TIMEOUT = 10.0
+# How long aclose() and the garbage-collection drain wait by default.
+DEFAULT_CLOSE_TIMEOUT = 10.0
+
+# Retry policy. Attempts count the first try: 8 attempts wait about 0.5+1+2+4+8+16+30 s at most (full jitter).
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_INITIAL_WAIT = 0.5
+DEFAULT_MAX_WAIT = 30.0
+# A Retry-After longer than this is capped: one event must not hold a sender for minutes.
+DEFAULT_MAX_RETRY_AFTER = 60.0
+
+# 4xx statuses that say "try again later" rather than "this request is wrong"; every 5xx is retried too.
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
+
+# Payload limits that keep a pathological value from stalling a sender.
+MAX_NESTING_DEPTH = 64

@@ -1,0 +1,46 @@
+"""
+The errors rehook-sdk raises.
+
+Only programmer errors and explicit requests raise; anything that happens to an event after it was accepted
+becomes an `Outcome` instead (see ``_outcome.py``)::
+
+    RehookError
+    ├── ConfigurationError (also ValueError)   bad settings at construction: missing credentials, bad URL
+    ├── ClientStateError (also RuntimeError)   start() on a closed client, a client used from two loops
+    └── AuthenticationError                    check_auth() got 401: the key/secret pair is wrong
+
+Wrong argument *types* at a call raise the builtin `TypeError`, naming the argument.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AuthenticationError", "ClientStateError", "ConfigurationError", "RehookError"]
+
+
+class RehookError(Exception):
+    """
+    Base class of every error rehook-sdk raises.
+    """
+
+
+class ConfigurationError(RehookError, ValueError):
+    """
+    A setting given to the client is missing or invalid.
+    """
+
+
+class ClientStateError(RehookError, RuntimeError):
+    """
+    The client cannot do this in its current state (for example start() after aclose()).
+    """
+
+
+class AuthenticationError(RehookError):
+    """
+    Rehook refused the API key and secret (HTTP 401).
+    """
+
+    def __init__(self, message: str, *, status: int, body: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body

@@ -1,0 +1,298 @@
+"""
+The background side: sender tasks take calls off the queue, check Rehook's rules, map, deliver with retries,
+and end each call in exactly one `Outcome`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable
+
+from ._encoding import PayloadError
+from ._mapping import to_request
+from ._outcome import EventHandle, Outcome, OutcomeStatus, Reason
+from ._queue import EventQueue
+from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
+from ._stats import Counters, Stats
+from ._transport import Attempt, Transport
+from ._validation import check
+
+__all__ = ["Flusher"]
+
+logger = logging.getLogger("rehook_sdk")
+
+
+class Flusher:
+    """
+    Owns the queue, the sender tasks, the transport and the counters of one client.
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        max_queue_size: int,
+        concurrency: int,
+        conversion_events: frozenset[str],
+        retry: RetryPolicy,
+        delivery: Delivery,
+        on_error: Callable[[Outcome], object] | None,
+    ) -> None:
+        self.queue: EventQueue[EventHandle] = EventQueue(max_queue_size)
+        self.counters = Counters()
+        self.transport = transport
+        self._concurrency = concurrency
+        self._conversion_events = conversion_events
+        self._retry = retry
+        self._delivery = delivery
+        self._on_error = on_error
+        self._in_flight: set[EventHandle] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._auth_failure: Attempt | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """
+        Bind to ``loop`` and start the sender tasks (from a coroutine or callback running in ``loop``).
+        """
+        self.loop = loop
+        self.queue.bind(loop)
+        for i in range(self._concurrency):
+            task = loop.create_task(self._sender(), name=f"rehook-sender-{i}")
+            self._tasks.add(task)
+
+    def stats(self) -> Stats:
+        return self.counters.snapshot(in_queue=len(self.queue), in_flight=len(self._in_flight))
+
+    def pending(self) -> list[EventHandle]:
+        """
+        Every call accepted so far that has no outcome yet.
+        """
+        return [*self._in_flight, *self.queue.snapshot()]
+
+    async def wait_for(self, handles: Iterable[EventHandle], deadline: float | None) -> int:
+        """
+        Wait until every handle has its outcome or the loop's clock reaches ``deadline``.
+
+        Returns:
+            How many of them still have no outcome.
+        """
+        remaining = [h for h in handles if not h.done()]
+        if not remaining:
+            return 0
+        loop = asyncio.get_running_loop()
+        futures = [h._future() for h in remaining]
+        timeout = None if deadline is None else max(0.0, deadline - loop.time())
+        _, not_done = await asyncio.wait(futures, timeout=timeout)
+        for fut in not_done:
+            fut.cancel()
+        return len(not_done)
+
+    async def stop(self, deadline: float | None) -> int:
+        """
+        Deliver what is queued until ``deadline``, then end the rest as ``shutdown_timeout``; stop the tasks.
+
+        Returns:
+            How many calls ended as ``shutdown_timeout``.
+        """
+        await self.wait_for(self.pending(), deadline)
+        # Cancelling a sender ends the call it holds (sending or sleeping before a retry) as shutdown_timeout.
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        left = self.queue.take_all()
+        for handle in left:
+            self.finish(
+                handle,
+                Outcome._for(
+                    handle.call,
+                    Reason.SHUTDOWN_TIMEOUT,
+                    "aclose() deadline passed before this call was sent",
+                    message_id=handle.message_id,
+                ),
+            )
+        await self.transport.close()
+        return self.counters.snapshot(in_queue=0, in_flight=0).failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
+
+    # -- outcomes ----------------------------------------------------------------------------------------
+
+    def finish(self, handle: EventHandle, outcome: Outcome, *, log_level: int = logging.WARNING) -> None:
+        """
+        Record, log and report ``outcome``, then resolve the handle (waiters and callback).
+        """
+        self.counters.record(outcome)
+        if outcome.status is not OutcomeStatus.DELIVERED:
+            if logger.isEnabledFor(log_level):
+                logger.log(
+                    log_level,
+                    "rehook_sdk: %s %s call (userId=%r): %s: %s",
+                    outcome.status.value,
+                    outcome.call.type.value,
+                    outcome.call.user_id,
+                    outcome.reason.value if outcome.reason else "",
+                    outcome.message,
+                )
+            if self._on_error is not None:
+                try:
+                    self._on_error(outcome)
+                except Exception:
+                    logger.exception("rehook_sdk: on_error raised; the outcome is unchanged")
+        handle._resolve(outcome)
+
+    # -- the sender --------------------------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        queue = self.queue
+        in_flight = self._in_flight
+        while True:
+            handle = await queue.get()
+            in_flight.add(handle)
+            try:
+                await self._process(handle)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug in this package must not kill a sender or lose the call
+                logger.exception("rehook_sdk: internal error while sending a call")
+                if not handle.done():
+                    self.finish(
+                        handle,
+                        Outcome._for(handle.call, Reason.RETRIES_EXHAUSTED, "internal error in rehook_sdk"),
+                    )
+            finally:
+                in_flight.discard(handle)
+
+    async def _process(self, handle: EventHandle) -> None:
+        call = handle.call
+        problem = check(call, self._conversion_events)
+        if problem is not None:
+            self.finish(handle, Outcome._for(call, problem[0], problem[1]))
+            return
+        try:
+            request = to_request(call)
+        except PayloadError as exc:
+            self.finish(handle, Outcome._for(call, Reason.INVALID_PAYLOAD, str(exc)))
+            return
+        if handle.message_id is None:
+            handle.message_id = os.urandom(16).hex()
+        message_id = handle.message_id
+        attempts = 0
+        backoff: Backoff | None = None
+        sending = False
+        last = Attempt()
+        try:
+            while True:
+                if self._auth_failure is not None:
+                    self.finish(
+                        handle,
+                        Outcome._for(
+                            call,
+                            Reason.REJECTED,
+                            "not sent: Rehook refused this client's API key/secret (401) earlier",
+                            message_id=message_id,
+                            http_status=self._auth_failure.status,
+                            response_body=self._auth_failure.body,
+                            attempts=attempts,
+                        ),
+                        log_level=logging.DEBUG,  # the 401 itself was logged once, loudly
+                    )
+                    return
+                attempts += 1
+                sending = True
+                last = await self.transport.post(request, message_id)
+                sending = False
+                status = last.status
+                if status is not None and 200 <= status < 300:
+                    self.finish(
+                        handle,
+                        Outcome(
+                            call=call,
+                            status=OutcomeStatus.DELIVERED,
+                            message=f"Rehook answered {status}",
+                            message_id=message_id,
+                            http_status=status,
+                            response_body=last.body,
+                            attempts=attempts,
+                        ),
+                    )
+                    return
+                if status == 401:
+                    self._note_auth_failure(last)
+                if status is not None and not is_retryable_status(status):
+                    self.finish(
+                        handle,
+                        Outcome._for(
+                            call,
+                            Reason.REJECTED,
+                            f"Rehook rejected the call with {status}: {last.body}",
+                            message_id=message_id,
+                            http_status=status,
+                            response_body=last.body,
+                            attempts=attempts,
+                        ),
+                    )
+                    return
+                why = f"HTTP {status}" if status is not None else (last.error or "no answer")
+                if last.maybe_sent and self._delivery is Delivery.AT_MOST_ONCE:
+                    message = f"{why}; not retried (delivery=at_most_once): Rehook may have received it"
+                elif attempts >= self._retry.max_attempts:
+                    message = f"{why} on all {attempts} attempts"
+                else:
+                    backoff = backoff or Backoff(self._retry)
+                    self.counters.retry()
+                    await asyncio.sleep(backoff.next_wait(last.retry_after))
+                    continue
+                self.finish(handle, self._failed(handle, last, message, attempts))
+                return
+        except asyncio.CancelledError:
+            if not handle.done():
+                where = "while its request was in flight" if sending else "while it waited to be retried"
+                self.finish(
+                    handle,
+                    Outcome._for(
+                        call,
+                        Reason.SHUTDOWN_TIMEOUT,
+                        f"the client stopped {where}" + (": Rehook may have received it" if sending else ""),
+                        message_id=message_id,
+                        http_status=last.status,
+                        response_body=last.body,
+                        attempts=attempts,
+                        maybe_delivered=sending or last.maybe_sent,
+                    ),
+                )
+            raise
+
+    def _failed(self, handle: EventHandle, last: Attempt, message: str, attempts: int) -> Outcome:
+        return Outcome._for(
+            handle.call,
+            Reason.RETRIES_EXHAUSTED,
+            message,
+            message_id=handle.message_id,
+            http_status=last.status,
+            response_body=last.body,
+            attempts=attempts,
+            maybe_delivered=last.maybe_sent,
+        )
+
+    def _note_auth_failure(self, attempt: Attempt) -> None:
+        if self._auth_failure is None:
+            self._auth_failure = attempt
+            logger.error(
+                "rehook_sdk: Rehook refused the API key/secret (HTTP 401). Every queued and later call on this "
+                "client fails as 'rejected' without being sent. Check REHOOK_API_KEY/REHOOK_API_SECRET "
+                "(or the key and secret given to RehookClient) and that the application exists."
+            )
+
+
+def deadline_after(loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:
+    """
+    The loop-clock deadline ``timeout`` seconds from now; ``None`` means wait without limit.
+    """
+    if timeout is None or math.isinf(timeout):
+        return None
+    return loop.time() + max(0.0, timeout)

@@ -1,0 +1,194 @@
+"""
+What became of a call: the `Outcome` value, its status and reason codes, and the `EventHandle` a call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+import attrs
+
+from ._types import Call
+
+__all__ = ["EventHandle", "Outcome", "OutcomeStatus", "Reason"]
+
+logger = logging.getLogger("rehook_sdk")
+
+
+class OutcomeStatus(enum.StrEnum):
+    """
+    The three ways a call can end.
+    """
+
+    DELIVERED = "delivered"
+    """Rehook answered 2xx."""
+    DROPPED = "dropped"
+    """Not sent, on purpose: a Rehook rule, a full queue, a closed client, a payload JSON cannot carry."""
+    FAILED = "failed"
+    """Sending was attempted (or due) and did not succeed."""
+
+
+class Reason(enum.StrEnum):
+    """
+    Why a call was dropped or failed.
+    """
+
+    MISSING_USER_ID = "missing_user_id"
+    """dropped: no userId (Rehook needs one to know the customer)."""
+    ANONYMOUS_ONLY = "anonymous_only"
+    """dropped: only an anonymousId; Rehook drops anonymous calls."""
+    MISSING_REFERRAL_CODE = "missing_referral_code"
+    """dropped: a conversion event without ``referral_code`` in its properties."""
+    UNSUPPORTED_CALL = "unsupported_call"
+    """dropped: group() and alias() have no Rehook action."""
+    QUEUE_FULL = "queue_full"
+    """dropped: the in-process queue was at ``max_queue_size``."""
+    CLIENT_CLOSED = "client_closed"
+    """dropped: the call came after aclose() began."""
+    INVALID_PAYLOAD = "invalid_payload"
+    """dropped: a value JSON cannot carry (the message names its key path), or an empty event name."""
+    REJECTED = "rejected"
+    """failed: Rehook answered 4xx other than 408/429 (status and body kept), or 401 earlier on this client."""
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    """failed: every attempt allowed by the retry policy (or the delivery mode) failed."""
+    SHUTDOWN_TIMEOUT = "shutdown_timeout"
+    """failed: aclose()'s deadline came before the call could be delivered."""
+
+
+_FAILED_REASONS = frozenset({Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT})
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """
+    The final word on one call. Every accepted call ends in exactly one.
+
+    Attributes:
+        call: The call this is the outcome of.
+        status: delivered, dropped or failed.
+        reason: Why it was dropped or failed; ``None`` when delivered.
+        message: A sentence for humans (logs, dashboards). Never contains the API secret.
+        message_id: The ``Idempotency-Key`` the requests carried (the call's messageId, or one the SDK made);
+            ``None`` when nothing was ever sent.
+        http_status: Rehook's last HTTP status, if any answer came.
+        response_body: Rehook's last response body (text), if any answer came.
+        attempts: How many HTTP requests were made for this call.
+        maybe_delivered: True when the last attempt failed after the request was sent (a timeout or a lost
+            connection): Rehook may have acted on it. Only ever true for failed outcomes.
+    """
+
+    call: Call
+    status: OutcomeStatus
+    reason: Reason | None = None
+    message: str = ""
+    message_id: str | None = None
+    http_status: int | None = None
+    response_body: str | None = None
+    attempts: int = 0
+    maybe_delivered: bool = False
+
+    @property
+    def delivered(self) -> bool:
+        """
+        True when Rehook accepted the call.
+        """
+        return self.status is OutcomeStatus.DELIVERED
+
+    @classmethod
+    def _for(cls, call: Call, reason: Reason, message: str, **kw: Any) -> Outcome:
+        status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
+        return cls(call=call, status=status, reason=reason, message=message, **kw)
+
+
+def _set_if_pending(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not fut.done():
+        fut.set_result(outcome)
+
+
+class EventHandle:
+    """
+    What every call returns at once: ignore it (fire and forget) or ``await`` it for the call's `Outcome`.
+
+    A handle may be awaited from any event loop, in any thread, any number of times.
+    """
+
+    __slots__ = ("_callback", "_outcome", "_waiters", "call", "message_id")
+
+    def __init__(self, call: Call, callback: Callable[[Outcome], object] | None) -> None:
+        self.call = call
+        self.message_id = call.message_id
+        self._callback = callback
+        self._outcome: Outcome | None = None
+        self._waiters: list[asyncio.Future[Outcome]] | None = None
+
+    def __repr__(self) -> str:
+        state = self._outcome.status.value if self._outcome is not None else "pending"
+        return f"<EventHandle {self.call.type.value} {state}>"
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """
+        The outcome, or ``None`` while the call is still queued or in flight.
+        """
+        return self._outcome
+
+    def done(self) -> bool:
+        """
+        True once the call has its outcome.
+        """
+        return self._outcome is not None
+
+    def __await__(self) -> Generator[Any, None, Outcome]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> Outcome:
+        if self._outcome is not None:
+            return self._outcome
+        return await self._future()
+
+    def _future(self) -> asyncio.Future[Outcome]:
+        """
+        A future of the running loop that gets the outcome.
+        """
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(fut)
+        # _resolve() may have run in another thread before the append: then it did not see this future.
+        outcome = self._outcome
+        if outcome is not None:
+            _set_if_pending(fut, outcome)
+        return fut
+
+    def _resolve(self, outcome: Outcome) -> None:
+        """
+        Set the outcome, wake every waiter and run the callback; the caller guarantees this runs once.
+        """
+        self._outcome = outcome
+        if self._waiters is not None:
+            for fut in self._waiters:
+                loop = fut.get_loop()
+                if loop is _running_loop_or_none():
+                    _set_if_pending(fut, outcome)
+                elif not loop.is_closed():
+                    loop.call_soon_threadsafe(_set_if_pending, fut, outcome)
+        if self._callback is not None:
+            try:
+                self._callback(outcome)
+            except Exception:
+                logger.exception(
+                    "rehook_sdk: the callback for a %s call raised; the outcome (%s) is unchanged",
+                    self.call.type.value,
+                    outcome.status.value,
+                )
+
+
+def _running_loop_or_none() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

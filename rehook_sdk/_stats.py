@@ -1,0 +1,97 @@
+"""
+Counters of what became of every call, and the `Stats` snapshot users read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import attrs
+
+from ._outcome import Outcome, OutcomeStatus, Reason
+
+__all__ = ["Counters", "Stats"]
+
+
+@attrs.frozen(kw_only=True)
+class Stats:
+    """
+    A snapshot of a client's counters since it was made.
+
+    ``accepted == delivered + dropped_total + failed_total + in_queue + in_flight`` holds in every snapshot
+    taken on the client's event loop.
+
+    Attributes:
+        accepted: Calls that returned a handle (every call that did not raise).
+        delivered: Calls Rehook answered 2xx.
+        dropped: Dropped calls by reason.
+        failed: Failed calls by reason.
+        retried: Retries made (an event retried twice counts 2).
+        in_queue: Calls waiting for a sender.
+        in_flight: Calls a sender is working on (sending, or sleeping before a retry).
+    """
+
+    accepted: int
+    delivered: int
+    dropped: Mapping[Reason, int]
+    failed: Mapping[Reason, int]
+    retried: int
+    in_queue: int
+    in_flight: int
+
+    @property
+    def dropped_total(self) -> int:
+        """
+        All dropped calls.
+        """
+        return sum(self.dropped.values())
+
+    @property
+    def failed_total(self) -> int:
+        """
+        All failed calls.
+        """
+        return sum(self.failed.values())
+
+
+class Counters:
+    """
+    The live counters; ``record`` may be called from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.delivered = 0
+        self.retried = 0
+        self._dropped: dict[Reason, int] = {}
+        self._failed: dict[Reason, int] = {}
+
+    def record(self, outcome: Outcome) -> None:
+        with self._lock:
+            if outcome.status is OutcomeStatus.DELIVERED:
+                self.delivered += 1
+                return
+            assert outcome.reason is not None
+            counts = self._failed if outcome.status is OutcomeStatus.FAILED else self._dropped
+            counts[outcome.reason] = counts.get(outcome.reason, 0) + 1
+
+    def retry(self) -> None:
+        with self._lock:
+            self.retried += 1
+
+    def snapshot(self, *, in_queue: int, in_flight: int) -> Stats:
+        with self._lock:
+            dropped = dict(self._dropped)
+            failed = dict(self._failed)
+            resolved = self.delivered + sum(dropped.values()) + sum(failed.values())
+            return Stats(
+                accepted=resolved + in_queue + in_flight,
+                delivered=self.delivered,
+                dropped=MappingProxyType(dropped),
+                failed=MappingProxyType(failed),
+                retried=self.retried,
+                in_queue=in_queue,
+                in_flight=in_flight,
+            )

@@ -1,0 +1,352 @@
+"""
+A fake Rehook: a real aiohttp.web server on loopback with Rehook's rules and scriptable faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import secrets
+import string
+import time
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+from aiohttp import web
+
+from .._client import RehookClient
+from .._constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
+from .._retry import RetryPolicy
+
+__all__ = ["FakeRehook", "RecordedRequest"]
+
+DEFAULT_API_KEY = "test_key"
+DEFAULT_API_SECRET = "test_secret"
+
+
+@attrs.frozen(kw_only=True)
+class RecordedRequest:
+    """
+    One request the fake received, in arrival order.
+
+    Attributes:
+        method: HTTP method.
+        path: URL path.
+        json: The parsed JSON body (``None`` for none or invalid JSON).
+        idempotency_key: The ``Idempotency-Key`` header, if any.
+        authorized: Whether the Basic credentials matched.
+        status: What the fake answered; ``None`` when a scripted fault dropped the connection.
+        received_at: ``time.monotonic()`` when the request arrived.
+    """
+
+    method: str
+    path: str
+    json: Any
+    idempotency_key: str | None
+    authorized: bool
+    status: int | None
+    received_at: float
+
+
+@attrs.frozen
+class _Fault:
+    kind: str  # "status" | "delay" | "disconnect"
+    status: int = 503
+    retry_after: str | None = None
+    body: Any = None
+    seconds: float = 0.0
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> web.Response:
+    body = {"code": code, "message": message, "details": details, "request_id": "req_" + secrets.token_hex(8)}
+    return web.json_response(body, status=status)
+
+
+class FakeRehook:
+    """
+    A stand-in for ``https://api.rehook.ai`` for tests and local development.
+
+    It implements Rehook's write endpoints (``POST /customers``, ``POST /events/invoke``), the credential check,
+    get customer, validate referral code and list referrals, with Rehook's rules: HTTP Basic auth (401
+    otherwise), customers upserted by ``source_id``, referral codes unique per customer (a code taken by
+    another customer answers 400 ``REFERRAL_CODE_TAKEN``), and conversion events that need
+    ``metadata.referral_code`` (400 ``MISSING_REFERRAL_CODE``). It records everything and counts requests
+    that repeat an ``Idempotency-Key`` already answered 2xx (what a duplicate delivery would cost).
+
+    Faults are scripted in order, one per request: `fail_next`, `delay_next`, `disconnect_next`.
+
+    Use it as an async context manager::
+
+        async with FakeRehook(conversion_events={"signup"}) as fake:
+            async with fake.client() as rehook:
+                await rehook.track("signup", {"referral_code": "ABC"}, user_id="u1")
+            assert fake.events[0]["event_name"] == "signup"
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = DEFAULT_API_KEY,
+        api_secret: str = DEFAULT_API_SECRET,
+        conversion_events: Iterable[str] = (),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.conversion_events = frozenset(conversion_events)
+        self._host = host
+        self._port = port
+        self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
+        self._faults: deque[_Fault] = deque()
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._ids = itertools.count(1)
+        self._delivered_keys: set[str] = set()
+        self.requests: list[RecordedRequest] = []
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.duplicates = 0
+        self.url = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """
+        Listen on loopback; `url` then holds the base URL.
+        """
+        app = web.Application()
+        app.router.add_post(CUSTOMERS_PATH, self._identify)
+        app.router.add_post(EVENTS_PATH, self._track)
+        app.router.add_get(CHECK_AUTH_PATH, self._check_auth)
+        app.router.add_route("*", "/customers/validate-code/{code}", self._validate_code)
+        app.router.add_get("/customers/referral/list/{source_id}", self._referrals)
+        app.router.add_get("/customers/{source_id}", self._get_customer)
+        app.middlewares.append(self._middleware)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port)
+        await self._site.start()
+        host, port = self._runner.addresses[0][:2]
+        self._port = port  # a restart after stop() reuses the same port
+        self.url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        """
+        Stop listening and close open connections (clients then see connection refused).
+        """
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._site = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def client(self, **settings: Any) -> RehookClient:
+        """
+        A `RehookClient` for this fake: its URL and credentials, and retries that do not really wait.
+
+        Args:
+            settings: Any other `RehookClient` settings; they win over these defaults.
+        """
+        settings.setdefault("base_url", self.url)
+        settings.setdefault("retry", RetryPolicy(time_scale=0.0))
+        settings.setdefault("conversion_events", self.conversion_events)
+        return RehookClient(self.api_key, self.api_secret, **settings)
+
+    # -- scripted faults ---------------------------------------------------------------------------------
+
+    def fail_next(self, count: int = 1, *, status: int = 503, retry_after: str | None = None, body: Any = None) -> None:
+        """
+        Answer the next ``count`` requests with ``status`` (and a ``Retry-After`` header if given).
+        """
+        self._faults.extend(_Fault("status", status=status, retry_after=retry_after, body=body) for _ in range(count))
+
+    def delay_next(self, count: int = 1, *, seconds: float) -> None:
+        """
+        Hold the next ``count`` requests ``seconds`` before handling them normally.
+        """
+        self._faults.extend(_Fault("delay", seconds=seconds) for _ in range(count))
+
+    def disconnect_next(self, count: int = 1) -> None:
+        """
+        Read the next ``count`` requests, then drop the connection without answering.
+        """
+        self._faults.extend(_Fault("disconnect") for _ in range(count))
+
+    def clear_faults(self) -> None:
+        """
+        Forget every scripted fault not yet used.
+        """
+        self._faults.clear()
+
+    # -- what was received -------------------------------------------------------------------------------
+
+    @property
+    def delivered_keys(self) -> frozenset[str]:
+        """
+        The Idempotency-Keys of write requests answered 2xx.
+        """
+        return frozenset(self._delivered_keys)
+
+    # -- the server --------------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        received_at = time.monotonic()
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        authorized = request.headers.get("Authorization") == self._auth
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        fault = self._faults.popleft() if self._faults else None
+        if fault is not None and fault.kind == "delay":
+            await asyncio.sleep(fault.seconds)
+            fault = None
+        if fault is not None and fault.kind == "disconnect":
+            self._record(request, body, key, authorized, None, received_at)
+            assert request.transport is not None
+            request.transport.abort()
+            raise asyncio.CancelledError  # aiohttp ends the handler quietly; the client sees a lost connection
+        response: web.StreamResponse
+        if fault is not None:
+            response = (
+                web.json_response(fault.body, status=fault.status)
+                if fault.body is not None
+                else _error(fault.status, "SCRIPTED_FAULT", f"scripted {fault.status}")
+            )
+            if fault.retry_after is not None:
+                response.headers["Retry-After"] = fault.retry_after
+        elif not authorized:
+            response = _error(401, "UNAUTHORIZED", "invalid API key or secret")
+        else:
+            request["json"] = body
+            response = await handler(request)
+        if request.method == "POST" and key is not None and 200 <= response.status < 300:
+            if key in self._delivered_keys:
+                self.duplicates += 1
+            self._delivered_keys.add(key)
+        self._record(request, body, key, authorized, response.status, received_at)
+        return response
+
+    def _record(
+        self, request: web.Request, body: Any, key: str | None, authorized: bool, status: int | None, at: float
+    ) -> None:
+        self.requests.append(
+            RecordedRequest(
+                method=request.method,
+                path=request.path,
+                json=body,
+                idempotency_key=key,
+                authorized=authorized,
+                status=status,
+                received_at=at,
+            )
+        )
+
+    def _new_code(self) -> str:
+        taken = {c["referral_code"] for c in self.customers.values()}
+        while True:
+            code = "".join(secrets.choice(string.ascii_uppercase) for _ in range(6))
+            if code not in taken:
+                return code
+
+    async def _identify(self, request: web.Request) -> web.Response:
+        body = request["json"]
+        if not isinstance(body, dict) or not isinstance(body.get("source_id"), str) or not body["source_id"]:
+            return _error(400, "INVALID_REQUEST", "source_id is required")
+        metadata = body.get("metadata", {})
+        if not isinstance(metadata, dict):
+            return _error(400, "INVALID_REQUEST", "metadata must be an object")
+        code = body.get("referral_code")
+        if code is not None and not isinstance(code, str):
+            return _error(400, "INVALID_REQUEST", "referral_code must be a string or null")
+        source_id: str = body["source_id"]
+        if code is not None:
+            owner = next((c for c in self.customers.values() if c["referral_code"] == code), None)
+            if owner is not None and owner["source_id"] != source_id:
+                return _error(400, "REFERRAL_CODE_TAKEN", f"referral code {code!r} belongs to another customer")
+        customer = self.customers.get(source_id)
+        if customer is None:
+            customer = self.customers[source_id] = {
+                "id": f"cust_{next(self._ids)}",
+                "source_id": source_id,
+                "metadata": {},
+                "referral_code": code or self._new_code(),
+                "referred_by": None,
+            }
+        elif code is not None:
+            customer["referral_code"] = code
+        customer["metadata"].update(metadata)
+        return web.json_response(customer)
+
+    async def _track(self, request: web.Request) -> web.Response:
+        body = request["json"]
+        if not isinstance(body, dict):
+            return _error(400, "INVALID_REQUEST", "a JSON object is required")
+        name, source_id, metadata = body.get("event_name"), body.get("source_id"), body.get("metadata", {})
+        if not isinstance(name, str) or not name:
+            return _error(400, "INVALID_REQUEST", "event_name is required")
+        if not isinstance(source_id, str) or not source_id:
+            return _error(400, "INVALID_REQUEST", "source_id is required")
+        if not isinstance(metadata, dict):
+            return _error(400, "INVALID_REQUEST", "metadata must be an object")
+        code = metadata.get("referral_code")
+        if name in self.conversion_events and not code:
+            return _error(400, "MISSING_REFERRAL_CODE", f"{name!r} is a conversion event: referral_code is required")
+        if code and name in self.conversion_events:
+            advocate = next((c for c in self.customers.values() if c["referral_code"] == code), None)
+            friend = self.customers.get(source_id)
+            if advocate is not None and friend is not None and advocate is not friend:
+                friend["referred_by"] = advocate["source_id"]
+        event = {"id": f"evt_{next(self._ids)}", "event_name": name, "source_id": source_id, "metadata": metadata}
+        self.events.append(event)
+        return web.json_response({"status": "ok", "event": event})
+
+    async def _check_auth(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def _get_customer(self, request: web.Request) -> web.Response:
+        customer = self.customers.get(request.match_info["source_id"])
+        if customer is None:
+            return _error(404, "NOT_FOUND_CUSTOMER", "no customer with that source_id")
+        return web.json_response(self._public(customer))
+
+    async def _validate_code(self, request: web.Request) -> web.Response:
+        code = request.match_info["code"]
+        owner = next((c for c in self.customers.values() if c["referral_code"] == code), None)
+        if owner is None:
+            return _error(404, "NOT_FOUND_CODE", f"referral code {code!r} does not exist")
+        return web.json_response(self._public(owner))
+
+    async def _referrals(self, request: web.Request) -> web.Response:
+        source_id = request.match_info["source_id"]
+        referred = [self._public(c) for c in self.customers.values() if c["referred_by"] == source_id]
+        if not referred:
+            return _error(404, "NOT_FOUND_REFERRALS", "no successful referrals")
+        return web.json_response(referred)
+
+    def _public(self, customer: dict[str, Any]) -> dict[str, Any]:
+        referrals = sum(1 for c in self.customers.values() if c["referred_by"] == customer["source_id"])
+        return {
+            "id": customer["id"],
+            "source_id": customer["source_id"],
+            "metadata": customer["metadata"],
+            "referral_code": customer["referral_code"],
+            "referral_count": referrals,
+            "referral_link": f"https://rehook.example/r/{customer['referral_code']}",
+        }

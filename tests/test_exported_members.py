@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import rehook_sdk
+import rehook_sdk.testing
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted and names every public attribute, and nothing private."""
+    public = {name for name in vars(rehook_sdk) if not name.startswith("_") and name not in {"annotations", "logging"}}
+    public |= {"__version__"}
+    public -= {"version", "PackageNotFoundError", "testing"}
+    assert sorted(rehook_sdk.__all__) == rehook_sdk.__all__
+    assert set(rehook_sdk.__all__) == public
+
+
+def test_exported_names_come_from_the_package() -> None:
+    """Every exported class lives in rehook_sdk (no leaked third-party names)."""
+    for name in rehook_sdk.__all__:
+        if name == "__version__":
+            continue
+        assert getattr(rehook_sdk, name).__module__.startswith("rehook_sdk"), name
+
+
+def test_testing_all_is_sorted() -> None:
+    """The testing helpers have a sorted __all__ too."""
+    assert sorted(rehook_sdk.testing.__all__) == rehook_sdk.testing.__all__
+
+
+def test_version_is_a_string() -> None:
+    """__version__ comes from the installed metadata."""
+    assert isinstance(rehook_sdk.__version__, str)
+    assert rehook_sdk.__version__ != "0.0.0"
