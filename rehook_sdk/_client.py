@@ -12,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import aiohttp
 
@@ -59,6 +59,14 @@ def _all_str(values: Iterable[object]) -> bool:
 
 def _positive_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _delivery(value: object) -> Delivery:
+    try:
+        return Delivery(value if isinstance(value, str) else "")
+    except ValueError:
+        choices = ", ".join(repr(d.value) for d in Delivery)
+        raise ConfigurationError(f"delivery must be a Delivery or one of {choices}, got {value!r}") from None
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -113,7 +121,7 @@ class RehookClient:
         concurrency: int = DEFAULT_CONCURRENCY,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         retry: RetryPolicy | None = None,
-        delivery: Delivery = Delivery.AT_LEAST_ONCE,
+        delivery: Delivery | Literal["at_least_once", "at_most_once"] = Delivery.AT_LEAST_ONCE,
         conversion_events: Iterable[str] = (),
         on_error: Callback | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -158,7 +166,7 @@ class RehookClient:
             concurrency=concurrency,
             conversion_events=events,
             retry=retry if retry is not None else RetryPolicy(),
-            delivery=Delivery(delivery),
+            delivery=_delivery(delivery),
             on_error=on_error,
         )
 
@@ -556,6 +564,15 @@ class RehookClient:
         pending = len(flusher.pending())
         if state is _State.NOT_STARTED and not pending:
             return
+        loop = self._loop
+        if state is _State.RUNNING and loop is not None and not loop.is_closed():
+            # Keep delivering what was accepted: drain in the background, as aclose() would. Scheduled before the
+            # warning, which may be turned into an exception.
+            _ORPHANS.add(flusher)
+            try:
+                loop.call_soon_threadsafe(_drain_orphan, flusher, loop)
+            except RuntimeError:
+                _ORPHANS.discard(flusher)
         _warn(
             f"unclosed RehookClient with {pending} calls still without an outcome; "
             "use 'async with RehookClient(...)' or 'await client.aclose()'",
@@ -563,14 +580,6 @@ class RehookClient:
             source=self,
             stacklevel=1,
         )
-        loop = self._loop
-        if state is _State.RUNNING and loop is not None and not loop.is_closed():
-            # Keep delivering what was accepted: drain in the background, as aclose() would.
-            _ORPHANS.add(flusher)
-            try:
-                loop.call_soon_threadsafe(_drain_orphan, flusher, loop)
-            except RuntimeError:
-                _ORPHANS.discard(flusher)
 
 
 def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop) -> None:

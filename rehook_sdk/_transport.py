@@ -4,6 +4,7 @@ HTTP to Rehook: one keep-alive aiohttp session, Basic auth, and every answer or 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 
 import aiohttp
@@ -86,7 +87,8 @@ class Transport:
         session: aiohttp.ClientSession | None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
-        self._auth = aiohttp.BasicAuth(api_key, api_secret).encode()
+        # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
+        self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._concurrency = concurrency
         self._session = session

@@ -12,7 +12,7 @@ import secrets
 import string
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
@@ -51,6 +51,9 @@ class RecordedRequest:
     authorized: bool
     status: int | None
     received_at: float
+
+
+_Endpoint = Callable[[web.Request, Any], Awaitable[web.Response]]
 
 
 @attrs.frozen
@@ -104,6 +107,7 @@ class FakeRehook:
         self._port = port
         self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
         self._faults: deque[_Fault] = deque()
+        self._delays: set[asyncio.Future[None]] = set()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._ids = itertools.count(1)
@@ -121,14 +125,14 @@ class FakeRehook:
         Listen on loopback; `url` then holds the base URL.
         """
         app = web.Application()
-        app.router.add_post(CUSTOMERS_PATH, self._identify)
-        app.router.add_post(EVENTS_PATH, self._track)
-        app.router.add_get(CHECK_AUTH_PATH, self._check_auth)
-        app.router.add_route("*", "/customers/validate-code/{code}", self._validate_code)
-        app.router.add_get("/customers/referral/list/{source_id}", self._referrals)
-        app.router.add_get("/customers/{source_id}", self._get_customer)
-        app.middlewares.append(self._middleware)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        route = app.router.add_route
+        route("POST", CUSTOMERS_PATH, self._endpoint(self._identify))
+        route("POST", EVENTS_PATH, self._endpoint(self._track))
+        route("GET", CHECK_AUTH_PATH, self._endpoint(self._check_auth))
+        route("*", "/customers/validate-code/{code}", self._endpoint(self._validate_code))
+        route("GET", "/customers/referral/list/{source_id}", self._endpoint(self._referrals))
+        route("GET", "/customers/{source_id}", self._endpoint(self._get_customer))
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
         await self._site.start()
@@ -140,6 +144,8 @@ class FakeRehook:
         """
         Stop listening and close open connections (clients then see connection refused).
         """
+        for delay in self._delays:  # a delayed request must not hold the shutdown
+            delay.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -203,8 +209,13 @@ class FakeRehook:
 
     # -- the server --------------------------------------------------------------------------------------
 
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    def _endpoint(self, endpoint: _Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            return await self._handle(request, endpoint)
+
+        return handle
+
+    async def _handle(self, request: web.Request, endpoint: _Endpoint) -> web.StreamResponse:
         received_at = time.monotonic()
         raw = await request.read()
         try:
@@ -215,7 +226,12 @@ class FakeRehook:
         key = request.headers.get(IDEMPOTENCY_HEADER)
         fault = self._faults.popleft() if self._faults else None
         if fault is not None and fault.kind == "delay":
-            await asyncio.sleep(fault.seconds)
+            sleep = asyncio.ensure_future(asyncio.sleep(fault.seconds))
+            self._delays.add(sleep)
+            try:
+                await sleep
+            finally:
+                self._delays.discard(sleep)
             fault = None
         if fault is not None and fault.kind == "disconnect":
             self._record(request, body, key, authorized, None, received_at)
@@ -234,8 +250,7 @@ class FakeRehook:
         elif not authorized:
             response = _error(401, "UNAUTHORIZED", "invalid API key or secret")
         else:
-            request["json"] = body
-            response = await handler(request)
+            response = await endpoint(request, body)
         if request.method == "POST" and key is not None and 200 <= response.status < 300:
             if key in self._delivered_keys:
                 self.duplicates += 1
@@ -265,8 +280,7 @@ class FakeRehook:
             if code not in taken:
                 return code
 
-    async def _identify(self, request: web.Request) -> web.Response:
-        body = request["json"]
+    async def _identify(self, request: web.Request, body: Any) -> web.Response:
         if not isinstance(body, dict) or not isinstance(body.get("source_id"), str) or not body["source_id"]:
             return _error(400, "INVALID_REQUEST", "source_id is required")
         metadata = body.get("metadata", {})
@@ -294,8 +308,7 @@ class FakeRehook:
         customer["metadata"].update(metadata)
         return web.json_response(customer)
 
-    async def _track(self, request: web.Request) -> web.Response:
-        body = request["json"]
+    async def _track(self, request: web.Request, body: Any) -> web.Response:
         if not isinstance(body, dict):
             return _error(400, "INVALID_REQUEST", "a JSON object is required")
         name, source_id, metadata = body.get("event_name"), body.get("source_id"), body.get("metadata", {})
@@ -317,23 +330,23 @@ class FakeRehook:
         self.events.append(event)
         return web.json_response({"status": "ok", "event": event})
 
-    async def _check_auth(self, request: web.Request) -> web.Response:
+    async def _check_auth(self, request: web.Request, body: Any) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def _get_customer(self, request: web.Request) -> web.Response:
+    async def _get_customer(self, request: web.Request, body: Any) -> web.Response:
         customer = self.customers.get(request.match_info["source_id"])
         if customer is None:
             return _error(404, "NOT_FOUND_CUSTOMER", "no customer with that source_id")
         return web.json_response(self._public(customer))
 
-    async def _validate_code(self, request: web.Request) -> web.Response:
+    async def _validate_code(self, request: web.Request, body: Any) -> web.Response:
         code = request.match_info["code"]
         owner = next((c for c in self.customers.values() if c["referral_code"] == code), None)
         if owner is None:
             return _error(404, "NOT_FOUND_CODE", f"referral code {code!r} does not exist")
         return web.json_response(self._public(owner))
 
-    async def _referrals(self, request: web.Request) -> web.Response:
+    async def _referrals(self, request: web.Request, body: Any) -> web.Response:
         source_id = request.match_info["source_id"]
         referred = [self._public(c) for c in self.customers.values() if c["referred_by"] == source_id]
         if not referred:
