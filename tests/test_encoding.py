@@ -1,0 +1,154 @@
+"""
+What gets sent: Python values made JSON-safe with numbers kept numbers, and invalid_payload for the rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import json
+import math
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rehook_sdk import OutcomeStatus, Reason, RehookClient
+from rehook_sdk.testing import FakeRehook
+
+
+class Plan(enum.Enum):
+    PRO = "pro"
+
+
+class Level(enum.IntEnum):
+    GOLD = 3
+
+
+async def test_python_values_are_made_json_safe(client: RehookClient, fake: FakeRehook) -> None:
+    """datetimes, Decimal, UUID, Enum, sets, tuples and bytes become JSON; numbers stay numbers."""
+    properties = {
+        "at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
+        "naive": dt.datetime(2026, 1, 2, 3, 4, 5),
+        "day": dt.date(2026, 1, 2),
+        "time": dt.time(12, 30),
+        "price": decimal.Decimal("18.99"),
+        "count": decimal.Decimal("3"),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "plan": Plan.PRO,
+        "level": Level.GOLD,
+        "tags": {"b", "a"},
+        "pair": (1, 2),
+        "raw": b"caf\xc3\xa9",
+        "nested": {"list": [1, 2.5, None, True], 7: "int key"},
+    }
+
+    outcome = await client.track("e", properties, user_id="u1")
+
+    assert outcome.delivered
+    assert fake.requests[0].json["metadata"] == {
+        "at": "2026-01-02T03:04:05+00:00",
+        "naive": "2026-01-02T03:04:05",
+        "day": "2026-01-02",
+        "time": "12:30:00",
+        "price": 18.99,
+        "count": 3,
+        "id": "12345678-1234-5678-1234-567812345678",
+        "plan": "pro",
+        "level": 3,
+        "tags": ["a", "b"],
+        "pair": [1, 2],
+        "raw": "café",
+        "nested": {"list": [1, 2.5, None, True], "7": "int key"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "path", "problem"),
+    [
+        ({"price": math.nan}, "properties.price", "not a JSON number"),
+        ({"price": math.inf}, "properties.price", "not a JSON number"),
+        ({"price": decimal.Decimal("NaN")}, "properties.price", "not a JSON number"),
+        ({"items": [{"bad": object()}]}, "properties.items[0].bad", "object value cannot be sent"),
+        ({"raw": b"\xff\xfe"}, "properties.raw", "not UTF-8"),
+        ({"k": {(1, 2): "tuple key"}}, "properties.k", "keys must be strings"),
+        ({"k": {1: "a", "1": "b"}}, "properties.k", "two keys both become '1'"),
+    ],
+)
+async def test_unencodable_values_drop_the_event_naming_the_key(
+    client: RehookClient, fake: FakeRehook, value: dict[str, Any], path: str, problem: str
+) -> None:
+    """A value JSON cannot carry ends the event as invalid_payload naming its key path; nothing is sent."""
+    outcome = await client.track("e", value, user_id="u1")
+
+    assert (outcome.status, outcome.reason) == (OutcomeStatus.DROPPED, Reason.INVALID_PAYLOAD)
+    assert outcome.message.startswith(path + ":")
+    assert problem in outcome.message
+    assert fake.requests == []
+
+
+async def test_circular_reference_is_invalid(client: RehookClient, fake: FakeRehook) -> None:
+    """A dict that contains itself is invalid_payload, not a crash."""
+    loop: dict[str, Any] = {"a": 1}
+    loop["self"] = loop
+
+    outcome = await client.identify("u1", loop)
+
+    assert outcome.reason is Reason.INVALID_PAYLOAD
+    assert "traits.self" in outcome.message
+    assert "contains itself" in outcome.message
+
+
+async def test_very_deep_nesting_is_invalid(client: RehookClient) -> None:
+    """Nesting deeper than the limit is invalid_payload rather than a RecursionError in the sender."""
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):
+        node["x"] = {}
+        node = node["x"]
+
+    outcome = await client.track("e", deep, user_id="u1")
+
+    assert outcome.reason is Reason.INVALID_PAYLOAD
+    assert "nested deeper than" in outcome.message
+    assert (await client.track("e", {"ok": 1}, user_id="u1")).delivered  # the sender survived
+
+
+async def test_shared_value_that_is_not_circular_is_fine(client: RehookClient, fake: FakeRehook) -> None:
+    """The same list under two keys is not a cycle."""
+    shared = [1, 2]
+    assert (await client.track("e", {"a": shared, "b": shared}, user_id="u1")).delivered
+    assert fake.requests[0].json["metadata"] == {"a": [1, 2], "b": [1, 2]}
+
+
+async def test_invalid_referral_code_type_is_invalid_payload(client: RehookClient) -> None:
+    """traits.referral_code must be a string (an int becomes one); anything else is invalid_payload."""
+    outcome = await client.identify("u1", {"referral_code": ["A"]})
+    assert outcome.reason is Reason.INVALID_PAYLOAD
+    assert "traits.referral_code" in outcome.message
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(properties=st.dictionaries(st.text(max_size=10), json_values, max_size=6))
+async def test_json_values_arrive_unchanged(client: RehookClient, fake: FakeRehook, properties: dict[str, Any]) -> None:
+    """Any JSON-native properties reach Rehook exactly as given (numbers stay numbers, text stays text)."""
+    fake.requests.clear()
+
+    outcome = await client.track("e", properties, user_id="u1")
+
+    assert outcome.delivered
+    assert fake.requests[-1].json["metadata"] == json.loads(json.dumps(properties))

@@ -1,0 +1,69 @@
+"""
+The public API as a user calls it; type-checked by mypy --strict, never run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from rehook_sdk import (
+    Delivery,
+    EventHandle,
+    Outcome,
+    OutcomeStatus,
+    Reason,
+    RehookClient,
+    RetryPolicy,
+    Stats,
+)
+from rehook_sdk.testing import FakeRehook
+
+
+def on_error(outcome: Outcome) -> None:
+    reason: Reason | None = outcome.reason
+    print(reason, outcome.message, outcome.http_status, outcome.maybe_delivered)
+
+
+async def usage() -> None:
+    async with RehookClient(
+        "key",
+        "secret",
+        base_url="https://api.rehook.ai",
+        max_queue_size=1000,
+        concurrency=8,
+        request_timeout=5.0,
+        retry=RetryPolicy(max_attempts=3, initial_wait=0.1, max_wait=5, max_retry_after=30, time_scale=1.0),
+        delivery=Delivery.AT_MOST_ONCE,
+        conversion_events={"signup"},
+        on_error=on_error,
+    ) as rehook:
+        handle: EventHandle = rehook.identify("u1", {"email": "a@example.com"})
+        _ = rehook.identify(42)
+        _ = rehook.track("Product Viewed", {"price": 18.99}, user_id="u1")
+        _ = rehook.track("signup", {"referral_code": "ERTYUS"}, {"userId": "u1"})
+        _ = rehook.track("e", None, None, on_error, user_id="u1", timestamp=dt.datetime.now(dt.UTC))
+        _ = rehook.page("Home", {"path": "/"}, user_id="u1")
+        _ = rehook.screen("Settings", user_id="u1", message_id="m1")
+        _ = rehook.group("g1", {"name": "Acme"}, user_id="u1")
+        _ = rehook.alias("u1", "anon")
+        outcome: Outcome = await handle
+        status: OutcomeStatus = outcome.status
+        delivered: bool = outcome.delivered
+        maybe: Outcome | None = handle.outcome
+        left: int = await rehook.flush(timeout=1.0)
+        stats: Stats = rehook.stats()
+        total: int = stats.accepted + stats.dropped_total + stats.failed_total + stats.dropped[Reason.QUEUE_FULL]
+        await rehook.check_auth()
+        print(status, delivered, maybe, left, total)
+    await rehook.aclose(timeout=None)
+
+
+async def testing_usage() -> None:
+    async with FakeRehook(conversion_events=["signup"]) as fake:
+        fake.fail_next(2, status=503, retry_after="1")
+        fake.delay_next(1, seconds=0.5)
+        fake.disconnect_next()
+        client: RehookClient = fake.client(concurrency=2)
+        async with client:
+            _ = client.track("e", user_id="u1")
+        print(fake.requests[0].json, fake.customers, fake.events, fake.duplicates, fake.delivered_keys)
