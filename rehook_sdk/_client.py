@@ -153,6 +153,7 @@ class RehookClient:
         self._base_url = str(url)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: asyncio.Task[None] | None = None
         self._flusher = Flusher(
             transport=Transport(
                 url,
@@ -487,6 +488,8 @@ class RehookClient:
         if self._state is _State.NOT_STARTED:
             await self.start()
         loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            raise ClientStateError("flush() must be awaited on the event loop the client runs on")
         return await self._flusher.wait_for(self._flusher.pending(), deadline_after(loop, timeout))
 
     async def aclose(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
@@ -506,6 +509,15 @@ class RehookClient:
             state = self._state
             if state is _State.CLOSED:
                 return
+            own = self._loop
+            if state is _State.RUNNING and own is not None and own is not loop:
+                if not own.is_closed():
+                    raise ClientStateError("aclose() must be awaited on the event loop the client runs on")
+                # The loop the client ran on is gone, and its sender tasks with it: report what they held.
+                self._state = _State.CLOSED
+                lost = self._flusher.abandon("the event loop this client ran on closed before aclose()")
+                logger.warning("rehook_sdk: the client's event loop closed before aclose(); %d calls lost", lost)
+                return
             if state is not _State.CLOSING:
                 self._state = _State.CLOSING
                 if state is _State.NOT_STARTED:
@@ -513,7 +525,9 @@ class RehookClient:
                     self._loop = loop
                     self._flusher.start(loop)
                 self._closing = loop.create_task(self._close(deadline_after(loop, timeout)))
-        await asyncio.shield(self._closing)
+            closing = self._closing
+        assert closing is not None
+        await asyncio.shield(closing)
 
     async def _close(self, deadline: float | None) -> None:
         try:

@@ -52,6 +52,8 @@ class Flusher:
         self._in_flight: set[EventHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._auth_failure: Attempt | None = None
+        self._stopping = False
+        self._live = 0
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -62,6 +64,7 @@ class Flusher:
         """
         self.loop = loop
         self.queue.bind(loop)
+        self._live = self._concurrency
         for i in range(self._concurrency):
             task = loop.create_task(self._sender(), name=f"rehook-sender-{i}")
             self._tasks.add(task)
@@ -101,23 +104,33 @@ class Flusher:
             How many calls ended as ``shutdown_timeout``.
         """
         await self.wait_for(self.pending(), deadline)
+        self._stopping = True
         # Cancelling a sender ends the call it holds (sending or sleeping before a retry) as shutdown_timeout.
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        left = self.queue.take_all()
-        for handle in left:
-            self.finish(
-                handle,
-                Outcome._for(
-                    handle.call,
-                    Reason.SHUTDOWN_TIMEOUT,
-                    "aclose() deadline passed before this call was sent",
-                    message_id=handle.message_id,
-                ),
-            )
+        lost = self.abandon("aclose() deadline passed before this call was sent")
         await self.transport.close()
+        return lost
+
+    def abandon(self, message: str) -> int:
+        """
+        End every call still without an outcome as ``shutdown_timeout`` with ``message``; nothing is sent.
+
+        For calls the sender tasks can no longer reach: left in the queue at the deadline, or stranded when
+        the event loop closed under the client.
+
+        Returns:
+            How many calls this ended, with those the cancelled senders ended just before.
+        """
+        for handle in [*self.queue.take_all(), *self._in_flight]:
+            if not handle.done():
+                self.finish(
+                    handle,
+                    Outcome._for(handle.call, Reason.SHUTDOWN_TIMEOUT, message, message_id=handle.message_id),
+                )
+        self._in_flight.clear()
         return self.counters.snapshot(in_queue=0, in_flight=0).failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
 
     # -- outcomes ----------------------------------------------------------------------------------------
@@ -148,6 +161,24 @@ class Flusher:
     # -- the sender --------------------------------------------------------------------------------------
 
     async def _sender(self) -> None:
+        try:
+            await self._serve()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                # Not cancelled by stop(): the event loop is shutting down (asyncio.run() ending) without
+                # aclose(). The last sender to go says what is lost and closes the session while it still can.
+                self._live -= 1
+                if self._live == 0:
+                    lost = self.abandon("the event loop stopped before aclose(); never sent")
+                    logger.warning(
+                        "rehook_sdk: the event loop stopped without aclose(); %d calls failed as "
+                        "shutdown_timeout. Use 'async with RehookClient(...)' or 'await client.aclose()'.",
+                        lost,
+                    )
+                    await self.transport.close()
+            raise
+
+    async def _serve(self) -> None:
         queue = self.queue
         in_flight = self._in_flight
         while True:

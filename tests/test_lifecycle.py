@@ -398,18 +398,37 @@ async def test_unused_client_does_not_warn(fake: FakeRehook) -> None:
     gc.collect()
 
 
-async def test_client_bound_to_a_closed_loop_raises(fake: FakeRehook) -> None:
-    """Using a client after the loop it started on has closed is a programmer error, said clearly."""
+async def test_client_bound_to_a_closed_loop(fake: FakeRehook, caplog: pytest.LogCaptureFixture) -> None:
+    """The loop ends without aclose(): the log says how many calls were lost, each has an outcome, calls raise."""
     client = fake.client()
+    stranded: list[EventHandle] = []
 
     def other_loop() -> None:
         async def use() -> None:
             await client.start()
+            stranded.extend(client.track("e", user_id=f"u{i}") for i in range(3))
 
-        asyncio.run(use())
+        asyncio.run(use())  # ends without aclose(): asyncio.run cancels the sender tasks
 
     await asyncio.to_thread(other_loop)
 
     with pytest.raises(ClientStateError, match="event loop that has closed"):
         _ = client.track("e", user_id="u1")
-    client._state = client._state.__class__.CLOSED  # it can no longer be closed normally; silence __del__
+    await client.aclose()
+
+    assert [h.outcome.reason if h.outcome else None for h in stranded] == [Reason.SHUTDOWN_TIMEOUT] * 3
+    assert client.stats().failed == {Reason.SHUTDOWN_TIMEOUT: 3}
+    assert "event loop stopped without aclose(); 3 calls failed" in caplog.text
+
+
+async def test_flush_and_aclose_from_another_loop_raise(fake: FakeRehook) -> None:
+    """flush() and aclose() belong to the client's own loop while it runs."""
+    async with fake.client() as client:
+
+        def elsewhere() -> None:
+            with pytest.raises(ClientStateError, match="flush"):
+                asyncio.run(client.flush())
+            with pytest.raises(ClientStateError, match="aclose"):
+                asyncio.run(client.aclose())
+
+        await asyncio.to_thread(elsewhere)
