@@ -549,6 +549,8 @@ class RehookClient:
             await self.start()
         if self._state is not _State.RUNNING:
             raise ClientStateError(f"cannot check credentials on a RehookClient that is {self._state.value}")
+        if self._loop is not asyncio.get_running_loop():
+            raise ClientStateError("check_auth() must be awaited on the event loop the client runs on")
         attempt = await self._flusher.transport.get(CHECK_AUTH_PATH)
         if attempt.status in (401, 403):
             raise AuthenticationError(
@@ -575,7 +577,7 @@ class RehookClient:
         flusher: Flusher | None = getattr(self, "_flusher", None)
         if flusher is None:
             return
-        pending = len(flusher.pending())
+        pending = flusher.pending_count()  # __del__ may run in any thread: no iteration over live sets
         if state is _State.NOT_STARTED and not pending:
             return
         loop = self._loop

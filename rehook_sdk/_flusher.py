@@ -72,6 +72,12 @@ class Flusher:
     def stats(self) -> Stats:
         return self.counters.snapshot(in_queue=len(self.queue), in_flight=len(self._in_flight))
 
+    def pending_count(self) -> int:
+        """
+        How many calls have no outcome yet; safe from any thread.
+        """
+        return len(self._in_flight) + len(self.queue)
+
     def pending(self) -> list[EventHandle]:
         """
         Every call accepted so far that has no outcome yet.

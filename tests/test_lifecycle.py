@@ -430,5 +430,7 @@ async def test_flush_and_aclose_from_another_loop_raise(fake: FakeRehook) -> Non
                 asyncio.run(client.flush())
             with pytest.raises(ClientStateError, match="aclose"):
                 asyncio.run(client.aclose())
+            with pytest.raises(ClientStateError, match="check_auth"):
+                asyncio.run(client.check_auth())
 
         await asyncio.to_thread(elsewhere)
