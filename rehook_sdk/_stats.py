@@ -15,7 +15,7 @@ from ._outcome import Outcome, OutcomeStatus, Reason
 __all__ = ["Counters", "Stats"]
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Stats:
     """
     A snapshot of a client's counters since it was made.
@@ -40,6 +40,16 @@ class Stats:
     retried: int
     in_queue: int
     in_flight: int
+
+    def __repr__(self) -> str:
+        def by_reason(counts: Mapping[Reason, int]) -> str:
+            return "{" + ", ".join(f"{reason.value}: {n}" for reason, n in sorted(counts.items())) + "}"
+
+        return (
+            f"Stats(accepted={self.accepted}, delivered={self.delivered}, dropped={by_reason(self.dropped)}, "
+            f"failed={by_reason(self.failed)}, retried={self.retried}, in_queue={self.in_queue}, "
+            f"in_flight={self.in_flight})"
+        )
 
     @property
     def dropped_total(self) -> int:

@@ -434,3 +434,11 @@ async def test_flush_and_aclose_from_another_loop_raise(fake: FakeRehook) -> Non
                 asyncio.run(client.check_auth())
 
         await asyncio.to_thread(elsewhere)
+
+
+async def test_stats_repr_is_readable(client: RehookClient) -> None:
+    """repr(stats) names reasons by their values, for logs and the REPL."""
+    await client.track("e")
+    assert repr(client.stats()) == (
+        "Stats(accepted=1, delivered=0, dropped={missing_user_id: 1}, failed={}, retried=0, in_queue=0, in_flight=0)"
+    )
