@@ -8,11 +8,12 @@ import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from ._client import RehookClient
-from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
-from ._outcome import EventHandle, Outcome, OutcomeStatus, Reason
+from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, MappingError, RehookError
+from ._mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
+from ._outcome import ActionResult, EventHandle, Outcome, OutcomeStatus, Reason
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
-from ._types import Call, CallType
+from ._types import Action, Call, CallType
 
 try:
     __version__ = version("rehook-sdk")
@@ -22,6 +23,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree th
 logging.getLogger("rehook_sdk").addHandler(logging.NullHandler())
 
 __all__ = [
+    "DEFAULT_MAPPINGS",
+    "MAX_MAPPINGS",
+    "Action",
+    "ActionResult",
     "AuthenticationError",
     "Call",
     "CallType",
@@ -29,6 +34,8 @@ __all__ = [
     "ConfigurationError",
     "Delivery",
     "EventHandle",
+    "Mapping",
+    "MappingError",
     "Outcome",
     "OutcomeStatus",
     "Reason",

@@ -115,6 +115,8 @@ def build(
         uid = _id(props["userId"], f"{method}(): properties['userId']")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"{method}(): name must be a str or None, not {type(name).__qualname__}")
+    if name is not None and (props is None or "name" not in props):
+        props = {**(props or {}), "name": name}  # analytics.js puts a page's name into its properties
     if message_id is not None and not isinstance(message_id, str):
         raise TypeError(f"{method}(): messageId must be a str or None, not {type(message_id).__qualname__}")
     call = Call(

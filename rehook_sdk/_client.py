@@ -30,8 +30,11 @@ from ._constants import (
 )
 from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
 from ._flusher import Flusher, deadline_after
+from ._mappings import DEFAULT_MAPPINGS, compile_mappings
+from ._mappings import Mapping as RehookMapping
 from ._outcome import EventHandle, Outcome, Reason
 from ._retry import Delivery, RetryPolicy
+from ._router import Router
 from ._stats import Stats
 from ._transport import Transport, check_base_url
 from ._types import CallType
@@ -100,8 +103,11 @@ class RehookClient:
         delivery: ``Delivery.AT_LEAST_ONCE`` (default) retries timeouts and lost connections after a request
             was sent, so Rehook may see such an event twice; ``Delivery.AT_MOST_ONCE`` never does, so such an
             event fails with ``maybe_delivered=True`` instead.
-        conversion_events: Event names configured in Rehook as conversion events; a track with one of these
-            names and no ``properties["referral_code"]`` is dropped as ``missing_referral_code``.
+        conversion_events: Event names configured in Rehook as conversion events; a Track Event with one of
+            these names (after mapping) and no ``metadata["referral_code"]`` is dropped as
+            ``missing_referral_code``.
+        mappings: Which calls send which Rehook action with which fields (`Mapping`, at most 50); they
+            replace `DEFAULT_MAPPINGS`. Validated and compiled here.
         on_error: Called with every dropped or failed `Outcome`, on the client's loop (or in the calling thread
             for calls dropped at once). Exceptions it raises are logged and ignored.
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
@@ -109,6 +115,7 @@ class RehookClient:
 
     Raises:
         ConfigurationError: missing credentials or an invalid setting.
+        MappingError: an invalid mapping (a `ConfigurationError`), naming it and what is wrong.
     """
 
     def __init__(
@@ -123,6 +130,7 @@ class RehookClient:
         retry: RetryPolicy | None = None,
         delivery: Delivery | Literal["at_least_once", "at_most_once"] = Delivery.AT_LEAST_ONCE,
         conversion_events: Iterable[str] = (),
+        mappings: Iterable[RehookMapping] | None = None,
         on_error: Callback | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
@@ -165,7 +173,7 @@ class RehookClient:
             ),
             max_queue_size=_positive_int(max_queue_size, "max_queue_size"),
             concurrency=concurrency,
-            conversion_events=events,
+            router=Router(compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings), events),
             retry=retry if retry is not None else RetryPolicy(),
             delivery=_delivery(delivery),
             on_error=on_error,

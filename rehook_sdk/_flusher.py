@@ -10,15 +10,16 @@ import logging
 import math
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from ._encoding import PayloadError
-from ._mapping import to_request
-from ._outcome import EventHandle, Outcome, OutcomeStatus, Reason
+from ._actions import Request
+from ._mappings import CompiledMapping
+from ._outcome import ActionResult, EventHandle, Outcome, OutcomeStatus, Reason
 from ._queue import EventQueue
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
+from ._router import Router
 from ._stats import Counters, Stats
 from ._transport import Attempt, Transport
-from ._validation import check
 
 __all__ = ["Flusher"]
 
@@ -36,7 +37,7 @@ class Flusher:
         transport: Transport,
         max_queue_size: int,
         concurrency: int,
-        conversion_events: frozenset[str],
+        router: Router,
         retry: RetryPolicy,
         delivery: Delivery,
         on_error: Callable[[Outcome], object] | None,
@@ -45,7 +46,7 @@ class Flusher:
         self.counters = Counters()
         self.transport = transport
         self._concurrency = concurrency
-        self._conversion_events = conversion_events
+        self._router = router
         self._retry = retry
         self._delivery = delivery
         self._on_error = on_error
@@ -141,12 +142,15 @@ class Flusher:
 
     # -- outcomes ----------------------------------------------------------------------------------------
 
-    def finish(self, handle: EventHandle, outcome: Outcome, *, log_level: int = logging.WARNING) -> None:
+    def finish(self, handle: EventHandle, outcome: Outcome) -> None:
         """
         Record, log and report ``outcome``, then resolve the handle (waiters and callback).
         """
         self.counters.record(outcome)
         if outcome.status is not OutcomeStatus.DELIVERED:
+            # Rejected without a request: a 401 came earlier and was logged once, loudly; these are quiet.
+            quiet = outcome.reason is Reason.REJECTED and outcome.attempts == 0
+            log_level = logging.DEBUG if quiet else logging.WARNING
             if logger.isEnabledFor(log_level):
                 logger.log(
                     log_level,
@@ -206,73 +210,86 @@ class Flusher:
 
     async def _process(self, handle: EventHandle) -> None:
         call = handle.call
-        problem = check(call, self._conversion_events)
-        if problem is not None:
-            self.finish(handle, Outcome._for(call, problem[0], problem[1]))
-            return
-        try:
-            request = to_request(call)
-        except PayloadError as exc:
-            self.finish(handle, Outcome._for(call, Reason.INVALID_PAYLOAD, str(exc)))
-            return
         if handle.message_id is None:
             handle.message_id = os.urandom(16).hex()
         message_id = handle.message_id
+        routed = self._router.route(call, message_id)
+        if isinstance(routed, tuple):
+            self.finish(handle, Outcome._for(call, routed[0], routed[1]))
+            return
+        results: list[ActionResult] = []
+        keyed = len(routed) > 1  # several requests for one call: each needs its own Idempotency-Key
+        try:
+            for step in routed:
+                name, action = step.mapping.name, step.mapping.action
+                if step.drop is not None:
+                    results.append(ActionResult._for(name, action, step.drop[0], step.drop[1]))
+                    continue
+                assert step.request is not None
+                key = f"{message_id}-{step.mapping.index}" if keyed else message_id
+                await self._deliver(step.mapping, step.request, key, results)
+        except asyncio.CancelledError:
+            for step in routed[len(results) :]:
+                results.append(
+                    ActionResult._for(
+                        step.mapping.name,
+                        step.mapping.action,
+                        Reason.SHUTDOWN_TIMEOUT,
+                        "the client stopped before this action was sent",
+                    )
+                )
+            if not handle.done():
+                self.finish(handle, Outcome._of(call, tuple(results), message_id))
+            raise
+        self.finish(handle, Outcome._of(call, tuple(results), message_id))
+
+    async def _deliver(self, mapping: CompiledMapping, request: Request, key: str, results: list[ActionResult]) -> None:
+        """
+        Send one request with retries and append its `ActionResult` (also when cancelled, then re-raise).
+        """
+        name, action = mapping.name, mapping.action
         attempts = 0
         backoff: Backoff | None = None
         sending = False
         last = Attempt()
+
+        def failed(reason: Reason, message: str, **kw: Any) -> ActionResult:
+            return ActionResult._for(
+                name, action, reason, message, message_id=key, http_status=last.status,
+                response_body=last.body, attempts=attempts, **kw,
+            )  # fmt: skip
+
         try:
             while True:
                 if self._auth_failure is not None:
-                    self.finish(
-                        handle,
-                        Outcome._for(
-                            call,
-                            Reason.REJECTED,
-                            "not sent: Rehook refused this client's API key/secret (401) earlier",
-                            message_id=message_id,
-                            http_status=self._auth_failure.status,
-                            response_body=self._auth_failure.body,
-                            attempts=attempts,
-                        ),
-                        log_level=logging.DEBUG,  # the 401 itself was logged once, loudly
+                    last = self._auth_failure
+                    results.append(
+                        failed(Reason.REJECTED, "not sent: Rehook refused this client's API key/secret (401) earlier")
                     )
                     return
                 attempts += 1
                 sending = True
-                last = await self.transport.post(request, message_id)
+                last = await self.transport.post(request, key)
                 sending = False
                 status = last.status
                 if status is not None and 200 <= status < 300:
-                    self.finish(
-                        handle,
-                        Outcome(
-                            call=call,
+                    results.append(
+                        ActionResult(
+                            mapping=name,
+                            action=action,
                             status=OutcomeStatus.DELIVERED,
                             message=f"Rehook answered {status}",
-                            message_id=message_id,
+                            message_id=key,
                             http_status=status,
                             response_body=last.body,
                             attempts=attempts,
-                        ),
+                        )
                     )
                     return
                 if status == 401:
                     self._note_auth_failure(last)
                 if status is not None and not is_retryable_status(status):
-                    self.finish(
-                        handle,
-                        Outcome._for(
-                            call,
-                            Reason.REJECTED,
-                            f"Rehook rejected the call with {status}: {last.body}",
-                            message_id=message_id,
-                            http_status=status,
-                            response_body=last.body,
-                            attempts=attempts,
-                        ),
-                    )
+                    results.append(failed(Reason.REJECTED, f"Rehook rejected the call with {status}: {last.body}"))
                     return
                 why = f"HTTP {status}" if status is not None else (last.error or "no answer")
                 if last.maybe_sent and self._delivery is Delivery.AT_MOST_ONCE:
@@ -284,37 +301,18 @@ class Flusher:
                     self.counters.retry()
                     await asyncio.sleep(backoff.next_wait(last.retry_after))
                     continue
-                self.finish(handle, self._failed(handle, last, message, attempts))
+                results.append(failed(Reason.RETRIES_EXHAUSTED, message, maybe_delivered=last.maybe_sent))
                 return
         except asyncio.CancelledError:
-            if not handle.done():
-                where = "while its request was in flight" if sending else "while it waited to be retried"
-                self.finish(
-                    handle,
-                    Outcome._for(
-                        call,
-                        Reason.SHUTDOWN_TIMEOUT,
-                        f"the client stopped {where}" + (": Rehook may have received it" if sending else ""),
-                        message_id=message_id,
-                        http_status=last.status,
-                        response_body=last.body,
-                        attempts=attempts,
-                        maybe_delivered=sending or last.maybe_sent,
-                    ),
+            where = "while its request was in flight" if sending else "while it waited to be retried"
+            results.append(
+                failed(
+                    Reason.SHUTDOWN_TIMEOUT,
+                    f"the client stopped {where}" + (": Rehook may have received it" if sending else ""),
+                    maybe_delivered=sending or last.maybe_sent,
                 )
+            )
             raise
-
-    def _failed(self, handle: EventHandle, last: Attempt, message: str, attempts: int) -> Outcome:
-        return Outcome._for(
-            handle.call,
-            Reason.RETRIES_EXHAUSTED,
-            message,
-            message_id=handle.message_id,
-            http_status=last.status,
-            response_body=last.body,
-            attempts=attempts,
-            maybe_delivered=last.maybe_sent,
-        )
 
     def _note_auth_failure(self, attempt: Attempt) -> None:
         if self._auth_failure is None:

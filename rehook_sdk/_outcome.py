@@ -12,9 +12,9 @@ from typing import Any
 
 import attrs
 
-from ._types import Call
+from ._types import Action, Call
 
-__all__ = ["EventHandle", "Outcome", "OutcomeStatus", "Reason"]
+__all__ = ["ActionResult", "EventHandle", "Outcome", "OutcomeStatus", "Reason"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -49,6 +49,10 @@ class Reason(enum.StrEnum):
     """dropped: the in-process queue was at ``max_queue_size``."""
     CLIENT_CLOSED = "client_closed"
     """dropped: the call came after aclose() began."""
+    NO_MATCHING_MAPPING = "no_matching_mapping"
+    """dropped: no mapping's trigger matched the call."""
+    MISSING_FIELD = "missing_field"
+    """dropped: a field the action needs (event_name) resolved to nothing; the message names it."""
     INVALID_PAYLOAD = "invalid_payload"
     """dropped: a value JSON cannot carry (the message names its key path), or an empty event name."""
     REJECTED = "rejected"
@@ -60,6 +64,41 @@ class Reason(enum.StrEnum):
 
 
 _FAILED_REASONS = frozenset({Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT})
+
+
+@attrs.frozen(kw_only=True)
+class ActionResult:
+    """
+    What became of one Rehook action a call fired (one mapping whose trigger matched).
+
+    Attributes:
+        mapping: The mapping's name.
+        action: The Rehook action it sends.
+        status: delivered, dropped or failed.
+        reason: Why it was dropped or failed; ``None`` when delivered.
+        message: A sentence for humans.
+        message_id: The ``Idempotency-Key`` its requests carried; ``None`` when nothing was sent.
+        http_status: Rehook's last HTTP status, if any answer came.
+        response_body: Rehook's last response body, if any answer came.
+        attempts: HTTP requests made for this action.
+        maybe_delivered: The last attempt failed after the request was sent.
+    """
+
+    mapping: str
+    action: Action
+    status: OutcomeStatus
+    reason: Reason | None = None
+    message: str = ""
+    message_id: str | None = None
+    http_status: int | None = None
+    response_body: str | None = None
+    attempts: int = 0
+    maybe_delivered: bool = False
+
+    @classmethod
+    def _for(cls, mapping: str, action: Action, reason: Reason, message: str, **kw: Any) -> ActionResult:
+        status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
+        return cls(mapping=mapping, action=action, status=status, reason=reason, message=message, **kw)
 
 
 @attrs.frozen(kw_only=True)
@@ -79,6 +118,10 @@ class Outcome:
         attempts: How many HTTP requests were made for this call.
         maybe_delivered: True when the last attempt failed after the request was sent (a timeout or a lost
             connection): Rehook may have acted on it. Only ever true for failed outcomes.
+        results: One `ActionResult` per mapping the call fired, in mapping order (empty when the call was
+            dropped before any mapping ran). The fields above summarise them: with one action they are its
+            result; with several, the call is delivered when all were, and otherwise reports the first failed
+            action (or else the first dropped one).
     """
 
     call: Call
@@ -90,6 +133,7 @@ class Outcome:
     response_body: str | None = None
     attempts: int = 0
     maybe_delivered: bool = False
+    results: tuple[ActionResult, ...] = ()
 
     @property
     def delivered(self) -> bool:
@@ -102,6 +146,31 @@ class Outcome:
     def _for(cls, call: Call, reason: Reason, message: str, **kw: Any) -> Outcome:
         status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
         return cls(call=call, status=status, reason=reason, message=message, **kw)
+
+    @classmethod
+    def _of(cls, call: Call, results: tuple[ActionResult, ...], message_id: str) -> Outcome:
+        attempts = sum(r.attempts for r in results)
+        sent = message_id if attempts else None
+        if len(results) == 1:
+            (r,) = results
+            return cls(
+                call=call, status=r.status, reason=r.reason, message=r.message, message_id=r.message_id,
+                http_status=r.http_status, response_body=r.response_body, attempts=r.attempts,
+                maybe_delivered=r.maybe_delivered, results=results,
+            )  # fmt: skip
+        bad = [r for r in results if r.status is not OutcomeStatus.DELIVERED]
+        if not bad:
+            return cls(
+                call=call, status=OutcomeStatus.DELIVERED, message=f"all {len(results)} actions delivered",
+                message_id=sent, http_status=results[-1].http_status, attempts=attempts, results=results,
+            )  # fmt: skip
+        worst = next((r for r in bad if r.status is OutcomeStatus.FAILED), bad[0])
+        return cls(
+            call=call, status=worst.status, reason=worst.reason,
+            message=f"{len(bad)} of {len(results)} actions not delivered; {worst.mapping}: {worst.message}",
+            message_id=sent, http_status=worst.http_status, response_body=worst.response_body, attempts=attempts,
+            maybe_delivered=worst.maybe_delivered, results=results,
+        )  # fmt: skip
 
 
 def _set_if_pending(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:

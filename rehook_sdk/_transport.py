@@ -11,9 +11,9 @@ import aiohttp
 import attrs
 from yarl import URL
 
+from ._actions import Request
 from ._constants import IDEMPOTENCY_HEADER
 from ._exceptions import ConfigurationError
-from ._mapping import Request
 from ._retry import parse_retry_after
 
 __all__ = ["Attempt", "Transport", "check_base_url"]

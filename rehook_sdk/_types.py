@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["Call", "CallType"]
+__all__ = ["Action", "Call", "CallType"]
 
 
 class CallType(enum.StrEnum):
@@ -25,6 +25,17 @@ class CallType(enum.StrEnum):
     SCREEN = "screen"
     GROUP = "group"
     ALIAS = "alias"
+
+
+class Action(enum.StrEnum):
+    """
+    The Rehook actions a `Mapping` can send.
+    """
+
+    IDENTIFY_USER = "identify_user"
+    """Identify User: ``POST /customers`` (create or update the customer ``source_id``)."""
+    TRACK_EVENT = "track_event"
+    """Track Event: ``POST /events/invoke``."""
 
 
 @attrs.frozen(kw_only=True)
