@@ -16,6 +16,7 @@ from typing import Any, Literal, Self
 
 import aiohttp
 
+from ._audience import audience_key
 from ._calls import Callback, build
 from ._constants import (
     API_KEY_ENV,
@@ -403,6 +404,42 @@ class RehookClient:
             message_id=message_id,
         )  # fmt: skip
         return self._submit(EventHandle(call, cb))
+
+    def audience(
+        self,
+        user_id: str | int,
+        audience_name: str,
+        member: bool = True,
+        callback: Callback | None = None,
+        *,
+        timestamp: Any = None,
+        context: Mapping[str, Any] | None = None,
+        message_id: str | None = None,
+    ) -> EventHandle:
+        """
+        Say that ``user_id`` entered (``member=True``) or left an Engage audience, as Segment Engage does.
+
+        Sends an identify whose only trait is the snake_cased audience name with a boolean:
+        ``audience("u1", "Order Completed Last 30 Days")`` identifies ``u1`` with
+        ``{"order_completed_last_30_days": True}``. Mappings apply as to any identify.
+
+        Raises:
+            TypeError: ``audience_name`` is not a str or ``member`` not a bool.
+            ValueError: the audience name has no letter or digit.
+        """
+        if not isinstance(audience_name, str):
+            raise TypeError(f"audience(): audience_name must be a str, not {type(audience_name).__qualname__}")
+        if not isinstance(member, bool):
+            raise TypeError(f"audience(): member must be a bool, not {type(member).__qualname__}")
+        return self.identify(
+            user_id,
+            {audience_key(audience_name): member},
+            None,
+            callback,
+            timestamp=timestamp,
+            context=context,
+            message_id=message_id,
+        )
 
     # -- queueing ----------------------------------------------------------------------------------------
 

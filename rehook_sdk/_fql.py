@@ -280,8 +280,7 @@ class _Parser:
                 raise TriggerError(
                     "'!' negates only contains() and match() (Segment ignores it anywhere else)", tok.pos
                 )
-            inner = self.function(func)
-            return lambda data: not inner(data)
+            return self.function(func, negate=True)
         if tok.kind != "ident":
             raise TriggerError(f"expected a condition, got {tok.text!r}", tok.pos)
         if tok.text in ("contains", "match") and (nxt := self.peek()) is not None and nxt.kind == "parenleft":
@@ -318,7 +317,17 @@ class _Parser:
             expected = js_string(expected)
         return _compare(get, op.text, expected)
 
-    def function(self, name: _Token) -> Predicate:
+    def function(self, name: _Token, *, negate: bool = False) -> Predicate:
+        # Segment's negated functions (not_contains, not_starts_with, not_ends_with) still match only strings.
+        get, test = self._function_parts(name)
+
+        def matches(data: dict[str, Any]) -> bool:
+            actual = get(data)
+            return isinstance(actual, str) and test(actual) is not negate
+
+        return matches
+
+    def _function_parts(self, name: _Token) -> tuple[Callable[[dict[str, Any]], Any], Callable[[str], bool]]:
         self.expect("parenleft", f"'(' after {name.text}")
         field_tok = self.expect("ident", "a field")
         if field_tok.text == "type":
@@ -329,16 +338,16 @@ class _Parser:
         self.expect("parenright", "')'")
         if name.text == "contains":
             needle = js_string(_token_value(val))
-            return lambda data: isinstance(actual := get(data), str) and needle in actual
+            return get, lambda actual: needle in actual
         if val.kind != "string":
             raise TriggerError('match() takes a quoted pattern such as "Order*" or "*Completed"', val.pos)
         pattern = val.text[1:-1]
         if pattern.endswith("*") and "*" not in pattern[:-1]:
             prefix = pattern[:-1]
-            return lambda data: isinstance(actual := get(data), str) and actual.startswith(prefix)
+            return get, lambda actual: actual.startswith(prefix)
         if pattern.startswith("*") and "*" not in pattern[1:]:
             suffix = pattern[1:]
-            return lambda data: isinstance(actual := get(data), str) and actual.endswith(suffix)
+            return get, lambda actual: actual.endswith(suffix)
         raise TriggerError(
             f"match() patterns are a prefix ending in '*' or a suffix starting with '*', got {val.text}", val.pos
         )
