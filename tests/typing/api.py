@@ -67,3 +67,28 @@ async def testing_usage() -> None:
         async with client:
             _ = client.track("e", user_id="u1")
         print(fake.requests[0].json, fake.customers, fake.events, fake.duplicates, fake.delivered_keys)
+
+
+async def mappings_usage() -> None:
+    from typing import Any
+
+    from rehook_sdk import DEFAULT_MAPPINGS, MAX_MAPPINGS, Action, ActionResult, Mapping, MappingError
+
+    def trigger(event: Any) -> bool:
+        return bool(event["type"] == "track")
+
+    mappings: list[Mapping] = [
+        *DEFAULT_MAPPINGS,
+        Mapping(trigger='type = "track"', action="track_event", fields={"event_name": "x"}, name="X"),
+        Mapping(trigger=trigger, action=Action.IDENTIFY_USER, fields=lambda event: {"metadata": {}}),
+    ]
+    assert len(mappings) <= MAX_MAPPINGS
+    try:
+        client = RehookClient("k", "s", mappings=mappings)
+    except MappingError as exc:
+        print(exc.index, exc.name, exc.part, exc.text, exc.position)
+        raise
+    async with client:
+        outcome = await client.audience("u1", "High LTV", member=False)
+        results: tuple[ActionResult, ...] = outcome.results
+        print([(r.mapping, r.action, r.status, r.reason, r.http_status) for r in results])
