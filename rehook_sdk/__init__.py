@@ -13,6 +13,7 @@ from ._mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
 from ._outcome import ActionResult, EventHandle, Outcome, OutcomeStatus, Reason
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
+from ._sync import ClientSettings, SyncRehookClient
 from ._types import Action, Call, CallType
 
 try:
@@ -30,6 +31,7 @@ __all__ = [
     "AuthenticationError",
     "Call",
     "CallType",
+    "ClientSettings",
     "ClientStateError",
     "ConfigurationError",
     "Delivery",
@@ -43,5 +45,6 @@ __all__ = [
     "RehookError",
     "RetryPolicy",
     "Stats",
+    "SyncRehookClient",
     "__version__",
 ]

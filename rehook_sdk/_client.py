@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -48,6 +49,18 @@ _get_running_loop = asyncio._get_running_loop
 
 # Flushers whose client was garbage-collected while open: kept alive until their drain finishes.
 _ORPHANS: set[Flusher] = set()
+# Every client, so that a forked child can reset them (see RehookClient._after_fork).
+_LIVE_CLIENTS: weakref.WeakSet[RehookClient] = weakref.WeakSet()
+# In a forked child: the parent's flushers, kept referenced and never used.
+_FORK_ORPHANS: list[Flusher] = []
+
+
+def _reset_clients_after_fork() -> None:
+    for client in list(_LIVE_CLIENTS):
+        client._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_clients_after_fork)
 
 
 class _State(enum.Enum):
@@ -163,22 +176,52 @@ class RehookClient:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Task[None] | None = None
-        self._flusher = Flusher(
-            transport=Transport(
-                url,
-                api_key,
-                api_secret,
-                request_timeout=float(request_timeout),
-                concurrency=_positive_int(concurrency, "concurrency"),
-                session=session,
-            ),
-            max_queue_size=_positive_int(max_queue_size, "max_queue_size"),
-            concurrency=concurrency,
-            router=Router(compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings), events),
-            retry=retry if retry is not None else RetryPolicy(),
-            delivery=_delivery(delivery),
-            on_error=on_error,
-        )
+        senders = _positive_int(concurrency, "concurrency")
+        queue_size = _positive_int(max_queue_size, "max_queue_size")
+        router = Router(compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings), events)
+        policy = retry if retry is not None else RetryPolicy()
+        mode = _delivery(delivery)
+
+        def make_flusher(session: aiohttp.ClientSession | None) -> Flusher:
+            transport = Transport(
+                url, api_key, api_secret, request_timeout=float(request_timeout), concurrency=senders, session=session
+            )
+            return Flusher(
+                transport=transport,
+                max_queue_size=queue_size,
+                concurrency=senders,
+                router=router,
+                retry=policy,
+                delivery=mode,
+                on_error=on_error,
+            )
+
+        self._make_flusher = make_flusher
+        self._flusher = make_flusher(session)
+        self._pid = os.getpid()
+        _LIVE_CLIENTS.add(self)
+
+    def _after_fork(self) -> None:
+        """
+        In a forked child: start over with an empty queue, fresh counters and no session, loop or tasks.
+
+        Calls the parent had queued stay the parent's to deliver; the child never sends them. The parent's
+        session, tasks and queue are kept referenced (not closed) in the child: closing them here could touch
+        connections the parent still uses, and collecting them would warn about objects the child never owned.
+        """
+        old = self._flusher
+        old.queue.take_all()  # the parent's calls: not ours to send, and no memory to hold for them
+        _FORK_ORPHANS.append(old)
+        self._lock = threading.Lock()  # the parent's lock may have been held by a thread the child does not have
+        self._pid = os.getpid()
+        self._loop = None
+        self._closing = None
+        if self._state is _State.RUNNING:
+            self._state = _State.NOT_STARTED
+        elif self._state is _State.CLOSING:
+            self._state = _State.CLOSED
+        # A session the user passed in belongs to the parent's event loop: the child makes its own.
+        self._flusher = self._make_flusher(None)
 
     def __repr__(self) -> str:
         key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
@@ -452,6 +495,8 @@ class RehookClient:
         return self._submit_slow(handle)
 
     def _submit_slow(self, handle: EventHandle) -> EventHandle:
+        if self._pid != os.getpid():  # forked by a means that skipped os.register_at_fork's hooks
+            self._after_fork()
         loop = _get_running_loop()
         with self._lock:
             state = self._state

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import threading
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -192,7 +193,7 @@ class EventHandle:
         self.message_id = call.message_id
         self._callback = callback
         self._outcome: Outcome | None = None
-        self._waiters: list[asyncio.Future[Outcome]] | None = None
+        self._waiters: list[asyncio.Future[Outcome] | threading.Event] | None = None
 
     def __repr__(self) -> str:
         state = self._outcome.status.value if self._outcome is not None else "pending"
@@ -233,6 +234,32 @@ class EventHandle:
             _set_if_pending(fut, outcome)
         return fut
 
+    def result(self, timeout: float | None = None) -> Outcome:
+        """
+        Block the calling thread until the outcome is known, for code without an event loop.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits without limit.
+
+        Raises:
+            TimeoutError: no outcome within ``timeout``.
+            RuntimeError: called from a thread that runs an event loop (``await`` the handle there instead).
+        """
+        if self._outcome is not None:
+            return self._outcome
+        if _running_loop_or_none() is not None:
+            raise RuntimeError("EventHandle.result() would block the event loop; use 'await handle' instead")
+        done = threading.Event()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(done)
+        # Checked again after registering: _resolve() may have run in between without seeing the event.
+        if not self.done() and not done.wait(timeout):
+            raise TimeoutError(f"no outcome for this {self.call.type.value} call within {timeout} s")
+        outcome = self.outcome
+        assert outcome is not None
+        return outcome
+
     def _resolve(self, outcome: Outcome) -> None:
         """
         Set the outcome, wake every waiter and run the callback; the caller guarantees this runs once.
@@ -240,6 +267,9 @@ class EventHandle:
         self._outcome = outcome
         if self._waiters is not None:
             for fut in self._waiters:
+                if isinstance(fut, threading.Event):
+                    fut.set()
+                    continue
                 loop = fut.get_loop()
                 if loop is _running_loop_or_none():
                     _set_if_pending(fut, outcome)

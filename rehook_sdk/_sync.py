@@ -1,0 +1,261 @@
+"""
+`SyncRehookClient`: the async client on a background thread with its own event loop, for code without one
+(Flask and Django views, scripts, Celery tasks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import functools
+import logging
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import Callable, Coroutine, Iterable
+from types import TracebackType
+from typing import Any, Concatenate, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack
+
+from ._calls import Callback
+from ._client import RehookClient
+from ._constants import DEFAULT_CLOSE_TIMEOUT
+from ._exceptions import ClientStateError
+from ._mappings import Mapping
+from ._outcome import EventHandle, Reason
+from ._retry import Delivery, RetryPolicy
+from ._stats import Stats
+
+__all__ = ["ClientSettings", "SyncRehookClient"]
+
+logger = logging.getLogger("rehook_sdk")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_ATEXIT_TIMEOUT = 2.0
+
+
+class ClientSettings(TypedDict, total=False):
+    """
+    The `RehookClient` settings a `SyncRehookClient` passes on (all but ``session``, which belongs to one loop).
+    """
+
+    base_url: str | None
+    max_queue_size: int
+    concurrency: int
+    request_timeout: float
+    retry: RetryPolicy | None
+    delivery: Delivery | Literal["at_least_once", "at_most_once"]
+    conversion_events: Iterable[str]
+    mappings: Iterable[Mapping] | None
+    on_error: Callback | None
+
+
+def _forward(
+    method: Callable[Concatenate[RehookClient, P], EventHandle],
+) -> Callable[Concatenate[SyncRehookClient, P], EventHandle]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    def call(self: SyncRehookClient, /, *args: P.args, **kwargs: P.kwargs) -> EventHandle:
+        handle: EventHandle = getattr(self._running(), name)(*args, **kwargs)
+        return handle
+
+    return call
+
+
+class SyncRehookClient:
+    """
+    The same client for code without an event loop: same calls, outcomes and counters, blocking lifecycle.
+
+    A background thread runs the async `RehookClient` on its own event loop; it starts on the first call and
+    stops on `close`. Calls return an `EventHandle` at once, as in async code; ``handle.result(timeout)`` blocks
+    until the outcome is known. At interpreter exit the client drains for ``atexit_timeout`` seconds (``None``
+    turns that off). After a fork the child starts over with its own thread and an empty queue; calls the
+    parent had queued stay with the parent.
+
+    Args:
+        api_key: As for `RehookClient`.
+        api_secret: As for `RehookClient`.
+        atexit_timeout: Seconds to keep delivering at interpreter exit if `close` was not called; ``None`` never.
+        settings: Any other `RehookClient` setting (not ``session``).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        *,
+        atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
+        **settings: Unpack[ClientSettings],
+    ) -> None:
+        self._closed = False
+        self._client = RehookClient(api_key, api_secret, **settings)  # validates everything now, in the caller
+        self._atexit_timeout = atexit_timeout
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._atexit_hook: Callable[[], None] | None = None
+        self._pid = os.getpid()
+        _LIVE.add(self)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "running" if self._thread is not None else "not started"
+        return f"<SyncRehookClient {self._client!r} thread={state!r}>"
+
+    # -- the calls: RehookClient's, run from the caller's thread -------------------------------------------
+
+    identify = _forward(RehookClient.identify)
+    track = _forward(RehookClient.track)
+    page = _forward(RehookClient.page)
+    screen = _forward(RehookClient.screen)
+    group = _forward(RehookClient.group)
+    alias = _forward(RehookClient.alias)
+    audience = _forward(RehookClient.audience)
+
+    def stats(self) -> Stats:
+        """
+        The client's counters now (see `Stats`).
+        """
+        return self._client.stats()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def _running(self) -> RehookClient:
+        if self._pid != os.getpid():
+            self._after_fork()
+        if self._needs_thread():
+            with self._lock:
+                if self._needs_thread():  # another thread may have started it while this one waited
+                    self._start_thread()
+        return self._client
+
+    def _needs_thread(self) -> bool:
+        return self._thread is None and not self._closed
+
+    def _start_thread(self) -> None:
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(started.set)
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="rehook-sdk", daemon=True)
+        thread.start()
+        started.wait()
+        asyncio.run_coroutine_threadsafe(self._client.start(), loop).result()
+        self._loop, self._thread = loop, thread
+        if self._atexit_timeout is not None:
+            self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), self._atexit_timeout)
+            atexit.register(self._atexit_hook)
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        loop = self._loop
+        if loop is None:
+            coro.close()
+            raise ClientStateError("the SyncRehookClient's thread is not running")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def start(self) -> None:
+        """
+        Start the background thread now rather than on the first call.
+
+        Raises:
+            ClientStateError: the client is closed.
+        """
+        if self._closed:
+            raise ClientStateError("cannot start a closed SyncRehookClient")
+        self._running()
+
+    def flush(self, timeout: float | None = None) -> int:
+        """
+        Block until every call accepted so far has its outcome, or ``timeout`` seconds pass.
+
+        Returns:
+            How many of those calls still have no outcome (0: all done).
+        """
+        if self._thread is None:
+            return 0
+        return self._run(self._client.flush(timeout))
+
+    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """
+        Deliver what is queued within ``timeout`` seconds, then stop the thread; later calls are dropped as
+        ``client_closed``. Calling it again does nothing.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            loop, thread = self._loop, self._thread
+        if self._atexit_hook is not None:
+            atexit.unregister(self._atexit_hook)
+            self._atexit_hook = None
+        if loop is None or thread is None:
+            # Never started: close the client on a short-lived loop so that later calls are refused.
+            asyncio.run(self._client.aclose(timeout=0))
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._client.aclose(timeout), loop).result()
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+            loop.close()
+
+    def check_auth(self) -> None:
+        """
+        Ask Rehook whether the API key and secret are valid; see `RehookClient.check_auth`.
+        """
+        self._running()
+        self._run(self._client.check_auth())
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _after_fork(self) -> None:
+        # The thread and its loop did not survive the fork; the inner client reset itself (see RehookClient).
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+        if self._atexit_hook is not None:
+            atexit.unregister(self._atexit_hook)
+            self._atexit_hook = None
+
+
+_LIVE: weakref.WeakSet[SyncRehookClient] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for client in list(_LIVE):
+        client._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _close_at_exit(ref: weakref.ref[SyncRehookClient], timeout: float) -> None:
+    client = ref()
+    if client is None or client._closed:
+        return
+    before = client.stats()
+    logger.info("rehook_sdk: draining %d calls at exit (up to %s s)", before.in_queue + before.in_flight, timeout)
+    client.close(timeout)
+    lost = client.stats().failed.get(Reason.SHUTDOWN_TIMEOUT, 0) - before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
+    if lost:
+        # At exit nobody is left to read outcomes, and logging may not be configured: say it where it is seen.
+        warnings.warn(
+            f"rehook_sdk: {lost} calls were not delivered before the interpreter exited "
+            f"(shutdown_timeout after {timeout} s); call close() with a longer timeout, or raise atexit_timeout",
+            RuntimeWarning,
+            stacklevel=1,
+        )
