@@ -1,14 +1,20 @@
 from __future__ import annotations
 
+import types
+
 import rehook_sdk
 import rehook_sdk.testing
 
 
 def test_all_is_sorted_and_complete() -> None:
     """__all__ is sorted and names every public attribute, and nothing private."""
-    public = {name for name in vars(rehook_sdk) if not name.startswith("_") and name not in {"annotations", "logging"}}
+    public = {
+        name
+        for name, value in vars(rehook_sdk).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType) and name != "annotations"
+    }
     public |= {"__version__"}
-    public -= {"version", "PackageNotFoundError", "testing"}
+    public -= {"version", "PackageNotFoundError"}
     assert sorted(rehook_sdk.__all__, key=_isort_style) == rehook_sdk.__all__
     assert set(rehook_sdk.__all__) == public
 
