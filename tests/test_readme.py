@@ -5,6 +5,7 @@ Every Python example in README.md runs as written (against the fake Rehook, with
 from __future__ import annotations
 
 import ast
+import asyncio
 import inspect
 import re
 from pathlib import Path
@@ -30,6 +31,8 @@ async def test_readme_example_runs(source: str, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setenv("REHOOK_API_KEY", "API_KEY")
         monkeypatch.setenv("REHOOK_API_SECRET", "API_SECRET")
         code = compile(source, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-        result = eval(code, {"__name__": "readme"})
-        if inspect.isawaitable(result):
-            await result
+        if code.co_flags & inspect.CO_COROUTINE:
+            await eval(code, {"__name__": "readme"})
+        else:
+            # Blocking code (the sync client) runs in a thread, as in a real sync program: this loop serves the fake.
+            await asyncio.to_thread(exec, code, {"__name__": "readme"})

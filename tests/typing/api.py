@@ -92,3 +92,33 @@ async def mappings_usage() -> None:
         outcome = await client.audience("u1", "High LTV", member=False)
         results: tuple[ActionResult, ...] = outcome.results
         print([(r.mapping, r.action, r.status, r.reason, r.http_status) for r in results])
+
+
+def sync_usage() -> None:
+    from rehook_sdk import SyncRehookClient
+
+    with SyncRehookClient("k", "s", atexit_timeout=None, concurrency=4, conversion_events={"signup"}) as rehook:
+        handle = rehook.track("signup", {"referral_code": "A"}, user_id="u1")
+        outcome: Outcome = handle.result(timeout=1.0)
+        _ = rehook.identify("u1", {"plan": "pro"})
+        left: int = rehook.flush(timeout=1.0)
+        rehook.check_auth()
+        print(outcome, left, rehook.stats())
+    rehook.close(timeout=None)
+
+
+def integrations_usage() -> None:
+    from typing import Annotated
+
+    from aiohttp import web
+    from fastapi import Depends, FastAPI
+
+    from rehook_sdk.integrations.aiohttp import REHOOK, rehook_cleanup_ctx
+    from rehook_sdk.integrations.starlette import get_rehook, rehook_lifespan
+
+    aio = web.Application()
+    aio.cleanup_ctx.append(rehook_cleanup_ctx(lambda: RehookClient("k", "s"), close_timeout=1.0))
+    client: RehookClient = aio[REHOOK]
+    api = FastAPI(lifespan=rehook_lifespan(RehookClient("k", "s")))
+    dependency = Annotated[RehookClient, Depends(get_rehook)]
+    print(client, api, dependency)
