@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
+import aiohttp
 import pytest
 
 from rehook_sdk import RehookClient
@@ -12,17 +15,34 @@ pytest_plugins = ["rehook_sdk.testing.pytest_plugin"]
 
 
 @pytest.fixture(autouse=True)
-async def no_sender_left_behind() -> AsyncIterator[None]:
+async def nothing_left_behind() -> AsyncIterator[None]:
     """
-    After each test, no client's sender task is still running: every client was closed or drained.
+    After each test, no client's sender task is still running and no aiohttp session is left open.
     """
     yield
     for _ in range(100):  # a background drain (an unclosed client's) may still be finishing
         left = [t for t in asyncio.all_tasks() if t.get_name().startswith("rehook-sender") and not t.done()]
         if not left:
-            return
+            break
         await asyncio.sleep(0.01)
-    pytest.fail(f"{len(left)} sender tasks left running: a client was not closed")
+    else:
+        pytest.fail(f"{len(left)} sender tasks left running: a client was not closed")
+    sessions = [s for s in _SESSIONS if not s.closed]
+    if sessions:
+        pytest.fail(f"{len(sessions)} aiohttp sessions left open")
+
+
+# Every aiohttp session made during the tests, to check that none is left open (cheaper than scanning the heap).
+_SESSIONS: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
+_original_init = aiohttp.ClientSession.__init__
+
+
+def _tracked_init(self: aiohttp.ClientSession, *args: Any, **kwargs: Any) -> None:
+    _original_init(self, *args, **kwargs)
+    _SESSIONS.add(self)
+
+
+aiohttp.ClientSession.__init__ = _tracked_init  # type: ignore[method-assign]
 
 
 @pytest.fixture
