@@ -9,6 +9,7 @@ import asyncio
 import logging
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -180,12 +181,13 @@ class Flusher:
                 self._live -= 1
                 if self._live == 0:
                     lost = self.abandon("the event loop stopped before aclose(); never sent")
-                    logger.warning(
-                        "rehook_sdk: the event loop stopped without aclose(); %d calls failed as "
-                        "shutdown_timeout. Use 'async with RehookClient(...)' or 'await client.aclose()'.",
-                        lost,
+                    message = (
+                        f"the event loop stopped without aclose(); {lost} calls failed as shutdown_timeout. "
+                        "Use 'async with RehookClient(...)' or 'await client.aclose()'."
                     )
+                    logger.warning("rehook_sdk: %s", message)
                     await self.transport.close()
+                    warnings.warn(f"unclosed RehookClient: {message}", ResourceWarning, stacklevel=1)
             raise
 
     async def _serve(self) -> None:

@@ -410,7 +410,8 @@ async def test_client_bound_to_a_closed_loop(fake: FakeRehook, caplog: pytest.Lo
 
         asyncio.run(use())  # ends without aclose(): asyncio.run cancels the sender tasks
 
-    await asyncio.to_thread(other_loop)
+    with pytest.warns(ResourceWarning, match="event loop stopped without aclose"):
+        await asyncio.to_thread(other_loop)
 
     with pytest.raises(ClientStateError, match="event loop that has closed"):
         _ = client.track("e", user_id="u1")

@@ -8,6 +8,7 @@ import asyncio
 import base64
 import itertools
 import json
+import random
 import secrets
 import string
 import time
@@ -58,7 +59,7 @@ _Endpoint = Callable[[web.Request, Any], Awaitable[web.Response]]
 
 @attrs.frozen
 class _Fault:
-    kind: str  # "status" | "delay" | "disconnect"
+    kind: str  # "status" | "delay" | "disconnect" | "hang"
     status: int = 503
     retry_after: str | None = None
     body: Any = None
@@ -81,7 +82,8 @@ class FakeRehook:
     ``metadata.referral_code`` (400 ``MISSING_REFERRAL_CODE``). It records everything and counts requests
     that repeat an ``Idempotency-Key`` already answered 2xx (what a duplicate delivery would cost).
 
-    Faults are scripted in order, one per request: `fail_next`, `delay_next`, `disconnect_next`.
+    Faults are scripted in order, one per request: `fail_next`, `delay_next`, `disconnect_next`, `hang_next`;
+    `random_faults` adds seeded random errors and resets.
 
     Use it as an async context manager::
 
@@ -107,7 +109,11 @@ class FakeRehook:
         self._port = port
         self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
         self._faults: deque[_Fault] = deque()
-        self._delays: set[asyncio.Future[None]] = set()
+        self._delays: set[asyncio.Future[Any]] = set()
+        self._random = random.Random()
+        self._error_rate = 0.0
+        self._error_status = 500
+        self._reset_rate = 0.0
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._ids = itertools.count(1)
@@ -192,13 +198,37 @@ class FakeRehook:
         """
         self._faults.extend(_Fault("disconnect") for _ in range(count))
 
+    def hang_next(self, count: int = 1) -> None:
+        """
+        Read the next ``count`` requests and never answer or act on them (until the fake stops).
+        """
+        self._faults.extend(_Fault("hang") for _ in range(count))
+
+    def random_faults(
+        self, *, error_rate: float = 0.0, status: int = 500, reset_rate: float = 0.0, seed: int | None = None
+    ) -> None:
+        """
+        From now on, answer a random ``error_rate`` of requests with ``status`` and drop the connection of a random
+        ``reset_rate`` of them (after reading them, without acting on them). Scripted faults come first.
+        """
+        self._random = random.Random(seed)
+        self._error_rate, self._error_status, self._reset_rate = error_rate, status, reset_rate
+
     def clear_faults(self) -> None:
         """
-        Forget every scripted fault not yet used.
+        Forget every scripted fault not yet used, and stop random faults.
         """
         self._faults.clear()
+        self._error_rate = self._reset_rate = 0.0
 
     # -- what was received -------------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """
+        Requests the fake is holding right now (scripted delays and hangs).
+        """
+        return len(self._delays)
 
     @property
     def delivered_keys(self) -> frozenset[str]:
@@ -224,7 +254,15 @@ class FakeRehook:
             body = None
         authorized = request.headers.get("Authorization") == self._auth
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        fault = self._faults.popleft() if self._faults else None
+        fault = self._faults.popleft() if self._faults else self._random_fault()
+        if fault is not None and fault.kind == "hang":
+            self._record(request, body, key, authorized, None, received_at)
+            forever: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._delays.add(forever)
+            try:
+                await forever  # cancelled by stop()
+            finally:
+                self._delays.discard(forever)
         if fault is not None and fault.kind == "delay":
             sleep = asyncio.ensure_future(asyncio.sleep(fault.seconds))
             self._delays.add(sleep)
@@ -257,6 +295,15 @@ class FakeRehook:
             self._delivered_keys.add(key)
         self._record(request, body, key, authorized, response.status, received_at)
         return response
+
+    def _random_fault(self) -> _Fault | None:
+        if self._reset_rate or self._error_rate:
+            draw = self._random.random()
+            if draw < self._reset_rate:
+                return _Fault("disconnect")
+            if draw < self._reset_rate + self._error_rate:
+                return _Fault("status", status=self._error_status)
+        return None
 
     def _record(
         self, request: web.Request, body: Any, key: str | None, authorized: bool, status: int | None, at: float
