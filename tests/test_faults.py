@@ -301,8 +301,7 @@ async def test_loop_stopped_without_aclose(fake: FakeRehook, caplog: pytest.LogC
     def app() -> None:
         async def main() -> None:
             run.send(client, n=20)
-            while client.stats().in_flight < 5:
-                await asyncio.sleep(0.01)
+            await wait_until(lambda: client.stats().in_flight == 5)
 
         asyncio.run(main())
 
