@@ -30,6 +30,7 @@ from ._constants import (
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
 )
+from ._deadletter import DeadLetterWriter
 from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
 from ._flusher import Flusher, deadline_after
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
@@ -124,6 +125,9 @@ class RehookClient:
             replace `DEFAULT_MAPPINGS`. Validated and compiled here.
         on_error: Called with every dropped or failed `Outcome`, on the client's loop (or in the calling thread
             for calls dropped at once). Exceptions it raises are logged and ignored.
+        dead_letter: A file to append every failed call to (and those dropped as ``queue_full`` or
+            ``client_closed``), one JSON line each, written by a background thread and flushed by `aclose`.
+            The format is versioned and replayable (README, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
 
@@ -146,6 +150,7 @@ class RehookClient:
         conversion_events: Iterable[str] = (),
         mappings: Iterable[RehookMapping] | None = None,
         on_error: Callback | None = None,
+        dead_letter: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
@@ -194,6 +199,7 @@ class RehookClient:
                 retry=policy,
                 delivery=mode,
                 on_error=on_error,
+                dead_letter=DeadLetterWriter(dead_letter) if dead_letter is not None else None,
             )
 
         self._make_flusher = make_flusher

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._actions import Request
+from ._deadletter import DeadLetterWriter
 from ._mappings import CompiledMapping
 from ._outcome import ActionResult, EventHandle, Outcome, OutcomeStatus, Reason
 from ._queue import EventQueue
@@ -42,6 +43,7 @@ class Flusher:
         retry: RetryPolicy,
         delivery: Delivery,
         on_error: Callable[[Outcome], object] | None,
+        dead_letter: DeadLetterWriter | None = None,
     ) -> None:
         self.queue: EventQueue[EventHandle] = EventQueue(max_queue_size)
         self.counters = Counters()
@@ -51,6 +53,7 @@ class Flusher:
         self._retry = retry
         self._delivery = delivery
         self._on_error = on_error
+        self._dead_letter = dead_letter
         self._in_flight: set[EventHandle] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._auth_failure: Attempt | None = None
@@ -120,7 +123,15 @@ class Flusher:
         self._tasks.clear()
         lost = self.abandon("aclose() deadline passed before this call was sent")
         await self.transport.close()
+        await self.close_dead_letter()
         return lost
+
+    async def close_dead_letter(self) -> None:
+        """
+        Write out and close the dead-letter file, off the event loop.
+        """
+        if self._dead_letter is not None:
+            await asyncio.to_thread(self._dead_letter.close)
 
     def abandon(self, message: str) -> int:
         """
@@ -162,6 +173,8 @@ class Flusher:
                     outcome.reason.value if outcome.reason else "",
                     outcome.message,
                 )
+            if self._dead_letter is not None and self._dead_letter.wants(outcome):
+                self._dead_letter.write(outcome)
             if self._on_error is not None:
                 try:
                     self._on_error(outcome)
@@ -187,6 +200,7 @@ class Flusher:
                     )
                     logger.warning("rehook_sdk: %s", message)
                     await self.transport.close()
+                    await self.close_dead_letter()
                     warnings.warn(f"unclosed RehookClient: {message}", ResourceWarning, stacklevel=1)
             raise
 

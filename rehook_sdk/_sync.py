@@ -50,6 +50,7 @@ class ClientSettings(TypedDict, total=False):
     conversion_events: Iterable[str]
     mappings: Iterable[Mapping] | None
     on_error: Callback | None
+    dead_letter: str | os.PathLike[str] | None
 
 
 def _forward(

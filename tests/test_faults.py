@@ -263,7 +263,8 @@ async def test_aclose_with_requests_in_flight_and_retries_sleeping(fake: FakeReh
     assert elapsed <= 0.3 + 0.1
     check_promises(run, client, fake, Delivery.AT_LEAST_ONCE)
     left = [o for o in run.outcomes if o.reason is Reason.SHUTDOWN_TIMEOUT]
-    assert sum(o.maybe_delivered for o in left) == 10  # the hung ones
+    # The hung ones, and any other request that happened to be in flight at the deadline.
+    assert sum(o.maybe_delivered for o in left) >= 10
     assert sum("waited to be retried" in o.message for o in left) == 10
     assert len(left) >= 20
 
