@@ -7,6 +7,6 @@ From a shell: ``python -m rehook_sdk.testing --port 8080``.
 
 from __future__ import annotations
 
-from ._fake import DEFAULT_API_KEY, DEFAULT_API_SECRET, FakeRehook, RecordedRequest
+from ._fake import DEFAULT_API_KEY, DEFAULT_API_SECRET, FakeRehook, RecordedRequest, key_digest
 
-__all__ = ["DEFAULT_API_KEY", "DEFAULT_API_SECRET", "FakeRehook", "RecordedRequest"]
+__all__ = ["DEFAULT_API_KEY", "DEFAULT_API_SECRET", "FakeRehook", "RecordedRequest", "key_digest"]

@@ -24,6 +24,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME",
         help="an event name that needs metadata.referral_code (repeatable)",
     )
+    parser.add_argument("--error-rate", type=float, default=0.0, help="answer this fraction of requests with --status")
+    parser.add_argument("--status", type=int, default=500, help="the status of random errors (default 500)")
+    parser.add_argument("--reset-rate", type=float, default=0.0, help="drop the connection of this fraction")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
+    parser.add_argument("--no-record", action="store_true", help="keep counters only (for long load runs)")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
@@ -36,7 +41,10 @@ async def _serve(args: argparse.Namespace) -> None:
         conversion_events=args.conversion_event,
         host=args.host,
         port=args.port,
+        record=not args.no_record,
     )
+    if args.error_rate or args.reset_rate:
+        fake.random_faults(error_rate=args.error_rate, status=args.status, reset_rate=args.reset_rate, seed=args.seed)
     async with fake:
         print(f"Fake Rehook listening on {fake.url}", flush=True)
         print(f"  REHOOK_BASE_URL={fake.url} REHOOK_API_KEY={fake.api_key} REHOOK_API_SECRET={fake.api_secret}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import itertools
 import json
 import random
@@ -66,6 +67,14 @@ class _Fault:
     seconds: float = 0.0
 
 
+def key_digest(key: str) -> int:
+    """
+    A 64-bit digest of one Idempotency-Key; `FakeRehook.delivered_digest` sums them over distinct delivered keys
+    (mod 2**64), so a test can compare sets of hundreds of thousands of keys without holding them.
+    """
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
 def _error(status: int, code: str, message: str, details: Any = None) -> web.Response:
     body = {"code": code, "message": message, "details": details, "request_id": "req_" + secrets.token_hex(8)}
     return web.json_response(body, status=status)
@@ -101,7 +110,18 @@ class FakeRehook:
         conversion_events: Iterable[str] = (),
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = True,
     ) -> None:
+        """
+        Args:
+            api_key: The key the fake accepts.
+            api_secret: The secret the fake accepts.
+            conversion_events: Event names that need ``metadata.referral_code``.
+            host: Loopback address to listen on.
+            port: Port, 0 for any free one.
+            record: Keep every request and event in `requests` and `events` (off for long soak runs: then only
+                the counters, `duplicates` and `delivered_digest` are kept).
+        """
         self.api_key = api_key
         self.api_secret = api_secret
         self.conversion_events = frozenset(conversion_events)
@@ -118,6 +138,9 @@ class FakeRehook:
         self._site: web.TCPSite | None = None
         self._ids = itertools.count(1)
         self._delivered_keys: set[str] = set()
+        self._record_requests = record
+        self.request_count = 0
+        self.delivered_digest = 0
         self.requests: list[RecordedRequest] = []
         self.customers: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
@@ -138,6 +161,8 @@ class FakeRehook:
         route("*", "/customers/validate-code/{code}", self._endpoint(self._validate_code))
         route("GET", "/customers/referral/list/{source_id}", self._endpoint(self._referrals))
         route("GET", "/customers/{source_id}", self._endpoint(self._get_customer))
+        # Not Rehook's: lets a test in another process read what this fake saw (no credentials needed).
+        app.router.add_get("/_fake/summary", self._summary)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
@@ -292,6 +317,8 @@ class FakeRehook:
         if request.method == "POST" and key is not None and 200 <= response.status < 300:
             if key in self._delivered_keys:
                 self.duplicates += 1
+            else:
+                self.delivered_digest = (self.delivered_digest + key_digest(key)) % 2**64
             self._delivered_keys.add(key)
         self._record(request, body, key, authorized, response.status, received_at)
         return response
@@ -308,6 +335,9 @@ class FakeRehook:
     def _record(
         self, request: web.Request, body: Any, key: str | None, authorized: bool, status: int | None, at: float
     ) -> None:
+        self.request_count += 1
+        if not self._record_requests:
+            return
         self.requests.append(
             RecordedRequest(
                 method=request.method,
@@ -318,6 +348,16 @@ class FakeRehook:
                 status=status,
                 received_at=at,
             )
+        )
+
+    async def _summary(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "requests": self.request_count,
+                "delivered": len(self._delivered_keys),
+                "duplicates": self.duplicates,
+                "delivered_digest": self.delivered_digest,
+            }
         )
 
     def _new_code(self) -> str:
@@ -374,7 +414,8 @@ class FakeRehook:
             if advocate is not None and friend is not None and advocate is not friend:
                 friend["referred_by"] = advocate["source_id"]
         event = {"id": f"evt_{next(self._ids)}", "event_name": name, "source_id": source_id, "metadata": metadata}
-        self.events.append(event)
+        if self._record_requests:
+            self.events.append(event)
         return web.json_response({"status": "ok", "event": event})
 
     async def _check_auth(self, request: web.Request, body: Any) -> web.Response:
