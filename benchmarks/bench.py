@@ -1,0 +1,374 @@
+"""
+The rehook-sdk benchmark: what the SDK costs its caller, how fast it delivers, what a backlog costs, how fast it
+drains. Loopback only; the server (benchmarks/server.py) runs in its own process on its own core.
+
+    python benchmarks/bench.py            # full run: several runs per figure, medians, a table and JSON
+    python benchmarks/bench.py --quick    # a small smoke run (the test suite runs this)
+    python benchmarks/bench.py --json results.json
+
+Figures (all from one run on the same machine, so compare the ratios):
+
+1. Caller cost: microseconds per track() (mean and p99) while the SDK delivers to a 0 ms server, against the same
+   loop calling an empty function (the harness floor).
+2. Throughput: events/s from the first call until all are delivered, at 0 ms and 20 ms server latency, for the SDK
+   (concurrency 64) and a hand-written aiohttp baseline (one session, one task per event, Semaphore(64),
+   session.post(json=...)); client CPU seconds per event (process_time).
+3. Backlog: bytes per queued event with the server paused (tracemalloc), and the longest event-loop stall during
+   that burst (a 1 ms ticker's worst lateness).
+4. Drain: seconds for aclose() to deliver queued events at 20 ms latency, against events * 0.020 / 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from rehook_sdk import RehookClient, RetryPolicy
+
+KEY, SECRET = "bench_key", "bench_secret"
+CONCURRENCY = 64
+PROPS = {"product_id": "507f1f779439011", "price": 18.99, "currency": "EUR"}
+SERVER = Path(__file__).with_name("server.py")
+CLIENT_CPU, SERVER_CPU = 0, 1
+
+
+class Server:
+    """
+    benchmarks/server.py in a subprocess.
+    """
+
+    def __init__(self, latency_ms: float) -> None:
+        self.latency_ms = latency_ms
+        cpu = ["--cpu", str(SERVER_CPU)] if _cores() > 1 else []
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SERVER), "--port", "0", "--latency-ms", str(latency_ms), *cpu],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip().rsplit(" ", 1)[-1]
+
+    def pause(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
+    def close(self) -> None:
+        self.resume()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def client_for(url: str, n: int, **settings: Any) -> RehookClient:
+    settings.setdefault("concurrency", CONCURRENCY)
+    return RehookClient(KEY, SECRET, base_url=url, max_queue_size=n + 1000, retry=RetryPolicy(time_scale=0), **settings)
+
+
+# -- 1. caller cost ---------------------------------------------------------------------------------------------
+
+
+async def _timed_calls(call: Callable[..., object], n: int) -> array.array[int]:
+    samples = array.array("q", bytes(8 * n))
+    clock = time.perf_counter_ns
+    props = PROPS
+    for i in range(n):
+        t0 = clock()
+        call("Product Viewed", props, user_id="u1")
+        samples[i] = clock() - t0
+        if i & 255 == 0:
+            await asyncio.sleep(0)  # let the senders deliver: the calls are measured while delivery runs
+    return samples
+
+
+def _summary(samples: array.array[int]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"mean_us": statistics.fmean(ordered) / 1000, "p99_us": ordered[int(len(ordered) * 0.99)] / 1000}
+
+
+async def caller_cost(url: str, n: int) -> dict[str, float]:
+    def empty(event: str, properties: object = None, *, user_id: object = None) -> None:
+        return None
+
+    floor = _summary(await _timed_calls(empty, n))
+    async with client_for(url, n) as client:
+        sdk = _summary(await _timed_calls(client.track, n))
+        await client.flush()
+        assert client.stats().delivered == n
+    return {
+        "track_mean_us": sdk["mean_us"],
+        "track_p99_us": sdk["p99_us"],
+        "floor_mean_us": floor["mean_us"],
+        "floor_p99_us": floor["p99_us"],
+    }
+
+
+# -- 2. throughput ----------------------------------------------------------------------------------------------
+
+
+async def throughput_sdk(url: str, n: int) -> dict[str, float]:
+    async with client_for(url, n) as client:
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for i in range(n):
+            _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
+        assert await client.flush() == 0
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        assert client.stats().delivered == n
+    return {"events_per_s": n / elapsed, "cpu_us_per_event": cpu / n * 1e6}
+
+
+async def throughput_baseline(url: str, n: int) -> dict[str, float]:
+    """
+    What a user would write by hand: one session, one task per event, a semaphore of 64, post(json=...).
+    """
+    headers = {"Authorization": "Basic " + base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()}
+    endpoint = url + "/events/invoke"
+    async with aiohttp.ClientSession(headers=headers) as session:
+        semaphore = asyncio.Semaphore(CONCURRENCY)
+        delivered = 0
+
+        async def send(i: int) -> None:
+            nonlocal delivered
+            body = {"event_name": "Product Viewed", "source_id": f"u{i}", "metadata": PROPS}
+            async with semaphore, session.post(endpoint, json=body) as response:
+                await response.read()
+                delivered += response.status == 200
+
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(asyncio.create_task(send(i)) for i in range(n)))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    assert delivered == n
+    return {"events_per_s": n / elapsed, "cpu_us_per_event": cpu / n * 1e6}
+
+
+# -- 3. backlog -------------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def ticker() -> AsyncIterator[list[float]]:
+    """
+    Measures the event loop's worst lateness (seconds) against a 1 ms tick while the block runs.
+    """
+    worst = [0.0]
+    loop = asyncio.get_running_loop()
+    running = True
+
+    async def tick() -> None:
+        while running:
+            before = loop.time()
+            await asyncio.sleep(0.001)
+            worst[0] = max(worst[0], loop.time() - before - 0.001)
+
+    task = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    try:
+        yield worst
+    finally:
+        running = False
+        await task
+
+
+async def _burst(client: RehookClient, n: int) -> None:
+    for i in range(n):
+        _ = client.track("Product Viewed", PROPS, user_id="u1")
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # a server handling requests calls the SDK between other work
+
+
+async def backlog(server: Server, n: int) -> dict[str, float]:
+    server.pause()
+    try:
+        client = client_for(server.url, n)
+        await client.start()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        await _burst(client, n)
+        per_event = (tracemalloc.get_traced_memory()[0] - before) / n
+        tracemalloc.stop()
+        queued = client.stats().in_queue
+        await client.aclose(timeout=0)
+
+        client = client_for(server.url, n)
+        await client.start()
+        gc.collect()
+        async with ticker() as worst:
+            await _burst(client, n)
+        await client.aclose(timeout=0)
+    finally:
+        server.resume()
+    return {"bytes_per_queued_event": per_event, "queued": queued, "max_stall_ms": worst[0] * 1000}
+
+
+# -- 4. drain ---------------------------------------------------------------------------------------------------
+
+
+async def drain(url: str, n: int, latency_ms: float) -> dict[str, float]:
+    client = client_for(url, n)
+    await client.start()
+    for i in range(n):
+        _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
+    t0 = time.perf_counter()
+    await client.aclose(timeout=None)
+    elapsed = time.perf_counter() - t0
+    assert client.stats().delivered == n
+    theoretical = n * latency_ms / 1000 / CONCURRENCY
+    return {"seconds": elapsed, "theoretical_s": theoretical, "ratio": elapsed / theoretical}
+
+
+# -- the run ----------------------------------------------------------------------------------------------------
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+async def run(quick: bool, runs: int) -> dict[str, Any]:
+    sizes = (
+        {"caller": 5_000, "tp0": 500, "tp20": 640, "backlog": 5_000, "drain": 640}
+        if quick
+        else {"caller": 100_000, "tp0": 20_000, "tp20": 20_000, "backlog": 100_000, "drain": 10_000}
+    )
+    fast, slow = Server(0), Server(20)
+    results: dict[str, Any] = {}
+    try:
+        results["caller_cost"] = median_of([await caller_cost(fast.url, sizes["caller"]) for _ in range(runs)])
+        for name, server, n in (("throughput_0ms", fast, sizes["tp0"]), ("throughput_20ms", slow, sizes["tp20"])):
+            sdk, base = [], []
+            for _ in range(runs):  # interleaved, so that both see the same machine
+                sdk.append(await throughput_sdk(server.url, n))
+                base.append(await throughput_baseline(server.url, n))
+            results[name] = {"n": n, "sdk": median_of(sdk), "baseline": median_of(base)}
+            results[name]["sdk_over_baseline"] = (
+                results[name]["sdk"]["events_per_s"] / results[name]["baseline"]["events_per_s"]
+            )
+        limit = CONCURRENCY / 0.020
+        results["throughput_20ms"]["limit_events_per_s"] = limit
+        results["throughput_20ms"]["sdk_over_limit"] = results["throughput_20ms"]["sdk"]["events_per_s"] / limit
+        results["throughput_20ms"]["baseline_over_limit"] = (
+            results["throughput_20ms"]["baseline"]["events_per_s"] / limit
+        )
+        results["backlog"] = median_of([await backlog(fast, sizes["backlog"]) for _ in range(runs)])
+        results["drain"] = {
+            "n": sizes["drain"],
+            **median_of([await drain(slow.url, sizes["drain"], 20) for _ in range(runs)]),
+        }
+    finally:
+        fast.close()
+        slow.close()
+    return results
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as info:
+        model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), model)
+    return {
+        "date": dt.date.today().isoformat(),
+        "cpu": model,
+        "cores": _cores(),
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "client_core": CLIENT_CPU if _cores() > 1 else None,
+        "server_core": SERVER_CPU if _cores() > 1 else None,
+    }
+
+
+TARGETS = [
+    ("caller_cost.track_mean_us", "<=", 2.5),
+    ("caller_cost.track_p99_us", "<=", 10.0),
+    ("throughput_20ms.sdk_over_limit", ">=", 0.97),
+    ("throughput_0ms.sdk_over_baseline", ">=", 1.3),
+    ("backlog.bytes_per_queued_event", "<=", 400.0),
+    ("backlog.max_stall_ms", "<=", 10.0),
+    ("drain.ratio", "<=", 1.05),
+]
+
+
+def lookup(results: dict[str, Any], dotted: str) -> float:
+    value: Any = results
+    for part in dotted.split("."):
+        value = value[part]
+    return float(value)
+
+
+def table(results: dict[str, Any], info: dict[str, Any]) -> Iterator[str]:
+    yield f"{info['date']}, {info['cpu']} ({info['cores']} cores), Python {info['python']}, aiohttp {info['aiohttp']}"
+    yield f"client on core {info['client_core']}, server on core {info['server_core']}"
+    c, t0, t20, b, d = (results[k] for k in ("caller_cost", "throughput_0ms", "throughput_20ms", "backlog", "drain"))
+    yield ""
+    yield "| figure | rehook-sdk | reference | target | met |"
+    yield "|---|---|---|---|---|"
+    rows = [
+        ("track() mean, us", c["track_mean_us"], f"empty function {c['floor_mean_us']:.2f}", "caller_cost.track_mean_us"),
+        ("track() p99, us", c["track_p99_us"], f"empty function {c['floor_p99_us']:.2f}", "caller_cost.track_p99_us"),
+        ("events/s at 0 ms", t0["sdk"]["events_per_s"], f"baseline {t0['baseline']['events_per_s']:.0f}", None),
+        ("  SDK / baseline at 0 ms", t0["sdk_over_baseline"], "", "throughput_0ms.sdk_over_baseline"),
+        ("  CPU us per event at 0 ms", t0["sdk"]["cpu_us_per_event"], f"baseline {t0['baseline']['cpu_us_per_event']:.0f}", None),
+        ("events/s at 20 ms", t20["sdk"]["events_per_s"], f"baseline {t20['baseline']['events_per_s']:.0f}", None),
+        ("  SDK / limit (3200/s) at 20 ms", t20["sdk_over_limit"], f"baseline {t20['baseline_over_limit']:.3f}", "throughput_20ms.sdk_over_limit"),
+        ("bytes per queued event", b["bytes_per_queued_event"], f"{b['queued']:.0f} queued", "backlog.bytes_per_queued_event"),
+        ("longest loop stall, ms", b["max_stall_ms"], "", "backlog.max_stall_ms"),
+        ("drain s", d["seconds"], f"theoretical {d['theoretical_s']:.3f}", None),
+        ("  drain / theoretical", d["ratio"], "", "drain.ratio"),
+    ]  # fmt: skip
+    targets = {key: (op, bound) for key, op, bound in TARGETS}
+    for label, value, reference, key in rows:
+        if key is None:
+            yield f"| {label} | {value:,.3f} | {reference} | | |"
+            continue
+        op, bound = targets[key]
+        met = value <= bound if op == "<=" else value >= bound
+        yield f"| {label} | {value:,.3f} | {reference} | {op} {bound} | {'yes' if met else 'NO'} |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3, 1 with --quick)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    if _cores() > 1 and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {CLIENT_CPU})
+    runs = args.runs or (1 if args.quick else 3)
+    results = asyncio.run(run(args.quick, runs))
+    info = machine()
+    output = {"machine": info, "quick": args.quick, "runs": runs, "results": results}
+    output["targets"] = {
+        key: {"value": lookup(results, key), "target": f"{op} {bound}",
+              "met": (lookup(results, key) <= bound) if op == "<=" else (lookup(results, key) >= bound)}
+        for key, op, bound in TARGETS
+    }  # fmt: skip
+    for line in table(results, info):
+        print(line)
+    print()
+    print(json.dumps(output, indent=2))
+    if args.json is not None:
+        args.json.write_text(json.dumps(output, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""
+A tiny HTTP/1.1 server for the benchmark: answers every request ``200 {}`` after a fixed latency, keep-alive.
+
+Raw asyncio, no framework, so that it costs as little CPU as possible; run it in its own process (pinned to its own
+core) so that it does not steal the client's CPU:
+
+    python benchmarks/server.py --port 0 --latency-ms 20 --cpu 1
+
+It prints ``listening on http://127.0.0.1:PORT`` once ready. ``GET /_count`` answers the number of POSTs so far.
+Stop it with SIGTERM; pause it with SIGSTOP (requests then wait in flight) and resume with SIGCONT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class Counter:
+    posts = 0
+
+
+class HTTPProtocol(asyncio.Protocol):
+    """
+    Parses just enough HTTP/1.1: request line, Content-Length, body; one request at a time per connection.
+    """
+
+    def __init__(self, latency: float, loop: asyncio.AbstractEventLoop) -> None:
+        self.latency = latency
+        self.loop = loop
+        self.buffer = bytearray()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            total = end + 4 + length
+            if len(self.buffer) < total:
+                return
+            del self.buffer[:total]
+            self.handle(head.split(" ", 2))
+
+    def handle(self, request_line: list[str]) -> None:
+        if request_line[0] == "GET" and request_line[1] == "/_count":
+            body = str(Counter.posts).encode()
+            self.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            return
+        Counter.posts += 1
+        if self.latency:
+            self.loop.call_later(self.latency, self.write, RESPONSE)
+        else:
+            self.write(RESPONSE)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+
+async def serve(port: int, latency: float) -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: HTTPProtocol(latency, loop), "127.0.0.1", port, backlog=1024)
+    bound = server.sockets[0].getsockname()[1]
+    print(f"listening on http://127.0.0.1:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    async with server:
+        await stop.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU core")
+    args = parser.parse_args()
+    if args.cpu is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args.cpu})
+    asyncio.run(serve(args.port, args.latency_ms / 1000))
+
+
+if __name__ == "__main__":
+    main()
