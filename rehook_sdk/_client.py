@@ -270,6 +270,20 @@ class RehookClient:
         Raises:
             TypeError: an argument of the wrong type.
         """
+        if (
+            type(user_id) is str
+            and (traits is None or type(traits) is dict)
+            and options is None
+            and callback is None
+            and anonymous_id is None
+            and timestamp is None
+            and context is None
+            and integrations is None
+            and message_id is None
+        ):
+            # The common shape, checked with exact types; equal to what build() would make (tests compare them).
+            data = traits.copy() if traits is not None else None
+            return self._submit(EventHandle(None, None, CallType.IDENTIFY, user_id, None, data))
         if isinstance(user_id, Mapping):
             if traits is not None and options is not None:
                 raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
@@ -324,7 +338,23 @@ class RehookClient:
         Raises:
             TypeError: an argument of the wrong type.
         """
-        if type(event) is not str and not isinstance(event, str):
+        if (
+            type(event) is str
+            and type(user_id) is str
+            and (properties is None or type(properties) is dict)
+            and options is None
+            and callback is None
+            and anonymous_id is None
+            and timestamp is None
+            and context is None
+            and integrations is None
+            and message_id is None
+        ):
+            # The hot path of a request handler: exact types only, nothing else to normalise. Equal to what
+            # build() would make (tests compare them); the Call itself is built later, in the sender.
+            data = properties.copy() if properties is not None else None
+            return self._submit(EventHandle(None, None, CallType.TRACK, user_id, event, data))
+        if not isinstance(event, str):
             raise TypeError(f"track(): event must be a str, not {type(event).__qualname__}")
         call, cb = build(
             "track",

@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from ._types import Action, Call
+from ._types import Action, Call, CallType
 
 __all__ = ["ActionResult", "EventHandle", "Outcome", "OutcomeStatus", "Reason"]
 
@@ -186,14 +186,45 @@ class EventHandle:
     A handle may be awaited from any event loop, in any thread, any number of times.
     """
 
-    __slots__ = ("_callback", "_outcome", "_waiters", "call", "message_id")
+    # The common call shapes (track/identify with a str user id and a dict) keep their few fields here and build
+    # the `Call` only when something reads it, in the sender: the caller's path then allocates one object and a
+    # dict copy, and a queued call is one object for the garbage collector to scan, not two.
+    __slots__ = ("_call", "_callback", "_data", "_event", "_kind", "_outcome", "_user_id", "_waiters", "message_id")
 
-    def __init__(self, call: Call, callback: Callable[[Outcome], object] | None) -> None:
-        self.call = call
-        self.message_id = call.message_id
+    def __init__(
+        self,
+        call: Call | None,
+        callback: Callable[[Outcome], object] | None,
+        kind: CallType | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._call = call
+        self.message_id = call.message_id if call is not None else None
         self._callback = callback
+        self._kind = kind
+        self._user_id = user_id
+        self._event = event
+        self._data = data
         self._outcome: Outcome | None = None
         self._waiters: list[asyncio.Future[Outcome] | threading.Event] | None = None
+
+    @property
+    def call(self) -> Call:
+        """
+        The call this handle is for.
+        """
+        call = self._call
+        if call is None:
+            # Two threads may both build it: the results are equal, and either may be kept.
+            assert self._kind is not None
+            if self._kind is CallType.IDENTIFY:
+                call = Call(type=self._kind, user_id=self._user_id, traits=self._data)
+            else:
+                call = Call(type=self._kind, user_id=self._user_id, event=self._event, properties=self._data)
+            self._call = call
+        return call
 
     def __repr__(self) -> str:
         state = self._outcome.status.value if self._outcome is not None else "pending"

@@ -9,6 +9,8 @@ import uuid
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rehook_sdk import CallType, RehookClient
 from rehook_sdk.testing import FakeRehook
@@ -132,3 +134,24 @@ async def test_alias_and_group_keep_their_ids(client: RehookClient) -> None:
 
     assert (group.call.group_id, group.call.traits) == ("g1", {"name": "Acme"})
     assert (alias.call.user_id, alias.call.previous_id) == ("new", "old")
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    event=st.text(max_size=10),
+    data=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),
+    user_id=st.text(max_size=6),
+)
+async def test_fast_path_makes_the_same_call_as_the_general_path(
+    client: RehookClient, event: str, data: dict[str, Any] | None, user_id: str
+) -> None:
+    """The common call shapes take a fast path; the Call they make is the one the general path makes."""
+    fast_track = client.track(event, data, user_id=user_id)
+    general_track = client.track(event, data, {}, user_id=user_id)  # an options dict forces the general path
+    fast_identify = client.identify(user_id, data)
+    general_identify = client.identify(user_id, data, {})
+
+    assert fast_track.call == general_track.call
+    assert fast_identify.call == general_identify.call
+    assert fast_track.message_id is general_track.message_id is None
+    await client.flush()
