@@ -6,9 +6,10 @@ and end each call in exactly one `Outcome`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
-import os
+import random
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from ._actions import Request
 from ._deadletter import DeadLetterWriter
 from ._mappings import CompiledMapping
-from ._outcome import ActionResult, EventHandle, Outcome, OutcomeStatus, Reason
+from ._outcome import ActionResult, Countdown, EventHandle, Outcome, OutcomeStatus, Reason
 from ._queue import EventQueue
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
@@ -96,16 +97,14 @@ class Flusher:
         Returns:
             How many of them still have no outcome.
         """
-        remaining = [h for h in handles if not h.done()]
-        if not remaining:
+        countdown = Countdown(list(handles))
+        if countdown.left == 0:
             return 0
         loop = asyncio.get_running_loop()
-        futures = [h._future() for h in remaining]
         timeout = None if deadline is None else max(0.0, deadline - loop.time())
-        _, not_done = await asyncio.wait(futures, timeout=timeout)
-        for fut in not_done:
-            fut.cancel()
-        return len(not_done)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(countdown.future), timeout)
+        return countdown.left
 
     async def stop(self, deadline: float | None) -> int:
         """
@@ -227,7 +226,9 @@ class Flusher:
     async def _process(self, handle: EventHandle) -> None:
         call = handle.call
         if handle.message_id is None:
-            handle.message_id = os.urandom(16).hex()
+            # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by
+            # the random module itself): unique keys without a getrandom() system call per event.
+            handle.message_id = f"{random.getrandbits(128):032x}"
         message_id = handle.message_id
         routed = self._router.route(call, message_id)
         if isinstance(routed, tuple):

@@ -81,6 +81,7 @@ class CompiledMapping:
 
     index: int
     name: str
+    source: Mapping
     action: Action
     matches: Predicate
     resolve: Callable[[dict[str, Any]], dict[str, Any]]
@@ -179,6 +180,7 @@ def _compile(index: int, mapping: object) -> CompiledMapping:
     return CompiledMapping(
         index=index,
         name=name,
+        source=mapping,
         action=action,
         matches=matches,
         resolve=_field_resolver(resolvers, override),

@@ -174,6 +174,42 @@ class Outcome:
         )  # fmt: skip
 
 
+class Countdown:
+    """
+    One future for many handles: done when all of them have their outcome (flush() on a large backlog registers
+    one of these per handle instead of a future and a done-callback per handle).
+    """
+
+    __slots__ = ("_left", "_loop", "_thread", "future")
+
+    def __init__(self, handles: list[EventHandle]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self.future: asyncio.Future[None] = self._loop.create_future()
+        self._left = 0
+        for handle in handles:
+            if handle._outcome is None:
+                if handle._waiters is None:
+                    handle._waiters = []
+                handle._waiters.append(self)
+                self._left += 1
+        if self._left == 0:
+            self.future.set_result(None)
+
+    @property
+    def left(self) -> int:
+        return self._left
+
+    def one_done(self) -> None:
+        if threading.get_ident() != self._thread:  # resolved from another thread: count on the loop's thread
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self.one_done)
+            return
+        self._left -= 1
+        if self._left == 0 and not self.future.done():
+            self.future.set_result(None)
+
+
 def _set_if_pending(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
     if not fut.done():
         fut.set_result(outcome)
@@ -208,7 +244,7 @@ class EventHandle:
         self._event = event
         self._data = data
         self._outcome: Outcome | None = None
-        self._waiters: list[asyncio.Future[Outcome] | threading.Event] | None = None
+        self._waiters: list[asyncio.Future[Outcome] | threading.Event | Countdown] | None = None
 
     @property
     def call(self) -> Call:
@@ -298,6 +334,9 @@ class EventHandle:
         self._outcome = outcome
         if self._waiters is not None:
             for fut in self._waiters:
+                if isinstance(fut, Countdown):
+                    fut.one_done()
+                    continue
                 if isinstance(fut, threading.Event):
                     fut.set()
                     continue

@@ -6,13 +6,14 @@ rules. Runs in the sender tasks, never on the caller's path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from ._actions import Request, build_request
-from ._encoding import PayloadError
+from ._encoding import PayloadError, json_safe
 from ._event import segment_event
-from ._mappings import CompiledMapping
+from ._mappings import DEFAULT_MAPPINGS, CompiledMapping
 from ._outcome import Reason
 from ._types import Call, CallType
 
@@ -37,9 +38,15 @@ class Router:
     The compiled mappings of one client, and Rehook's rules that depend on its settings.
     """
 
-    def __init__(self, mappings: Sequence[CompiledMapping], conversion_events: frozenset[str]) -> None:
+    def __init__(
+        self, mappings: Sequence[CompiledMapping], conversion_events: frozenset[str], *, shortcut: bool = True
+    ) -> None:
         self._mappings = tuple(mappings)
         self._conversion_events = conversion_events
+        # With exactly the default mappings, route() takes a shortcut that resolves their fields directly,
+        # without building the Segment event (about 6 us less per call in the sender); the tests check that it
+        # gives the same steps as the general path.
+        self._defaults = shortcut and [m.source for m in self._mappings] == list(DEFAULT_MAPPINGS)
         # The event keys any mapping reads; None (convert everything) when one of them may read anything.
         parts = [m.reads for m in self._mappings]
         self._reads = None if None in parts else frozenset().union(*(p for p in parts if p is not None))
@@ -48,6 +55,8 @@ class Router:
         """
         The steps ``call`` fires, in mapping order, or why the whole call is dropped.
         """
+        if self._defaults:
+            return self._route_defaults(call)
         try:
             event = segment_event(call, message_id, self._reads)
         except PayloadError as exc:
@@ -80,3 +89,36 @@ class Router:
                 "only identify, track, page and screen are sent by default",
             )
         return Reason.NO_MATCHING_MAPPING, f"no mapping's trigger matched this {call.type.value}() call"
+
+    def _route_defaults(self, call: Call) -> list[Step] | tuple[Reason, str]:
+        # DEFAULT_MAPPINGS, resolved by hand: identify -> Identify User (source_id <- userId, metadata <- traits,
+        # referral_code <- traits.referral_code); track -> Track Event (event_name <- event, metadata <-
+        # properties); page/screen -> Track Event named after the call type.
+        kind = call.type
+        fields: dict[str, Any]
+        try:
+            if kind is CallType.IDENTIFY:
+                mapping = self._mappings[0]
+                traits = json_safe(call.traits or {}, "traits")
+                fields = {"source_id": call.user_id, "metadata": traits}
+                if "referral_code" in traits:
+                    fields["referral_code"] = traits["referral_code"]
+            elif kind is CallType.TRACK or kind is CallType.PAGE or kind is CallType.SCREEN:
+                mapping = self._mappings[1 if kind is CallType.TRACK else 2]
+                event_name = call.event if kind is CallType.TRACK else kind.value
+                properties = json_safe(call.properties or {}, "properties")
+                fields = {"event_name": event_name, "source_id": call.user_id, "metadata": properties}
+            else:
+                if kind is CallType.GROUP:
+                    json_safe(call.traits or {}, "traits")  # the general path converts them before matching
+                return (
+                    Reason.UNSUPPORTED_CALL,
+                    f"{kind.value}() has no Rehook action and no mapping sends it; "
+                    "only identify, track, page and screen are sent by default",
+                )
+        except PayloadError as exc:
+            return Reason.INVALID_PAYLOAD, str(exc)
+        built = build_request(mapping.action, fields, call, self._conversion_events, trusted=True)
+        if isinstance(built, Request):
+            return [Step(mapping, built)]
+        return [Step(mapping, None, built)]

@@ -118,31 +118,26 @@ class Transport:
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: idempotency_key,
         }
-        return await self._request("POST", request.path, headers, request.body)
+        return await self._request("POST", self._url(request.path), headers, request.body)
 
     async def get(self, path: str) -> Attempt:
         """
         GET ``path``; never raises for network trouble.
         """
-        return await self._request("GET", path, {"Authorization": self._auth}, None)
+        return await self._request("GET", self._url(path), {"Authorization": self._auth}, None)
 
-    async def _request(self, method: str, path: str, headers: dict[str, str], body: bytes | None) -> Attempt:
-        session = self._get_session()
+    async def _request(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Attempt:
+        session = self._session or self._get_session()
         try:
             async with session.request(
-                method,
-                self._url(path),
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                allow_redirects=False,
+                method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
                 raw = await response.read()
-                return Attempt(
-                    status=response.status,
-                    body=raw.decode("utf-8", errors="replace")[:_MAX_BODY_CHARS],
-                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                )
+                status = response.status
+                # Retry-After matters only on the answers that are retried; 2xx skip the header lookup.
+                retry_after = None if status < 300 else parse_retry_after(response.headers.get("Retry-After"))
+                text = raw.decode("utf-8", errors="replace")
+                return Attempt(status=status, body=text[:_MAX_BODY_CHARS], retry_after=retry_after)
         except aiohttp.ClientConnectorError as exc:
             # Refused, unreachable, DNS failure, TLS handshake: the request never left.
             return Attempt(error=f"cannot connect: {_describe(exc)}")
