@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from ._constants import CUSTOMERS_PATH, EVENTS_PATH
 from ._encoding import PayloadError, json_safe
@@ -50,8 +48,7 @@ DEFAULT_FIELDS: dict[Action, dict[str, Any]] = {
 }
 
 
-@attrs.frozen
-class Request:
+class Request(NamedTuple):
     """
     One POST to Rehook: the path under base_url and the JSON body, already encoded.
     """

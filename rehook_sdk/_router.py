@@ -6,9 +6,7 @@ rules. Runs in the sender tasks, never on the caller's path.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import attrs
+from typing import Any, NamedTuple
 
 from ._actions import Request, build_request
 from ._encoding import PayloadError, json_safe
@@ -22,8 +20,7 @@ __all__ = ["Router", "Step"]
 _NO_ACTION_TYPES = frozenset({CallType.GROUP, CallType.ALIAS})
 
 
-@attrs.frozen
-class Step:
+class Step(NamedTuple):
     """
     One fired mapping: the request to send, or why it is dropped.
     """

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+from typing import NamedTuple
 
 import aiohttp
-import attrs
 from yarl import URL
 
 from ._actions import Request
@@ -22,10 +22,9 @@ __all__ = ["Attempt", "Transport", "check_base_url"]
 _MAX_BODY_CHARS = 8192
 
 
-@attrs.frozen(kw_only=True)
-class Attempt:
+class Attempt(NamedTuple):
     """
-    What one HTTP request came to.
+    What one HTTP request came to (a named tuple: one is made per request, in the sender's hot loop).
 
     Attributes:
         status: The HTTP status, or ``None`` when no answer came.
