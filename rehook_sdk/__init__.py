@@ -9,8 +9,9 @@ from importlib.metadata import PackageNotFoundError, version
 
 from ._client import RehookClient
 from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, MappingError, RehookError
+from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
-from ._outcome import ActionResult, EventHandle, Outcome, OutcomeStatus, Reason
+from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
 from ._sync import ClientSettings, SyncRehookClient

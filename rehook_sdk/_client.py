@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import os
 import threading
@@ -33,14 +34,16 @@ from ._constants import (
 from ._deadletter import DeadLetterWriter
 from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
 from ._flusher import Flusher, deadline_after
+from ._handle import KIND_CODES, EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mappings import Mapping as RehookMapping
-from ._outcome import EventHandle, Outcome, Reason
+from ._outcome import Outcome, Reason
+from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._stats import Stats
 from ._transport import Transport, check_base_url
-from ._types import CallType
+from ._types import Call, CallType
 
 __all__ = ["RehookClient"]
 
@@ -204,6 +207,7 @@ class RehookClient:
 
         self._make_flusher = make_flusher
         self._flusher = make_flusher(session)
+        self._tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
         self._pid = os.getpid()
         _LIVE_CLIENTS.add(self)
 
@@ -282,8 +286,7 @@ class RehookClient:
             and message_id is None
         ):
             # The common shape, checked with exact types; equal to what build() would make (tests compare them).
-            data = traits.copy() if traits is not None else None
-            return self._submit(EventHandle(None, None, CallType.IDENTIFY, user_id, None, data))
+            return self._fast(CallType.IDENTIFY, user_id, None, traits.copy() if traits is not None else None)
         if isinstance(user_id, Mapping):
             if traits is not None and options is not None:
                 raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
@@ -301,7 +304,7 @@ class RehookClient:
             message_id=message_id,
             traits=traits,
         )
-        return self._submit(EventHandle(call, cb))
+        return self._submit(call, cb)
 
     def track(
         self,
@@ -352,8 +355,7 @@ class RehookClient:
         ):
             # The hot path of a request handler: exact types only, nothing else to normalise. Equal to what
             # build() would make (tests compare them); the Call itself is built later, in the sender.
-            data = properties.copy() if properties is not None else None
-            return self._submit(EventHandle(None, None, CallType.TRACK, user_id, event, data))
+            return self._fast(CallType.TRACK, user_id, event, properties.copy() if properties is not None else None)
         if not isinstance(event, str):
             raise TypeError(f"track(): event must be a str, not {type(event).__qualname__}")
         call, cb = build(
@@ -370,7 +372,7 @@ class RehookClient:
             event=str(event),
             properties=properties,
         )
-        return self._submit(EventHandle(call, cb))
+        return self._submit(call, cb)
 
     def page(
         self,
@@ -434,7 +436,7 @@ class RehookClient:
         call, cb = build(
             method, call_type, options=options, callback=callback, name=name, properties=properties, **fields
         )
-        return self._submit(EventHandle(call, cb))
+        return self._submit(call, cb)
 
     def group(
         self,
@@ -459,7 +461,7 @@ class RehookClient:
             user_id=user_id, anonymous_id=anonymous_id, timestamp=timestamp, context=context,
             integrations=integrations, message_id=message_id,
         )  # fmt: skip
-        return self._submit(EventHandle(call, cb))
+        return self._submit(call, cb)
 
     def alias(
         self,
@@ -482,7 +484,7 @@ class RehookClient:
             previous_id=previous_id, timestamp=timestamp, context=context, integrations=integrations,
             message_id=message_id,
         )  # fmt: skip
-        return self._submit(EventHandle(call, cb))
+        return self._submit(call, cb)
 
     def audience(
         self,
@@ -522,18 +524,39 @@ class RehookClient:
 
     # -- queueing ----------------------------------------------------------------------------------------
 
-    def _submit(self, handle: EventHandle) -> EventHandle:
+    def _fast(self, kind: CallType, user_id: str, event: str | None, data: dict[str, Any] | None) -> EventHandle:
+        board = self._flusher.board
+        token = next(self._tokens)
+        handle = EventHandle(board, token, None, kind, user_id, event, data)
+        board.attach(token, None)
+        return self._enqueue(handle, (token, None, KIND_CODES[kind], user_id, event), data, None)
+
+    def _submit(self, call: Call, callback: Callback | None) -> EventHandle:
+        board = self._flusher.board
+        token = next(self._tokens)
+        handle = EventHandle(board, token, call)
+        board.attach(token, callback)
+        return self._enqueue(handle, (token, call, -1, None, None), None, callback)
+
+    def _enqueue(
+        self, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, callback: Callback | None
+    ) -> EventHandle:
         # The hot path: a call from a task of the client's own loop while it runs.
         if self._state is _State.RUNNING and _get_running_loop() is self._loop:
-            if not self._flusher.queue.put_on_loop(handle):
+            if not self._flusher.queue.put_on_loop(meta, data):
                 self._drop_at_once(handle, Reason.QUEUE_FULL)
             return handle
-        return self._submit_slow(handle)
+        return self._enqueue_slow(handle, meta, data, callback)
 
-    def _submit_slow(self, handle: EventHandle) -> EventHandle:
+    def _enqueue_slow(
+        self, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, callback: Callback | None
+    ) -> EventHandle:
         if self._pid != os.getpid():  # forked by a means that skipped os.register_at_fork's hooks
             self._after_fork()
+            handle._board = self._flusher.board
+            self._flusher.board.attach(meta[0], callback)
         loop = _get_running_loop()
+        queue = self._flusher.queue
         with self._lock:
             state = self._state
             if state is _State.NOT_STARTED and loop is not None:
@@ -548,10 +571,7 @@ class RehookClient:
                     )
             if state is _State.RUNNING or state is _State.NOT_STARTED:
                 # From another thread, or before any loop exists (delivered once the client starts).
-                if loop is self._loop:
-                    accepted = self._flusher.queue.put_on_loop(handle)
-                else:
-                    accepted = self._flusher.queue.put_threadsafe(handle)
+                accepted = queue.put_on_loop(meta, data) if loop is self._loop else queue.put_threadsafe(meta, data)
                 reason = None if accepted else Reason.QUEUE_FULL
             else:
                 reason = Reason.CLIENT_CLOSED
@@ -564,7 +584,8 @@ class RehookClient:
             message = f"the queue holds {self._flusher.queue.maxsize} calls already (max_queue_size)"
         else:
             message = "the client was closed (aclose()) before this call"
-        self._flusher.finish(handle, Outcome._for(handle.call, reason, message, message_id=handle.message_id))
+        call = handle.call
+        self._flusher.finish(handle._token, call, Outcome._for(call, reason, message, message_id=call.message_id))
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

@@ -16,13 +16,15 @@ from typing import Any
 
 from ._actions import Request
 from ._deadletter import DeadLetterWriter
+from ._handle import CODE_KINDS, Board, build_call
 from ._mappings import CompiledMapping
-from ._outcome import ActionResult, Countdown, EventHandle, Outcome, OutcomeStatus, Reason
+from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._queue import EventQueue
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
 from ._stats import Counters, Stats
 from ._transport import Attempt, Transport
+from ._types import Call
 
 __all__ = ["Flusher"]
 
@@ -46,7 +48,8 @@ class Flusher:
         on_error: Callable[[Outcome], object] | None,
         dead_letter: DeadLetterWriter | None = None,
     ) -> None:
-        self.queue: EventQueue[EventHandle] = EventQueue(max_queue_size)
+        self.queue = EventQueue(max_queue_size)
+        self.board = Board()
         self.counters = Counters()
         self.transport = transport
         self._concurrency = concurrency
@@ -55,7 +58,7 @@ class Flusher:
         self._delivery = delivery
         self._on_error = on_error
         self._dead_letter = dead_letter
-        self._in_flight: set[EventHandle] = set()
+        self._in_flight: dict[int, Call] = {}  # token -> call, for the calls the senders hold
         self._tasks: set[asyncio.Task[None]] = set()
         self._auth_failure: Attempt | None = None
         self._stopping = False
@@ -84,27 +87,29 @@ class Flusher:
         """
         return len(self._in_flight) + len(self.queue)
 
-    def pending(self) -> list[EventHandle]:
+    def pending(self) -> list[int]:
         """
-        Every call accepted so far that has no outcome yet.
+        The tokens of every call accepted so far that has no outcome yet.
         """
-        return [*self._in_flight, *self.queue.snapshot()]
+        return [*self._in_flight, *self.queue.tokens()]
 
-    async def wait_for(self, handles: Iterable[EventHandle], deadline: float | None) -> int:
+    async def wait_for(self, tokens: Iterable[int], deadline: float | None) -> int:
         """
-        Wait until every handle has its outcome or the loop's clock reaches ``deadline``.
+        Wait until every token's call has its outcome or the loop's clock reaches ``deadline``.
 
         Returns:
             How many of them still have no outcome.
         """
-        countdown = Countdown(list(handles))
-        if countdown.left == 0:
-            return 0
-        loop = asyncio.get_running_loop()
-        timeout = None if deadline is None else max(0.0, deadline - loop.time())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(countdown.future), timeout)
-        return countdown.left
+        countdown = self.board.countdown(tokens)
+        try:
+            if countdown.tokens:
+                loop = asyncio.get_running_loop()
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(countdown.future), timeout)
+            return len(countdown.tokens)
+        finally:
+            self.board.forget(countdown)
 
     async def stop(self, deadline: float | None) -> int:
         """
@@ -142,21 +147,20 @@ class Flusher:
         Returns:
             How many calls this ended, with those the cancelled senders ended just before.
         """
-        for handle in [*self.queue.take_all(), *self._in_flight]:
-            if not handle.done():
-                self.finish(
-                    handle,
-                    Outcome._for(handle.call, Reason.SHUTDOWN_TIMEOUT, message, message_id=handle.message_id),
-                )
+        left = [(meta[0], entry_call(meta, data)) for meta, data in self.queue.take_all()]
+        left += list(self._in_flight.items())
+        for token, call in left:
+            self.finish(token, call, Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message))
         self._in_flight.clear()
         return self.counters.snapshot(in_queue=0, in_flight=0).failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
 
     # -- outcomes ----------------------------------------------------------------------------------------
 
-    def finish(self, handle: EventHandle, outcome: Outcome) -> None:
+    def finish(self, token: int, call: Call, outcome: Outcome) -> None:
         """
-        Record, log and report ``outcome``, then resolve the handle (waiters and callback).
+        Record, log and report ``outcome``, then hand it to the board (handle, waiters and callback). Once per call.
         """
+        self._in_flight.pop(token, None)
         self.counters.record(outcome)
         if outcome.status is not OutcomeStatus.DELIVERED:
             # Rejected without a request: a 401 came earlier and was logged once, loudly; these are quiet.
@@ -179,7 +183,7 @@ class Flusher:
                     self._on_error(outcome)
                 except Exception:
                     logger.exception("rehook_sdk: on_error raised; the outcome is unchanged")
-        handle._resolve(outcome)
+        self.board.resolve(token, call, outcome)
 
     # -- the sender --------------------------------------------------------------------------------------
 
@@ -207,32 +211,27 @@ class Flusher:
         queue = self.queue
         in_flight = self._in_flight
         while True:
-            handle = await queue.get()
-            in_flight.add(handle)
+            meta, data = await queue.get()
+            token = meta[0]
+            call = in_flight[token] = entry_call(meta, data)
             try:
-                await self._process(handle)
+                await self._process(token, call)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug in this package must not kill a sender or lose the call
                 logger.exception("rehook_sdk: internal error while sending a call")
-                if not handle.done():
+                if token in in_flight:
                     self.finish(
-                        handle,
-                        Outcome._for(handle.call, Reason.RETRIES_EXHAUSTED, "internal error in rehook_sdk"),
+                        token, call, Outcome._for(call, Reason.RETRIES_EXHAUSTED, "internal error in rehook_sdk")
                     )
-            finally:
-                in_flight.discard(handle)
 
-    async def _process(self, handle: EventHandle) -> None:
-        call = handle.call
-        if handle.message_id is None:
-            # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by
-            # the random module itself): unique keys without a getrandom() system call per event.
-            handle.message_id = f"{random.getrandbits(128):032x}"
-        message_id = handle.message_id
+    async def _process(self, token: int, call: Call) -> None:
+        # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by the random
+        # module itself): unique keys without a getrandom() system call per event.
+        message_id = call.message_id or f"{random.getrandbits(128):032x}"
         routed = self._router.route(call, message_id)
         if isinstance(routed, tuple):
-            self.finish(handle, Outcome._for(call, routed[0], routed[1]))
+            self.finish(token, call, Outcome._for(call, routed[0], routed[1]))
             return
         results: list[ActionResult] = []
         keyed = len(routed) > 1  # several requests for one call: each needs its own Idempotency-Key
@@ -255,10 +254,10 @@ class Flusher:
                         "the client stopped before this action was sent",
                     )
                 )
-            if not handle.done():
-                self.finish(handle, Outcome._of(call, tuple(results), message_id))
+            if token in self._in_flight:
+                self.finish(token, call, Outcome._of(call, tuple(results), message_id))
             raise
-        self.finish(handle, Outcome._of(call, tuple(results), message_id))
+        self.finish(token, call, Outcome._of(call, tuple(results), message_id))
 
     async def _deliver(self, mapping: CompiledMapping, request: Request, key: str, results: list[ActionResult]) -> None:
         """
@@ -339,6 +338,16 @@ class Flusher:
                 "client fails as 'rejected' without being sent. Check REHOOK_API_KEY/REHOOK_API_SECRET "
                 "(or the key and secret given to RehookClient) and that the application exists."
             )
+
+
+def entry_call(meta: tuple[Any, ...], data: dict[str, Any] | None) -> Call:
+    """
+    The `Call` of a queued entry: the one queued on the general path, or one built from the fast path's fields.
+    """
+    call: Call | None = meta[1]
+    if call is not None:
+        return call
+    return build_call(CODE_KINDS[meta[2]], meta[3], meta[4], data)
 
 
 def deadline_after(loop: asyncio.AbstractEventLoop, timeout: float | None) -> float | None:

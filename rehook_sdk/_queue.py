@@ -1,72 +1,96 @@
 """
 The bounded in-process queue between callers and the sender tasks.
 
-A `collections.deque` rather than `asyncio.Queue`: appends are atomic under the GIL, so a call from another
-thread (or before any loop exists) can enqueue directly, and the caller's path stays a length check and an
-append. Sender tasks sleep on futures of the loop they run in; a put from another thread wakes them through
-``call_soon_threadsafe``.
+Each queued call is two plain values kept in two lanes: a tuple of ints and strings (its token and fields, or
+its `Call` on the general path) and the properties dict (or None). Neither is an object the garbage collector must
+scan on every full collection: the tuple is untracked at the first collection that looks at it, and a dict of
+plain values is never tracked. (A tuple that holds a dict would stay tracked, hence the two lanes.)
+
+A `collections.deque` rather than `asyncio.Queue`: a call from another thread, or made before any loop runs, can
+enqueue directly. Both lanes change under one short lock, taken only around the appends and pops. Sender tasks
+sleep on futures of the loop they run in; a put from another thread wakes them through ``call_soon_threadsafe``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any
 
-__all__ = ["EventQueue"]
+from ._types import Call
 
-T = TypeVar("T")
+__all__ = ["Entry", "EventQueue", "Meta"]
+
+# (token, the Call or None, kind code, user id, event name)
+Meta = tuple[int, Call | None, int, str | None, str | None]
+Entry = tuple[Meta, dict[str, Any] | None]
 
 
-class EventQueue(Generic[T]):
+class EventQueue:
     """
-    A FIFO with a maximum size; ``put`` from any thread, ``get`` from tasks of one event loop.
+    A FIFO of calls with a maximum size; ``put`` from any thread, ``get`` from tasks of one event loop.
     """
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._items: deque[T] = deque()
+        self._meta: deque[Meta] = deque()
+        self._data: deque[dict[str, Any] | None] = deque()
+        self._lock = threading.Lock()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake_scheduled = False
+        # At most one idle sender is being woken at a time; each woken sender wakes the next if calls remain. A
+        # burst then starts the senders one loop iteration apart instead of all 64 in one iteration (which held
+        # the event loop for ~10 ms, each sender building its first request).
+        self._waking = False
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._meta)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """
-        Tie the consumer side to ``loop``; items put before this are served once getters run.
+        Tie the consumer side to ``loop``; calls put before this are served once getters run.
         """
         self._loop = loop
 
-    def put_on_loop(self, item: T) -> bool:
+    def _append(self, meta: Meta, data: dict[str, Any] | None) -> bool:
+        with self._lock:
+            if len(self._meta) >= self.maxsize:
+                return False
+            self._meta.append(meta)
+            self._data.append(data)
+            return True
+
+    def put_on_loop(self, meta: Meta, data: dict[str, Any] | None) -> bool:
         """
         Append from the consumer loop's own thread. Returns False when full.
         """
-        if len(self._items) >= self.maxsize:
+        if not self._append(meta, data):
             return False
-        self._items.append(item)
+        if not self._waking:
+            self._wake_one()
+        return True
+
+    def _wake_one(self) -> None:
         getters = self._getters
         while getters:
             fut = getters.popleft()
             if not fut.done():
                 fut.set_result(None)
-                break
-        return True
+                self._waking = True
+                return
 
-    def put_threadsafe(self, item: T) -> bool:
+    def put_threadsafe(self, meta: Meta, data: dict[str, Any] | None) -> bool:
         """
         Append from any other thread (or before the queue is bound). Returns False when full.
-
-        The length check can let a few more items in than ``maxsize`` when threads race; it never loses one.
         """
-        if len(self._items) >= self.maxsize:
+        if not self._append(meta, data):
             return False
-        self._items.append(item)
         loop = self._loop
         if loop is not None and not self._wake_scheduled:
-            # The flag is reset by _wake before it looks at the items, so an item appended before a reader saw
-            # the flag set is always seen by that _wake.
+            # The flag is reset by _wake before it looks at the lanes, so a call appended before a reader saw the
+            # flag set is always seen by that _wake.
             self._wake_scheduled = True
             try:
                 loop.call_soon_threadsafe(self._wake)
@@ -76,20 +100,19 @@ class EventQueue(Generic[T]):
 
     def _wake(self) -> None:
         self._wake_scheduled = False
-        waiting = len(self._items)
-        getters = self._getters
-        while waiting and getters:
-            fut = getters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                waiting -= 1
+        if self._meta and not self._waking:
+            self._wake_one()
 
-    async def get(self) -> T:
+    async def get(self) -> Entry:
         """
-        Remove and return the oldest item, waiting for one if needed.
+        Remove and return the oldest call, waiting for one if needed.
         """
-        items = self._items
-        while not items:
+        while True:
+            with self._lock:
+                if self._meta:
+                    entry = self._meta.popleft(), self._data.popleft()
+                    more = bool(self._meta)
+                    break
             loop = self._loop
             assert loop is not None, "EventQueue.get() before bind()"
             fut: asyncio.Future[None] = loop.create_future()
@@ -97,25 +120,31 @@ class EventQueue(Generic[T]):
             try:
                 await fut
             except BaseException:
+                if fut.done() and not fut.cancelled():
+                    # Woken, then cancelled before running: pass the wake-up on so no call waits for nobody.
+                    self._waking = False
+                    if self._meta:
+                        self._wake_one()
                 fut.cancel()
-                # If we were woken and cancelled at once, pass the wake-up on so no item waits for nobody.
-                if items and self._getters:
-                    self._wake()
                 raise
-        return items.popleft()
+            self._waking = False
+        if more and not self._waking:
+            self._wake_one()
+        return entry
 
-    def snapshot(self) -> list[T]:
+    def tokens(self) -> list[int]:
         """
-        The items now queued, oldest first (a copy).
+        The tokens of the calls now queued.
         """
-        return list(self._items)
+        with self._lock:
+            return [meta[0] for meta in self._meta]
 
-    def take_all(self) -> list[T]:
+    def take_all(self) -> list[Entry]:
         """
-        Remove and return every queued item.
+        Remove and return every queued call.
         """
-        taken: list[T] = []
-        items = self._items
-        while items:
-            taken.append(items.popleft())
+        with self._lock:
+            taken = list(zip(self._meta, self._data, strict=True))
+            self._meta.clear()
+            self._data.clear()
         return taken

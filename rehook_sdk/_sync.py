@@ -21,8 +21,9 @@ from ._calls import Callback
 from ._client import RehookClient
 from ._constants import DEFAULT_CLOSE_TIMEOUT
 from ._exceptions import ClientStateError
+from ._handle import EventHandle
 from ._mappings import Mapping
-from ._outcome import EventHandle, Reason
+from ._outcome import Reason
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
 

@@ -1,0 +1,275 @@
+"""
+The handle every call returns, and the board where outcomes wait for the handles that still exist.
+
+A queued call is kept as plain data in the queue (a tuple of strings and ints, and the properties dict), never as
+an object that points at other objects: CPython's garbage collector scans every such object on each full
+collection, and 100,000 queued handles made those pauses 20 ms and more. The handle is the caller's: it lives as
+long as the caller keeps it (a fire-and-forget call's handle is freed at once), and the board keeps an outcome only
+while its handle exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Generator, Iterable
+from typing import Any
+
+from ._outcome import Outcome
+from ._types import Call, CallType
+
+__all__ = ["Board", "Countdown", "EventHandle"]
+
+logger = logging.getLogger("rehook_sdk")
+
+Callback = Callable[[Outcome], object]
+Waiter = asyncio.Future[Outcome] | threading.Event
+
+
+def _running_loop_or_none() -> asyncio.AbstractEventLoop | None:
+    return asyncio._get_running_loop()
+
+
+def _set_if_pending(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:
+    if not fut.done():
+        fut.set_result(outcome)
+
+
+class Countdown:
+    """
+    Done when every token it was given has its outcome: one future for flush() over any backlog.
+    """
+
+    __slots__ = ("future", "tokens")
+
+    def __init__(self, tokens: Iterable[int]) -> None:
+        self.tokens = set(tokens)
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self.tokens:
+            self.future.set_result(None)
+
+    def one_done(self, token: int) -> None:
+        # Runs on the loop that owns the future: pending calls are resolved by the sender tasks, on that loop.
+        if token in self.tokens:
+            self.tokens.discard(token)
+            if not self.tokens and not self.future.done():
+                self.future.set_result(None)
+
+
+class Board:
+    """
+    Where a call's outcome meets its handle, waiters and callback. Safe from any thread.
+    """
+
+    __slots__ = ("_alive", "_callbacks", "_countdowns", "_lock", "_outcomes", "_waiters")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._alive: set[int] = set()  # tokens whose handle still exists
+        self._outcomes: dict[int, Outcome] = {}  # outcomes of those handles
+        self._waiters: dict[int, list[Waiter]] = {}
+        self._callbacks: dict[int, Callback] = {}
+        self._countdowns: list[Countdown] = []
+
+    def attach(self, token: int, callback: Callback | None) -> None:
+        """
+        A handle for ``token`` now exists (set and dict updates are atomic: no lock needed).
+        """
+        self._alive.add(token)
+        if callback is not None:
+            self._callbacks[token] = callback
+
+    def detach(self, token: int) -> None:
+        """
+        The handle for ``token`` is gone: nobody can ask for its outcome any more.
+
+        No lock: this runs for every fire-and-forget call. Each step is atomic, and resolve() checks ``_alive``
+        again after storing an outcome, so whichever order the two threads take, nothing is left behind.
+        (No waiter can be registered for a handle that is gone.)
+        """
+        self._alive.discard(token)
+        self._outcomes.pop(token, None)
+
+    def outcome(self, token: int) -> Outcome | None:
+        return self._outcomes.get(token)
+
+    def wait(self, token: int, waiter: Waiter) -> Outcome | None:
+        """
+        Register ``waiter`` for ``token``'s outcome, or return the outcome if it is already known.
+        """
+        with self._lock:
+            outcome = self._outcomes.get(token)
+            if outcome is None:
+                self._waiters.setdefault(token, []).append(waiter)
+            return outcome
+
+    def countdown(self, tokens: Iterable[int]) -> Countdown:
+        countdown = Countdown(tokens)
+        if countdown.tokens:
+            with self._lock:
+                self._countdowns.append(countdown)
+        return countdown
+
+    def forget(self, countdown: Countdown) -> None:
+        with self._lock:
+            if countdown in self._countdowns:
+                self._countdowns.remove(countdown)
+
+    def resolve(self, token: int, call: Call, outcome: Outcome) -> None:
+        """
+        ``token``'s outcome is known: keep it for its handle, wake the waiters, run the callback. Once per token.
+        """
+        with self._lock:
+            waiters: list[Waiter] | None = None
+            if token in self._alive:
+                self._outcomes[token] = outcome
+                waiters = self._waiters.pop(token, None)
+                if token not in self._alive:  # the handle went meanwhile, in another thread (see detach)
+                    self._outcomes.pop(token, None)
+            callback = self._callbacks.pop(token, None)
+            countdowns = list(self._countdowns) if self._countdowns else None
+        if countdowns is not None:
+            for countdown in countdowns:
+                countdown.one_done(token)
+        if waiters is not None:
+            running = _running_loop_or_none()
+            for waiter in waiters:
+                if isinstance(waiter, threading.Event):
+                    waiter.set()
+                    continue
+                loop = waiter.get_loop()
+                if loop is running:
+                    _set_if_pending(waiter, outcome)
+                elif not loop.is_closed():
+                    loop.call_soon_threadsafe(_set_if_pending, waiter, outcome)
+        if callback is not None:
+            try:
+                callback(outcome)
+            except Exception:
+                logger.exception(
+                    "rehook_sdk: the callback for a %s call raised; the outcome (%s) is unchanged",
+                    call.type.value,
+                    outcome.status.value,
+                )
+
+
+class EventHandle:
+    """
+    What every call returns at once: ignore it (fire and forget) or ``await`` it for the call's `Outcome`.
+
+    A handle may be awaited from any event loop, in any thread, any number of times; ``result(timeout)`` blocks
+    for it in code without an event loop.
+    """
+
+    __slots__ = ("_board", "_call", "_data", "_event", "_kind", "_token", "_user_id")
+
+    def __init__(
+        self,
+        board: Board,
+        token: int,
+        call: Call | None,
+        kind: CallType | None = None,
+        user_id: str | None = None,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self._board = board
+        self._token = token
+        self._call = call
+        self._kind = kind
+        self._user_id = user_id
+        self._event = event
+        self._data = data
+
+    def __del__(self) -> None:
+        self._board.detach(self._token)
+
+    @property
+    def call(self) -> Call:
+        """
+        The call this handle is for.
+        """
+        call = self._call
+        if call is None:
+            call = self._call = build_call(self._kind, self._user_id, self._event, self._data)
+        return call
+
+    @property
+    def message_id(self) -> str | None:
+        """
+        The call's messageId: the one you gave, or once the call has its outcome, the one the SDK made.
+        """
+        outcome = self.outcome
+        return outcome.message_id if outcome is not None and outcome.message_id else self.call.message_id
+
+    def __repr__(self) -> str:
+        outcome = self.outcome
+        state = outcome.status.value if outcome is not None else "pending"
+        return f"<EventHandle {self.call.type.value} {state}>"
+
+    @property
+    def outcome(self) -> Outcome | None:
+        """
+        The outcome, or ``None`` while the call is still queued or in flight.
+        """
+        return self._board.outcome(self._token)
+
+    def done(self) -> bool:
+        """
+        True once the call has its outcome.
+        """
+        return self._board.outcome(self._token) is not None
+
+    def __await__(self) -> Generator[Any, None, Outcome]:
+        return self._wait().__await__()
+
+    async def _wait(self) -> Outcome:
+        outcome = self._board.outcome(self._token)
+        if outcome is not None:
+            return outcome
+        fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        outcome = self._board.wait(self._token, fut)
+        if outcome is not None:
+            return outcome
+        return await fut
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        """
+        Block the calling thread until the outcome is known, for code without an event loop.
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits without limit.
+
+        Raises:
+            TimeoutError: no outcome within ``timeout``.
+            RuntimeError: called from a thread that runs an event loop (``await`` the handle there instead).
+        """
+        outcome = self._board.outcome(self._token)
+        if outcome is not None:
+            return outcome
+        if _running_loop_or_none() is not None:
+            raise RuntimeError("EventHandle.result() would block the event loop; use 'await handle' instead")
+        done = threading.Event()
+        outcome = self._board.wait(self._token, done)
+        if outcome is None and not done.wait(timeout):
+            raise TimeoutError(f"no outcome for this {self.call.type.value} call within {timeout} s")
+        outcome = self._board.outcome(self._token)
+        assert outcome is not None
+        return outcome
+
+
+# Queued calls carry their type as a small int rather than the CallType member: an enum member is an object the
+# garbage collector tracks, and a tuple that holds one stays tracked.
+KIND_CODES: dict[CallType, int] = {CallType.IDENTIFY: 0, CallType.TRACK: 1}
+CODE_KINDS: tuple[CallType, ...] = (CallType.IDENTIFY, CallType.TRACK)
+
+
+def build_call(kind: CallType | None, user_id: str | None, event: str | None, data: dict[str, Any] | None) -> Call:
+    """
+    The `Call` of a fast-path track/identify, from the fields it was queued with.
+    """
+    if kind is CallType.IDENTIFY:
+        return Call(type=CallType.IDENTIFY, user_id=user_id, traits=data)
+    assert kind is CallType.TRACK
+    return Call(type=CallType.TRACK, user_id=user_id, event=event, properties=data)

@@ -1,0 +1,66 @@
+"""
+Handles belong to the caller: the SDK keeps no per-call object alive for the garbage collector to scan.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from rehook_sdk import RehookClient
+from rehook_sdk.testing import FakeRehook
+
+from .helpers import wait_until
+
+
+async def test_fire_and_forget_leaves_nothing_behind(client: RehookClient) -> None:
+    """A handle nobody keeps is freed at once; its outcome is counted and logged, and nothing is kept for it."""
+    for i in range(50):
+        _ = client.track("e", {"i": i}, user_id="u1")
+    del _  # the last handle, bound to the loop variable
+    await client.flush()
+
+    board = client._flusher.board
+    assert client.stats().delivered == 50
+    assert (board._alive, board._outcomes, board._waiters, board._callbacks) == (set(), {}, {}, {})
+
+
+async def test_a_kept_handle_keeps_its_outcome_until_it_goes(client: RehookClient) -> None:
+    """The outcome stays readable while the handle exists and is forgotten with it."""
+    handle = client.track("e", user_id="u1")
+    await client.flush()
+    board = client._flusher.board
+
+    outcome = handle.outcome
+    assert outcome is not None
+    assert outcome.delivered
+    assert handle.done()
+    assert handle.message_id == outcome.message_id
+    assert len(board._outcomes) == 1
+    del handle
+    assert board._outcomes == {}
+
+
+async def test_callbacks_run_for_dropped_handles(client: RehookClient) -> None:
+    """A callback runs even when the caller kept no handle."""
+    seen: list[str] = []
+    for _ in range(5):
+        _ = client.track("e", None, None, lambda o: seen.append(o.status.value), user_id="u1")
+    await client.flush()
+    assert seen == ["delivered"] * 5
+
+
+async def test_a_backlog_adds_no_objects_for_the_garbage_collector(fake: FakeRehook) -> None:
+    """10,000 queued fire-and-forget calls add (almost) no GC-tracked objects: full collections stay short."""
+    fake.hang_next(1)
+    async with fake.client(concurrency=1) as client:
+        _ = client.track("first", user_id="u1")
+        await wait_until(lambda: client.stats().in_flight == 1)
+        gc.collect()
+        before = len(gc.get_objects())
+        for i in range(10_000):
+            _ = client.track("Product Viewed", {"product_id": "p1", "price": 18.99, "n": i}, user_id="u1")
+        gc.collect()
+        added = len(gc.get_objects()) - before
+        assert client.stats().in_queue == 10_000
+        assert added < 100, added  # one per queued call would be 10,000
+        await client.aclose(timeout=0)
