@@ -43,7 +43,9 @@ def write_lines(path: Path, lines: list[object]) -> Path:
     return path
 
 
-async def rehook(fake: FakeRehook, *args: str, signal_after: int | None = None) -> tuple[int, str, str]:
+async def rehook(
+    fake: FakeRehook, *args: str, signal_after: int | None = None, stdin: bytes | None = None
+) -> tuple[int, str, str]:
     """
     Run ``python -m rehook_sdk ARGS``; with ``signal_after``, send SIGINT once the fake has that many requests.
     """
@@ -52,11 +54,12 @@ async def rehook(fake: FakeRehook, *args: str, signal_after: int | None = None) 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rehook_sdk", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
     )  # fmt: skip
     if signal_after is not None:
         await wait_until(lambda: len(fake.requests) >= signal_after, timeout=30)
         proc.send_signal(signal.SIGINT)
-    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), 120)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
 
@@ -89,8 +92,11 @@ async def test_mixed_file_summary_and_exit_code(fake: FakeRehook, tmp_path: Path
 async def test_all_delivered_or_deliberately_dropped_exits_0(fake: FakeRehook, tmp_path: Path) -> None:
     """Exit code 0 when every call was delivered or dropped by a rule; stdin works as '-'."""
     calls = write_lines(tmp_path / "ok.jsonl", [MIXED[0], MIXED[1], MIXED[4]])
-    code, out, _ = await rehook(fake, "send", str(calls), "--no-progress")
+    piped = json.dumps(MIXED[8]).encode() + b"\n"
+    code, out, _ = await rehook(fake, "send", str(calls), "-", "--no-progress", stdin=piped)
     assert code == 0, out
+    assert "delivered | -              |     3" in out  # identify, track, and the page from stdin
+    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "page"]
 
 
 async def test_failed_calls_are_written_and_replayed(fake: FakeRehook, tmp_path: Path) -> None:
