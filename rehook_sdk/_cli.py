@@ -202,7 +202,9 @@ async def send(args: argparse.Namespace) -> int:
         retry=RetryPolicy(max_attempts=args.max_attempts),
         dead_letter=failed_to,
     )
-    bar = _progress(count_lines(args.files), not args.no_progress)
+    # The total (for the ETA) costs one fast pass over the files: only when a bar will show it.
+    show_bar = not args.no_progress and sys.stderr.isatty()
+    bar = _progress(count_lines(args.files) if show_bar else None, show_bar)
 
     def done(outcome: Outcome) -> None:
         tally.add(outcome)
