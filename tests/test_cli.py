@@ -44,7 +44,7 @@ def write_lines(path: Path, lines: list[object]) -> Path:
 
 
 async def rehook(
-    fake: FakeRehook, *args: str, signal_after: int | None = None, stdin: bytes | None = None
+    fake: FakeRehook, *args: str, signal_after: int | None = None, stdin: bytes | None = None, cwd: Path | None = None
 ) -> tuple[int, str, str]:
     """
     Run ``python -m rehook_sdk ARGS``; with ``signal_after``, send SIGINT once the fake has that many requests.
@@ -54,7 +54,7 @@ async def rehook(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rehook_sdk", *args,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else None,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else None, cwd=cwd,
     )  # fmt: skip
     if signal_after is not None:
         await wait_until(lambda: len(fake.requests) >= signal_after, timeout=30)
@@ -68,7 +68,7 @@ async def test_mixed_file_summary_and_exit_code(fake: FakeRehook, tmp_path: Path
     """Good, dropped and malformed lines: each bad line named with file and line, the exact summary, exit 1."""
     calls = write_lines(tmp_path / "calls.jsonl", MIXED)
 
-    code, out, err = await rehook(fake, "send", str(calls), "--conversion-event", "signup")
+    code, out, err = await rehook(fake, "send", str(calls), "--conversion-event", "signup", cwd=tmp_path)
 
     assert code == 1  # bad lines were not delivered
     assert f"{calls}:6: not JSON" in err
@@ -86,7 +86,20 @@ async def test_mixed_file_summary_and_exit_code(fake: FakeRehook, tmp_path: Path
     }
     assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "page", "signup"]
     assert "adv1" in fake.customers
-    assert not failed_files(tmp_path)  # nothing failed: no failed file left behind
+    assert not failed_files(tmp_path)  # nothing failed: the default failed file is not left behind
+
+
+async def test_default_failed_file_is_named_and_kept(fake: FakeRehook, tmp_path: Path) -> None:
+    """Without --failed-to, failures go to a rehook-failed-<time>.jsonl in the current folder, named at the end."""
+    calls = write_lines(tmp_path / "calls.jsonl", [MIXED[1]])
+    fake.fail_next(10, status=500)
+
+    code, out, _ = await rehook(fake, "send", str(calls), "--max-attempts", "1", cwd=tmp_path)
+
+    [failed] = failed_files(tmp_path)
+    assert code == 1
+    assert f"1 calls that can be sent again are in {failed.name}" in out
+    assert json.loads(failed.read_text())["call"]["event"] == "Order Completed"
 
 
 async def test_all_delivered_or_deliberately_dropped_exits_0(fake: FakeRehook, tmp_path: Path) -> None:
