@@ -15,7 +15,6 @@ from ._types import Call, CallType
 __all__ = ["Callback", "build"]
 
 Callback = Callable[[Outcome], object]
-Options = Mapping[str, Any]
 
 # analytics.js option keys and the Call fields they fill; any other key goes into context, as analytics.js does.
 _OPTION_KEYS = {

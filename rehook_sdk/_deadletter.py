@@ -29,44 +29,17 @@ import threading
 from typing import Any
 
 from ._encoding import PayloadError, json_safe
+from ._event import call_to_segment
 from ._exceptions import ConfigurationError
 from ._outcome import Outcome, OutcomeStatus, Reason
-from ._types import Call, CallType
 
-__all__ = ["DEAD_LETTER_VERSION", "DeadLetterWriter", "call_to_segment"]
+__all__ = ["DEAD_LETTER_VERSION", "DeadLetterWriter"]
 
 logger = logging.getLogger("rehook_sdk")
 
 DEAD_LETTER_VERSION = 1
 _REPLAYABLE_DROPS = frozenset({Reason.QUEUE_FULL, Reason.CLIENT_CLOSED})
 _STOP = object()
-
-
-def call_to_segment(call: Call) -> dict[str, Any]:
-    """
-    The call as a Segment-spec message (analytics.js field names), with only the fields it has.
-    """
-    out: dict[str, Any] = {"type": call.type.value}
-    fields = (
-        ("userId", call.user_id),
-        ("anonymousId", call.anonymous_id),
-        ("event", call.event),
-        ("name", call.name),
-        ("groupId", call.group_id),
-        ("previousId", call.previous_id),
-        ("context", call.context),
-        ("integrations", call.integrations),
-        ("timestamp", call.timestamp.isoformat() if isinstance(call.timestamp, dt.datetime) else call.timestamp),
-        ("messageId", call.message_id),
-    )
-    for key, value in fields:
-        if value is not None:
-            out[key] = value
-    if call.type in (CallType.IDENTIFY, CallType.GROUP):
-        out["traits"] = call.traits or {}
-    elif call.type is not CallType.ALIAS:
-        out["properties"] = call.properties or {}
-    return out
 
 
 def _line(outcome: Outcome) -> bytes:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._jsvalues import UNDEFINED, js_get, js_string, js_truthy, split_path
 
-__all__ = ["DirectiveError", "DirectiveRuntimeError", "Resolver", "compile_value", "producible"]
+__all__ = ["DirectiveError", "DirectiveRuntimeError", "Resolver", "compile_value", "object_resolver", "producible"]
 
 Resolver = Callable[[dict[str, Any]], Any]
 
@@ -88,17 +88,7 @@ def compile_value(spec: Any, where: str) -> Resolver:
         for key in spec:
             if not isinstance(key, str):
                 raise DirectiveError(where, f"keys must be strings, got {key!r}")
-        items = [(key, compile_value(value, f"{where}.{key}")) for key, value in spec.items()]
-
-        def resolve_object(event: dict[str, Any]) -> dict[str, Any]:
-            out = {}
-            for key, resolve in items:
-                value = resolve(event)
-                if value is not UNDEFINED:
-                    out[key] = value
-            return out
-
-        return resolve_object
+        return object_resolver([(key, compile_value(value, f"{where}.{key}")) for key, value in spec.items()])
     if isinstance(spec, list | tuple):
         elements = [compile_value(value, f"{where}[{i}]") for i, value in enumerate(spec)]
 
@@ -111,6 +101,22 @@ def compile_value(spec: Any, where: str) -> Resolver:
             raise DirectiveError(where, "NaN is not JSON")
         return lambda event: spec
     raise DirectiveError(where, f"{type(spec).__qualname__} values are not JSON")
+
+
+def object_resolver(items: list[tuple[str, Resolver]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """
+    Resolve each key's value; a value that resolves to nothing (`UNDEFINED`) removes its key.
+    """
+
+    def resolve_object(event: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for key, resolve in items:
+            value = resolve(event)
+            if value is not UNDEFINED:
+                out[key] = value
+        return out
+
+    return resolve_object
 
 
 def _string_argument(arg: Any, where: str, directive: str) -> tuple[str | None, Resolver | None]:

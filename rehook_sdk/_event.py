@@ -10,10 +10,39 @@ from typing import Any
 from ._encoding import json_safe
 from ._types import Call, CallType
 
-__all__ = ["segment_event"]
+__all__ = ["call_to_segment", "segment_event"]
 
 _PROPERTIES_TYPES = frozenset({CallType.TRACK, CallType.PAGE, CallType.SCREEN})
 _TRAITS_TYPES = frozenset({CallType.IDENTIFY, CallType.GROUP})
+_DICT_KEYS = ("properties", "traits", "context", "integrations")
+
+
+def call_to_segment(call: Call) -> dict[str, Any]:
+    """
+    The call as a Segment-spec message (analytics.js field names), with only the fields it has, values as given.
+    """
+    out: dict[str, Any] = {"type": call.type.value}
+    timestamp = call.timestamp.isoformat() if isinstance(call.timestamp, dt.datetime) else call.timestamp
+    fields = (
+        ("userId", call.user_id),
+        ("anonymousId", call.anonymous_id),
+        ("event", call.event),
+        ("name", call.name),
+        ("groupId", call.group_id),
+        ("previousId", call.previous_id),
+        ("context", call.context),
+        ("integrations", call.integrations),
+        ("timestamp", timestamp),
+        ("messageId", call.message_id),
+    )
+    for key, value in fields:
+        if value is not None:
+            out[key] = value
+    if call.type in _TRAITS_TYPES:
+        out["traits"] = call.traits or {}
+    elif call.type in _PROPERTIES_TYPES:
+        out["properties"] = call.properties or {}
+    return out
 
 
 def segment_event(call: Call, message_id: str, keys: frozenset[str] | None) -> dict[str, Any]:
@@ -23,34 +52,18 @@ def segment_event(call: Call, message_id: str, keys: frozenset[str] | None) -> d
     Args:
         call: The call.
         message_id: Its messageId (the user's, or the one the SDK made).
-        keys: The top-level keys the mappings read; only those are converted (``None``: all of them).
+        keys: The top-level keys the mappings read; only those of the user's dicts are converted (``None``: all).
 
     Raises:
         PayloadError: a value the mappings read cannot be carried as JSON.
     """
-    event: dict[str, Any] = {"type": call.type.value, "messageId": message_id}
-    if call.user_id is not None:
-        event["userId"] = call.user_id
-    if call.anonymous_id is not None:
-        event["anonymousId"] = call.anonymous_id
-    if call.event is not None:
-        event["event"] = call.event
-    if call.name is not None:
-        event["name"] = call.name
-    if call.group_id is not None:
-        event["groupId"] = call.group_id
-    if call.previous_id is not None:
-        event["previousId"] = call.previous_id
-    if call.timestamp is not None:
-        ts = call.timestamp
-        event["timestamp"] = ts.isoformat() if isinstance(ts, dt.datetime) else ts
+    event = call_to_segment(call)
+    event["messageId"] = message_id
     # The user's dicts are converted (and so copied) only when a mapping reads them.
-    if call.type in _PROPERTIES_TYPES and (keys is None or "properties" in keys):
-        event["properties"] = json_safe(call.properties or {}, "properties")
-    if call.type in _TRAITS_TYPES and (keys is None or "traits" in keys):
-        event["traits"] = json_safe(call.traits or {}, "traits")
-    if call.context is not None and (keys is None or "context" in keys):
-        event["context"] = json_safe(call.context, "context")
-    if call.integrations is not None and (keys is None or "integrations" in keys):
-        event["integrations"] = json_safe(call.integrations, "integrations")
+    for key in _DICT_KEYS:
+        if key in event:
+            if keys is None or key in keys:
+                event[key] = json_safe(event[key], key)
+            else:
+                del event[key]
     return event

@@ -63,7 +63,6 @@ class Flusher:
         self._auth_failure: Attempt | None = None
         self._stopping = False
         self._live = 0
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -71,7 +70,6 @@ class Flusher:
         """
         Bind to ``loop`` and start the sender tasks (from a coroutine or callback running in ``loop``).
         """
-        self.loop = loop
         self.queue.bind(loop)
         self._live = self._concurrency
         for i in range(self._concurrency):

@@ -13,10 +13,10 @@ from typing import Any
 import attrs
 
 from ._actions import ACTION_FIELDS, DEFAULT_FIELDS, REQUIRED_FIELDS
-from ._directives import DirectiveError, Resolver, compile_value, producible
+from ._directives import DirectiveError, Resolver, compile_value, object_resolver, producible
 from ._exceptions import MappingError
 from ._fql import Predicate, TriggerError, compile_trigger
-from ._jsvalues import UNDEFINED, split_path
+from ._jsvalues import split_path
 from ._types import Action
 
 __all__ = ["DEFAULT_MAPPINGS", "MAX_MAPPINGS", "CompiledMapping", "Mapping", "compile_mappings"]
@@ -192,17 +192,16 @@ def _compile(index: int, mapping: object) -> CompiledMapping:
 def _field_resolver(
     resolvers: list[tuple[str, Resolver]], override: Callable[[Event], MappingABC[str, Any]] | None
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    fields = object_resolver(resolvers)
+    if override is None:
+        return fields
+
     def resolve(event: dict[str, Any]) -> dict[str, Any]:
-        out = {}
-        for key, resolver in resolvers:
-            value = resolver(event)
-            if value is not UNDEFINED:
-                out[key] = value
-        if override is not None:
-            extra = override(event)
-            if not isinstance(extra, MappingABC):
-                raise TypeError(f"the fields callable returned a {type(extra).__qualname__}, not a mapping")
-            out.update(extra)
+        out = fields(event)
+        extra = override(event)
+        if not isinstance(extra, MappingABC):
+            raise TypeError(f"the fields callable returned a {type(extra).__qualname__}, not a mapping")
+        out.update(extra)
         return out
 
     return resolve

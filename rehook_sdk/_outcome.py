@@ -1,11 +1,10 @@
 """
-What became of a call: the `Outcome` value, its status and reason codes, and the `EventHandle` a call returns.
+What became of a call: the `Outcome` value with its status and reason codes, and one `ActionResult` per action.
 """
 
 from __future__ import annotations
 
 import enum
-import logging
 from typing import Any
 
 import attrs
@@ -13,8 +12,6 @@ import attrs
 from ._types import Action, Call
 
 __all__ = ["ActionResult", "Outcome", "OutcomeStatus", "Reason"]
-
-logger = logging.getLogger("rehook_sdk")
 
 
 class OutcomeStatus(enum.StrEnum):
