@@ -249,7 +249,9 @@ async def test_full_queue_under_a_burst(fake: FakeRehook) -> None:
 async def test_aclose_with_requests_in_flight_and_retries_sleeping(fake: FakeRehook) -> None:
     """aclose(timeout) returns within 100 ms of its deadline, with every call accounted for."""
     fake.hang_next(10)  # the first 10 requests: in flight until the deadline
-    fake.fail_next(10, status=503)  # the next 10: asleep before a 30 s retry at the deadline
+    # The next 10: asleep before a retry at the deadline. Retry-After makes the wait at least 30 s (backoff alone
+    # has full jitter, so a wait could by chance be short enough to retry before the deadline).
+    fake.fail_next(10, status=503, retry_after="30")
     run = Run()
     client = fake.client(retry=RetryPolicy(initial_wait=30, max_wait=30), concurrency=20)
     run.send(client, n=100)

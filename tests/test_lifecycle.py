@@ -146,7 +146,7 @@ async def test_aclose_deadline_ends_in_flight_and_queued_calls(fake: FakeRehook)
 
 async def test_aclose_cancels_retry_sleeps(fake: FakeRehook) -> None:
     """A call sleeping before its retry is ended at the deadline, not after the backoff."""
-    fake.fail_next(1, status=503)
+    fake.fail_next(1, status=503, retry_after="60")  # at least 60 s: backoff alone could by chance wait ~0 s
     client = fake.client(retry=RetryPolicy(initial_wait=60, max_wait=60))
     handle = client.track("e", user_id="u1")
     await wait_until(lambda: client.stats().retried > 0)
