@@ -245,11 +245,13 @@ class EventHandle:
             TimeoutError: no outcome within ``timeout``.
             RuntimeError: called from a thread that runs an event loop (``await`` the handle there instead).
         """
+        # Refused inside a loop even when the outcome is already known, so that the mistake shows every time rather
+        # than only when delivery happens to be slow.
+        if _running_loop_or_none() is not None:
+            raise RuntimeError("EventHandle.result() would block the event loop; use 'await handle' instead")
         outcome = self._board.outcome(self._token)
         if outcome is not None:
             return outcome
-        if _running_loop_or_none() is not None:
-            raise RuntimeError("EventHandle.result() would block the event loop; use 'await handle' instead")
         done = threading.Event()
         outcome = self._board.wait(self._token, done)
         if outcome is None and not done.wait(timeout):

@@ -109,12 +109,17 @@ def test_result_timeout(fake: FakeRehook) -> None:
 
 
 async def test_result_inside_an_event_loop_raises(fake: FakeRehook) -> None:
-    """Blocking for a result inside async code is refused with a pointer to await."""
+    """Blocking for a result inside async code is refused with a pointer to await, whether or not it is known."""
     client = sync_client(fake)
-    handle = await asyncio.to_thread(client.track, "e", user_id="u1")
-    with pytest.raises(RuntimeError, match="await handle"):
-        handle.result()
-    await asyncio.to_thread(client.close)
+    try:
+        handle = await asyncio.to_thread(client.track, "e", user_id="u1")
+        with pytest.raises(RuntimeError, match="await handle"):
+            handle.result()
+        assert (await asyncio.to_thread(handle.result, 5)).delivered
+        with pytest.raises(RuntimeError, match="await handle"):
+            handle.result(0)  # known by now: still refused, so the mistake shows every time
+    finally:
+        await asyncio.to_thread(client.close)
 
 
 def test_close_drains_and_later_calls_are_dropped(fake: FakeRehook) -> None:
