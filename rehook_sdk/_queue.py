@@ -6,6 +6,11 @@ its `Call` on the general path) and the properties dict (or None). Neither is an
 scan on every full collection: the tuple is untracked at the first collection that looks at it, and a dict of
 plain values is never tracked. (A tuple that holds a dict would stay tracked, hence the two lanes.)
 
+The lanes are sealed into tuples of 256 entries (`_Lanes`). A full collection still walks every element of a
+container it tracks, untracked or not: with 100,000 calls in two deques that walk cost ~2.7 ms per full collection
+(6.0 ms instead of 3.3 ms, measured in the benchmark's process). A sealed tuple of untracked entries is itself
+untracked, so a backlog leaves the collector a few hundred chunks to look at instead of 200,000 entries.
+
 A `collections.deque` rather than `asyncio.Queue`: a call from another thread, or made before any loop runs, can
 enqueue directly. Both lanes change under one short lock, taken only around the appends and pops. Sender tasks
 sleep on futures of the loop they run in; a put from another thread wakes them through ``call_soon_threadsafe``.
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ._types import Call
@@ -24,7 +30,74 @@ __all__ = ["Entry", "EventQueue", "Meta"]
 
 # (token, the Call or None, kind code, user id, event name)
 Meta = tuple[int, Call | None, int, str | None, str | None]
-Entry = tuple[Meta, dict[str, Any] | None]
+Data = dict[str, Any] | None
+Entry = tuple[Meta, Data]
+
+_CHUNK = 256
+
+
+class _Lanes:
+    """
+    A FIFO of entries in two lanes, appended to lists of up to ``_CHUNK`` entries that are then sealed as tuples.
+    Not thread-safe: `EventQueue` holds its lock around every use.
+    """
+
+    __slots__ = ("_chunks", "_head_data", "_head_meta", "_pos", "_size", "_tail_data", "_tail_meta")
+
+    def __init__(self) -> None:
+        self._chunks: deque[tuple[tuple[Meta, ...], tuple[Data, ...]]] = deque()
+        # The chunk being read, and how far; a sealed tuple, or the tail list it took over.
+        self._head_meta: Sequence[Meta] = ()
+        self._head_data: Sequence[Data] = ()
+        self._pos = 0
+        self._tail_meta: list[Meta] = []
+        self._tail_data: list[Data] = []
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, meta: Meta, data: Data) -> None:
+        tail_meta, tail_data = self._tail_meta, self._tail_data
+        tail_meta.append(meta)
+        tail_data.append(data)
+        self._size += 1
+        if len(tail_meta) == _CHUNK:
+            self._chunks.append((tuple(tail_meta), tuple(tail_data)))
+            self._tail_meta, self._tail_data = [], []
+
+    def popleft(self) -> Entry:
+        """
+        Remove and return the oldest entry; the lanes must not be empty.
+        """
+        pos = self._pos
+        if pos == len(self._head_meta):
+            if self._chunks:
+                self._head_meta, self._head_data = self._chunks.popleft()
+            else:
+                self._head_meta, self._head_data = self._tail_meta, self._tail_data
+                self._tail_meta, self._tail_data = [], []
+            pos = 0
+        entry = self._head_meta[pos], self._head_data[pos]
+        self._size -= 1
+        if self._size:
+            self._pos = pos + 1
+        else:  # let go of the last chunk's entries (and their properties) while the queue is idle
+            self.clear()
+        return entry
+
+    def __iter__(self) -> Iterator[Entry]:
+        yield from zip(self._head_meta[self._pos :], self._head_data[self._pos :], strict=True)
+        for metas, datas in self._chunks:
+            yield from zip(metas, datas, strict=True)
+        yield from zip(self._tail_meta, self._tail_data, strict=True)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._head_meta = self._head_data = ()
+        self._pos = 0
+        self._tail_meta, self._tail_data = [], []
+        self._size = 0
 
 
 class EventQueue:
@@ -34,8 +107,7 @@ class EventQueue:
 
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
-        self._meta: deque[Meta] = deque()
-        self._data: deque[dict[str, Any] | None] = deque()
+        self._lanes = _Lanes()
         self._lock = threading.Lock()
         self._getters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -46,7 +118,7 @@ class EventQueue:
         self._waking = False
 
     def __len__(self) -> int:
-        return len(self._meta)
+        return len(self._lanes)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """
@@ -56,10 +128,9 @@ class EventQueue:
 
     def _append(self, meta: Meta, data: dict[str, Any] | None) -> bool:
         with self._lock:
-            if len(self._meta) >= self.maxsize:
+            if len(self._lanes) >= self.maxsize:
                 return False
-            self._meta.append(meta)
-            self._data.append(data)
+            self._lanes.append(meta, data)
             return True
 
     def put_on_loop(self, meta: Meta, data: dict[str, Any] | None) -> bool:
@@ -100,7 +171,7 @@ class EventQueue:
 
     def _wake(self) -> None:
         self._wake_scheduled = False
-        if self._meta and not self._waking:
+        if self._lanes and not self._waking:
             self._wake_one()
 
     async def get(self) -> Entry:
@@ -109,9 +180,9 @@ class EventQueue:
         """
         while True:
             with self._lock:
-                if self._meta:
-                    entry = self._meta.popleft(), self._data.popleft()
-                    more = bool(self._meta)
+                if self._lanes:
+                    entry = self._lanes.popleft()
+                    more = bool(self._lanes)
                     break
             loop = self._loop
             assert loop is not None, "EventQueue.get() before bind()"
@@ -123,7 +194,7 @@ class EventQueue:
                 if fut.done() and not fut.cancelled():
                     # Woken, then cancelled before running: pass the wake-up on so no call waits for nobody.
                     self._waking = False
-                    if self._meta:
+                    if self._lanes:
                         self._wake_one()
                 fut.cancel()
                 raise
@@ -137,14 +208,13 @@ class EventQueue:
         The tokens of the calls now queued.
         """
         with self._lock:
-            return [meta[0] for meta in self._meta]
+            return [meta[0] for meta, _ in self._lanes]
 
     def take_all(self) -> list[Entry]:
         """
         Remove and return every queued call.
         """
         with self._lock:
-            taken = list(zip(self._meta, self._data, strict=True))
-            self._meta.clear()
-            self._data.clear()
+            taken = list(self._lanes)
+            self._lanes.clear()
         return taken

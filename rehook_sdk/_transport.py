@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import NamedTuple
+from collections.abc import Coroutine
+from typing import Any, NamedTuple
 
 import aiohttp
 from yarl import URL
@@ -108,16 +109,19 @@ class Transport:
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
-    async def post(self, request: Request, idempotency_key: str) -> Attempt:
+    def post(self, request: Request, idempotency_key: str) -> Coroutine[Any, Any, Attempt]:
         """
-        POST one request; never raises for network trouble (cancellation passes through).
+        POST one request; never raises for network trouble (cancellation passes through). Await the result.
+
+        A plain function returning `_request`'s coroutine, so that each request in flight holds one coroutine
+        of this module rather than two.
         """
         headers = {
             "Authorization": self._auth,
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: idempotency_key,
         }
-        return await self._request("POST", self._url(request.path), headers, request.body)
+        return self._request("POST", self._url(request.path), headers, request.body)
 
     async def get(self, path: str) -> Attempt:
         """

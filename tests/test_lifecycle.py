@@ -212,6 +212,40 @@ async def test_start_after_close_raises(fake: FakeRehook) -> None:
             pass
 
 
+async def test_one_sender_sends_in_call_order(fake: FakeRehook) -> None:
+    """With concurrency=1, calls reach Rehook in the order they were made, across many of the queue's chunks."""
+    async with fake.client(concurrency=1, max_queue_size=5_000) as client:
+        for i in range(1_500):
+            if i % 3 == 0:  # the general path (options) between fast-path calls
+                _ = client.track("e", {"i": i}, {"userId": "u1", "context": {"ip": "1.2.3.4"}})
+            else:
+                _ = client.track("e", {"i": i}, user_id="u1")
+            if i % 401 == 0:  # let the sender catch up now and then, so it reads while calls are appended
+                await asyncio.sleep(0.01)
+        assert await client.flush() == 0
+
+    assert [event["metadata"]["i"] for event in fake.events] == list(range(1_500))
+    assert client.stats().delivered == 1_500
+
+
+async def test_aclose_deadline_with_a_long_queue_ends_each_call_once(fake: FakeRehook) -> None:
+    """Every call of a queue hundreds long gets exactly one outcome when aclose()'s deadline leaves no time."""
+    fake.hang_next(1)
+    client = fake.client(concurrency=1, max_queue_size=5_000)
+    ended: list[int] = []
+    handles = [client.track("e", {"i": i}, user_id="u1", callback=lambda o: ended.append(1)) for i in range(700)]
+    await wait_until(lambda: client.stats().in_flight == 1)
+
+    await client.aclose(timeout=0)
+
+    outcomes = [await h for h in handles]
+    assert all(o.reason is Reason.SHUTDOWN_TIMEOUT for o in outcomes)
+    assert len(ended) == 700
+    stats = client.stats()
+    assert stats.failed == {Reason.SHUTDOWN_TIMEOUT: 700}
+    assert (stats.in_queue, stats.in_flight) == (0, 0)
+
+
 async def test_queue_full_drops_at_once(fake: FakeRehook) -> None:
     """Past max_queue_size a call ends at once as dropped: queue_full; the caller never blocks."""
     async with fake.client(max_queue_size=3, concurrency=1) as client:
