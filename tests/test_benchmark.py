@@ -27,6 +27,8 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert results["throughput_0ms"]["baseline"]["events_per_s"] > 0
     assert results["throughput_20ms"]["limit_events_per_s"] == 3200
     assert results["backlog"]["bytes_per_queued_event"] > 0
+    assert results["backlog"]["full_gc_ms"] > 0
+    assert results["backlog"]["full_collections_during_burst"] >= 0
     assert results["drain"]["ratio"] > 0
     assert set(data["targets"]) == {
         "caller_cost.track_mean_us",
