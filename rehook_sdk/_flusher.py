@@ -269,17 +269,9 @@ class Flusher:
             while True:
                 if self._auth_failure is not None:
                     last = self._auth_failure
-                    results.append(
-                        _failed(
-                            mapping,
-                            key,
-                            last,
-                            attempts,
-                            Reason.REJECTED,
-                            "not sent: Rehook refused this client's API key/secret (401) earlier",
-                        )
-                    )
-                    return
+                    reason = Reason.REJECTED
+                    message = "not sent: Rehook refused this client's API key/secret (401) earlier"
+                    break
                 attempts += 1
                 sending = True
                 last = await self.transport.post(request, key)
@@ -302,47 +294,28 @@ class Flusher:
                 if status == 401:
                     self._note_auth_failure(last)
                 if status is not None and not is_retryable_status(status):
-                    results.append(
-                        _failed(
-                            mapping,
-                            key,
-                            last,
-                            attempts,
-                            Reason.REJECTED,
-                            f"Rehook rejected the call with {status}: {last.body}",
-                        )
-                    )
-                    return
+                    reason, message = Reason.REJECTED, f"Rehook rejected the call with {status}: {last.body}"
+                    break
                 why = f"HTTP {status}" if status is not None else (last.error or "no answer")
+                reason = Reason.RETRIES_EXHAUSTED
                 if last.maybe_sent and self._delivery is Delivery.AT_MOST_ONCE:
                     message = f"{why}; not retried (delivery=at_most_once): Rehook may have received it"
-                elif attempts >= self._retry.max_attempts:
+                    break
+                if attempts >= self._retry.max_attempts:
                     message = f"{why} on all {attempts} attempts"
-                else:
-                    backoff = backoff or Backoff(self._retry)
-                    self.counters.retry()
-                    await asyncio.sleep(backoff.next_wait(last.retry_after))
-                    continue
-                results.append(
-                    _failed(
-                        mapping, key, last, attempts, Reason.RETRIES_EXHAUSTED, message, maybe_delivered=last.maybe_sent
-                    )
-                )
-                return
+                    break
+                backoff = backoff or Backoff(self._retry)
+                self.counters.retry()
+                await asyncio.sleep(backoff.next_wait(last.retry_after))
         except asyncio.CancelledError:
             where = "while its request was in flight" if sending else "while it waited to be retried"
+            message = f"the client stopped {where}" + (": Rehook may have received it" if sending else "")
             results.append(
-                _failed(
-                    mapping,
-                    key,
-                    last,
-                    attempts,
-                    Reason.SHUTDOWN_TIMEOUT,
-                    f"the client stopped {where}" + (": Rehook may have received it" if sending else ""),
-                    maybe_delivered=sending or last.maybe_sent,
-                )
+                _failed(mapping, key, last, attempts, Reason.SHUTDOWN_TIMEOUT, message, sending or last.maybe_sent)
             )
             raise
+        # Only an answer-less attempt can have maybe_sent; a rejection always came with an answer.
+        results.append(_failed(mapping, key, last, attempts, reason, message, last.maybe_sent))
 
     def _note_auth_failure(self, attempt: Attempt) -> None:
         if self._auth_failure is None:
@@ -361,8 +334,7 @@ def _failed(
     attempts: int,
     reason: Reason,
     message: str,
-    *,
-    maybe_delivered: bool = False,
+    maybe_delivered: bool,
 ) -> ActionResult:
     """
     The `ActionResult` of a request that did not deliver, with what its last attempt came to.
