@@ -40,6 +40,8 @@ class Reason(enum.StrEnum):
     """dropped: a conversion event without ``referral_code`` in its properties."""
     UNSUPPORTED_CALL = "unsupported_call"
     """dropped: group() and alias() have no Rehook action."""
+    INTEGRATION_DISABLED = "integration_disabled"
+    """dropped: the call's ``integrations`` option turns Rehook off (``{"Rehook": False}`` or ``{"All": False}``)."""
     QUEUE_FULL = "queue_full"
     """dropped: the in-process queue was at ``max_queue_size``."""
     CLIENT_CLOSED = "client_closed"

@@ -5,7 +5,7 @@ rules. Runs in the sender tasks, never on the caller's path.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ._actions import Request, build_request
@@ -52,6 +52,11 @@ class Router:
         """
         The steps ``call`` fires, in mapping order, or why the whole call is dropped.
         """
+        if call.integrations is not None and not _sends_to_rehook(call.integrations):
+            return (
+                Reason.INTEGRATION_DISABLED,
+                f"options.integrations {dict(call.integrations)!r} turns Rehook off for this call, as Segment would",
+            )
         if self._defaults:
             return self._route_defaults(call)
         try:
@@ -119,3 +124,12 @@ class Router:
         if isinstance(built, Request):
             return [Step(mapping, built)]
         return [Step(mapping, None, built)]
+
+
+def _sends_to_rehook(integrations: Mapping[str, Any]) -> bool:
+    """
+    analytics.js's rule: ``"Rehook": false`` turns Rehook off; without a "Rehook" key, ``"All": false`` does.
+    Any other value (true, a settings object) leaves it on. Names match exactly, as in Segment.
+    """
+    setting = integrations.get("Rehook", integrations.get("All"))
+    return setting is not False

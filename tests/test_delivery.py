@@ -246,3 +246,26 @@ async def test_delivered_outcome_carries_the_call(client: RehookClient) -> None:
     assert outcome.call.context == {"ip": "1.2.3.4"}
     assert outcome.reason is None
     assert "200" in outcome.message
+
+
+async def test_integrations_option_can_turn_rehook_off(client: RehookClient, fake: FakeRehook) -> None:
+    """analytics.js's integrations option: "Rehook": false, or "All": false without "Rehook": true, drops the call."""
+    off = [
+        client.track("e", {}, {"userId": "u1", "integrations": {"Rehook": False}}),
+        client.identify("u1", {}, {"integrations": {"All": False, "Mixpanel": True}}),
+        client.page("Home", user_id="u1", integrations={"All": False}),
+    ]
+    on = [
+        client.track("e", {}, {"userId": "u1", "integrations": {"All": False, "Rehook": True}}),
+        client.track("e", {}, {"userId": "u1", "integrations": {"Mixpanel": False}}),
+        client.track("e", user_id="u1", integrations={"Rehook": {"some": "setting"}}),
+        client.track("e", user_id="u1", integrations={"rehook": False}),  # names match exactly, as in Segment
+    ]
+
+    for handle in off:
+        outcome = await handle
+        assert (outcome.status, outcome.reason) == (OutcomeStatus.DROPPED, Reason.INTEGRATION_DISABLED)
+        assert "turns Rehook off" in outcome.message
+    assert all(outcome.delivered for outcome in [await handle for handle in on])
+    assert len(fake.requests) == len(on)
+    assert client.stats().dropped == {Reason.INTEGRATION_DISABLED: 3}
