@@ -215,12 +215,13 @@ class RehookClient:
         """
         In a forked child: start over with an empty queue, fresh counters and no session, loop or tasks.
 
-        Calls the parent had queued stay the parent's to deliver; the child never sends them. The parent's
-        session, tasks and queue are kept referenced (not closed) in the child: closing them here could touch
-        connections the parent still uses, and collecting them would warn about objects the child never owned.
+        Calls the parent had queued stay the parent's to deliver; the child never sends them, and their handles
+        in the child resolve as dropped ``forked``. The parent's session and tasks are kept referenced (not
+        closed) in the child: closing them here could touch connections the parent still uses, and collecting
+        them would warn about objects the child never owned.
         """
         old = self._flusher
-        old.queue.take_all()  # the parent's calls: not ours to send, and no memory to hold for them
+        old.left_with_parent()
         _FORK_ORPHANS.append(old)
         self._lock = threading.Lock()  # the parent's lock may have been held by a thread the child does not have
         self._pid = os.getpid()

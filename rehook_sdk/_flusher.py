@@ -145,12 +145,34 @@ class Flusher:
         Returns:
             How many calls this ended, with those the cancelled senders ended just before.
         """
-        left = [(meta[0], entry_call(meta, data)) for meta, data in self.queue.take_all()]
-        left += list(self._in_flight.items())
-        for token, call in left:
+        for token, call in self._take_unfinished():
             self.finish(token, call, Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message))
-        self._in_flight.clear()
         return self.counters.snapshot(in_queue=0, in_flight=0).failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
+
+    def left_with_parent(self) -> None:
+        """
+        In a forked child, on the parent's flusher: end the child's copies of the parent's queued and in-flight
+        calls as dropped ``forked``, so that a handle awaited in the child resolves instead of hanging.
+
+        The parent still sends these calls and reports them (callbacks, counters, logs, dead letter); the child
+        only resolves its handles and waiters: no callback, no counter, no log line, nothing sent.
+        """
+        self.queue.reset_lock()
+        self.board.reset_lock()
+        for token, call in self._take_unfinished():
+            outcome = Outcome._for(
+                call, Reason.FORKED, "queued before os.fork(): the parent process sends it and knows its outcome"
+            )
+            self.board.resolve(token, call, outcome, run_callback=False)
+
+    def _take_unfinished(self) -> list[tuple[int, Call]]:
+        """
+        Empty the queue and the in-flight table; return their calls, queued first.
+        """
+        left = [(meta[0], entry_call(meta, data)) for meta, data in self.queue.take_all()]
+        left += self._in_flight.items()
+        self._in_flight.clear()
+        return left
 
     # -- outcomes ----------------------------------------------------------------------------------------
 

@@ -116,9 +116,17 @@ class Board:
             if countdown in self._countdowns:
                 self._countdowns.remove(countdown)
 
-    def resolve(self, token: int, call: Call, outcome: Outcome) -> None:
+    def reset_lock(self) -> None:
+        """
+        In a forked child: a fresh lock, since a thread of the parent may have held the old one at the fork.
+        """
+        self._lock = threading.Lock()
+
+    def resolve(self, token: int, call: Call, outcome: Outcome, *, run_callback: bool = True) -> None:
         """
         ``token``'s outcome is known: keep it for its handle, wake the waiters, run the callback. Once per token.
+
+        ``run_callback=False`` forgets the callback instead (a forked child's copy of a call its parent reports).
         """
         with self._lock:
             waiters: list[Waiter] | None = None
@@ -143,7 +151,7 @@ class Board:
                     _set_if_pending(waiter, outcome)
                 elif not loop.is_closed():
                     loop.call_soon_threadsafe(_set_if_pending, waiter, outcome)
-        if callback is not None:
+        if callback is not None and run_callback:
             try:
                 callback(outcome)
             except Exception:

@@ -46,6 +46,8 @@ class Reason(enum.StrEnum):
     """dropped: the in-process queue was at ``max_queue_size``."""
     CLIENT_CLOSED = "client_closed"
     """dropped: the call came after aclose() began."""
+    FORKED = "forked"
+    """dropped in a forked child: the call was queued before ``os.fork()``; the parent process sends it."""
     NO_MATCHING_MAPPING = "no_matching_mapping"
     """dropped: no mapping's trigger matched the call."""
     MISSING_FIELD = "missing_field"

@@ -210,6 +210,12 @@ class EventQueue:
         with self._lock:
             return [meta[0] for meta, _ in self._lanes]
 
+    def reset_lock(self) -> None:
+        """
+        In a forked child: a fresh lock, since a thread of the parent may have held the old one at the fork.
+        """
+        self._lock = threading.Lock()
+
     def take_all(self) -> list[Entry]:
         """
         Remove and return every queued call.

@@ -254,3 +254,76 @@ def test_fork_child_sends_its_own_calls_and_never_the_parents(fake: FakeRehook) 
     names = sorted(e["event_name"] for e in fake.events)
     assert names == ["child-async"] + ["child-sync"] * 3 + ["parent-preloaded"] + ["parent-sync"] * 4
     assert fake.duplicates == 0
+
+
+def test_fork_child_resolves_the_parents_handles_as_forked(fake: FakeRehook) -> None:
+    """In the child, a handle of a call the parent still holds resolves as dropped 'forked' (no hang), and the
+    call's callback runs once, in the parent only."""
+    fake.delay_next(1, seconds=0.5)  # the first call is in flight at the fork, the others queued behind it
+    result = _run_script(
+        f"""
+        import asyncio, os, sys
+        from rehook_sdk import RehookClient, SyncRehookClient
+
+        ran = []
+        sync = SyncRehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}", concurrency=1)
+        handles = [sync.track("parent", user_id=f"p{{i}}", callback=lambda o: ran.append(os.getpid()))
+                   for i in range(3)]
+        preloaded = RehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}")
+        queued = preloaded.track("parent-preloaded", user_id="p")
+
+        pid = os.fork()
+        if pid == 0:
+            outcomes = [h.result(5) for h in handles]  # would block forever before
+            async def child() -> str:
+                return (await queued).reason
+            reasons = [o.reason for o in outcomes] + [asyncio.run(child())]
+            print("child", reasons, "callbacks", ran, "stats", sync.stats().dropped, flush=True)
+            sync.close()
+            os._exit(0 if reasons == ["forked"] * 4 and not ran else 3)
+        _, status = os.waitpid(pid, 0)
+        sync.close()
+        asyncio.run(preloaded.aclose())
+        assert all(h.result(0).delivered for h in handles)
+        assert ran == [os.getpid()] * 3, ran
+        print("child exit", os.waitstatus_to_exitcode(status))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child exit 0" in result.stdout, result.stdout
+    assert "stats {}" in result.stdout  # the child's counters do not count the parent's calls
+    assert sorted(e["event_name"] for e in fake.events) == ["parent"] * 3 + ["parent-preloaded"]
+    assert fake.duplicates == 0
+
+
+def test_fork_while_another_thread_holds_the_queue_lock(fake: FakeRehook) -> None:
+    """A fork at the moment another thread is inside the queue's lock does not deadlock the child (white box: the
+    lock is taken by hand to make that moment certain)."""
+    result = _run_script(
+        f"""
+        import asyncio, os, threading, time
+        from rehook_sdk import RehookClient
+
+        client = RehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}")
+        client.track("parent", user_id="p")
+        def hold(lock):
+            with lock:
+                time.sleep(1)
+        for lock in (client._flusher.queue._lock, client._flusher.board._lock):
+            threading.Thread(target=hold, args=(lock,), daemon=True).start()
+        time.sleep(0.2)
+        pid = os.fork()
+        if pid == 0:
+            async def child() -> bool:
+                async with client:
+                    return (await client.track("child", user_id="c")).delivered
+            os._exit(0 if asyncio.run(child()) else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        asyncio.run(client.aclose())
+        """,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child exit 0" in result.stdout
+    assert sorted(e["event_name"] for e in fake.events) == ["child", "parent"]
