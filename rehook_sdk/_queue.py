@@ -6,7 +6,7 @@ its `Call` on the general path) and the properties dict (or None). Neither is an
 scan on every full collection: the tuple is untracked at the first collection that looks at it, and a dict of
 plain values is never tracked. (A tuple that holds a dict would stay tracked, hence the two lanes.)
 
-The lanes are sealed into tuples of 256 entries (`_Lanes`). A full collection still walks every element of a
+The lanes are sealed into tuples of 256 entries. A full collection still walks every element of a
 container it tracks, untracked or not: with 100,000 calls in two deques that walk cost ~2.7 ms per full collection
 (6.0 ms instead of 3.3 ms, measured in the benchmark's process). A sealed tuple of untracked entries is itself
 untracked, so a backlog leaves the collector a few hundred chunks to look at instead of 200,000 entries.
@@ -36,40 +36,56 @@ Entry = tuple[Meta, Data]
 _CHUNK = 256
 
 
-class _Lanes:
+class EventQueue:
     """
-    A FIFO of entries in two lanes, appended to lists of up to ``_CHUNK`` entries that are then sealed as tuples.
-    Not thread-safe: `EventQueue` holds its lock around every use.
+    A FIFO of calls with a maximum size; ``put`` from any thread, ``get`` from tasks of one event loop.
     """
 
-    __slots__ = ("_chunks", "_head_data", "_head_meta", "_pos", "_size", "_tail_data", "_tail_meta")
-
-    def __init__(self) -> None:
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        # The lanes (see the module's docstring), changed only under the lock: sealed chunks, the chunk being
+        # read (a sealed tuple, or the tail lists it took over) and how far, and the tail being filled.
         self._chunks: deque[tuple[tuple[Meta, ...], tuple[Data, ...]]] = deque()
-        # The chunk being read, and how far; a sealed tuple, or the tail list it took over.
         self._head_meta: Sequence[Meta] = ()
         self._head_data: Sequence[Data] = ()
         self._pos = 0
         self._tail_meta: list[Meta] = []
         self._tail_data: list[Data] = []
         self._size = 0
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_scheduled = False
+        # At most one idle sender is being woken at a time; each woken sender wakes the next if calls remain. A
+        # burst then starts the senders one loop iteration apart instead of all 64 in one iteration (which held
+        # the event loop for ~10 ms, each sender building its first request).
+        self._waking = False
 
     def __len__(self) -> int:
         return self._size
 
-    def append(self, meta: Meta, data: Data) -> None:
-        tail_meta, tail_data = self._tail_meta, self._tail_data
-        tail_meta.append(meta)
-        tail_data.append(data)
-        self._size += 1
-        if len(tail_meta) == _CHUNK:
-            self._chunks.append((tuple(tail_meta), tuple(tail_data)))
-            self._tail_meta, self._tail_data = [], []
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """
+        Tie the consumer side to ``loop``; calls put before this are served once getters run.
+        """
+        self._loop = loop
 
-    def popleft(self) -> Entry:
-        """
-        Remove and return the oldest entry; the lanes must not be empty.
-        """
+    def _append(self, meta: Meta, data: Data) -> bool:
+        # On the caller's path: written out here rather than in a helper (each Python-level call costs ~0.1 us).
+        with self._lock:
+            if self._size >= self.maxsize:
+                return False
+            tail_meta = self._tail_meta
+            tail_meta.append(meta)
+            self._tail_data.append(data)
+            self._size += 1
+            if len(tail_meta) == _CHUNK:
+                self._chunks.append((tuple(tail_meta), tuple(self._tail_data)))
+                self._tail_meta, self._tail_data = [], []
+            return True
+
+    def _popleft(self) -> Entry:
+        # Under the lock, with at least one entry queued.
         pos = self._pos
         if pos == len(self._head_meta):
             if self._chunks:
@@ -83,57 +99,24 @@ class _Lanes:
         if self._size:
             self._pos = pos + 1
         else:  # let go of the last chunk's entries (and their properties) while the queue is idle
-            self.clear()
+            self._clear()
         return entry
 
-    def __iter__(self) -> Iterator[Entry]:
+    def _entries(self) -> Iterator[Entry]:
+        # Under the lock: every queued entry, oldest first.
         yield from zip(self._head_meta[self._pos :], self._head_data[self._pos :], strict=True)
         for metas, datas in self._chunks:
             yield from zip(metas, datas, strict=True)
         yield from zip(self._tail_meta, self._tail_data, strict=True)
 
-    def clear(self) -> None:
+    def _clear(self) -> None:
         self._chunks.clear()
         self._head_meta = self._head_data = ()
         self._pos = 0
         self._tail_meta, self._tail_data = [], []
         self._size = 0
 
-
-class EventQueue:
-    """
-    A FIFO of calls with a maximum size; ``put`` from any thread, ``get`` from tasks of one event loop.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._lanes = _Lanes()
-        self._lock = threading.Lock()
-        self._getters: deque[asyncio.Future[None]] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake_scheduled = False
-        # At most one idle sender is being woken at a time; each woken sender wakes the next if calls remain. A
-        # burst then starts the senders one loop iteration apart instead of all 64 in one iteration (which held
-        # the event loop for ~10 ms, each sender building its first request).
-        self._waking = False
-
-    def __len__(self) -> int:
-        return len(self._lanes)
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """
-        Tie the consumer side to ``loop``; calls put before this are served once getters run.
-        """
-        self._loop = loop
-
-    def _append(self, meta: Meta, data: dict[str, Any] | None) -> bool:
-        with self._lock:
-            if len(self._lanes) >= self.maxsize:
-                return False
-            self._lanes.append(meta, data)
-            return True
-
-    def put_on_loop(self, meta: Meta, data: dict[str, Any] | None) -> bool:
+    def put_on_loop(self, meta: Meta, data: Data) -> bool:
         """
         Append from the consumer loop's own thread. Returns False when full.
         """
@@ -152,7 +135,7 @@ class EventQueue:
                 self._waking = True
                 return
 
-    def put_threadsafe(self, meta: Meta, data: dict[str, Any] | None) -> bool:
+    def put_threadsafe(self, meta: Meta, data: Data) -> bool:
         """
         Append from any other thread (or before the queue is bound). Returns False when full.
         """
@@ -171,7 +154,7 @@ class EventQueue:
 
     def _wake(self) -> None:
         self._wake_scheduled = False
-        if self._lanes and not self._waking:
+        if self._size and not self._waking:
             self._wake_one()
 
     async def get(self) -> Entry:
@@ -180,9 +163,9 @@ class EventQueue:
         """
         while True:
             with self._lock:
-                if self._lanes:
-                    entry = self._lanes.popleft()
-                    more = bool(self._lanes)
+                if self._size > 0:
+                    entry = self._popleft()
+                    more = self._size > 0
                     break
             loop = self._loop
             assert loop is not None, "EventQueue.get() before bind()"
@@ -194,7 +177,7 @@ class EventQueue:
                 if fut.done() and not fut.cancelled():
                     # Woken, then cancelled before running: pass the wake-up on so no call waits for nobody.
                     self._waking = False
-                    if self._lanes:
+                    if self._size > 0:
                         self._wake_one()
                 fut.cancel()
                 raise
@@ -208,7 +191,7 @@ class EventQueue:
         The tokens of the calls now queued.
         """
         with self._lock:
-            return [meta[0] for meta, _ in self._lanes]
+            return [meta[0] for meta, _ in self._entries()]
 
     def reset_lock(self) -> None:
         """
@@ -221,6 +204,6 @@ class EventQueue:
         Remove and return every queued call.
         """
         with self._lock:
-            taken = list(self._lanes)
-            self._lanes.clear()
+            taken = list(self._entries())
+            self._clear()
         return taken
