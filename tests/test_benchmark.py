@@ -29,6 +29,7 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert results["backlog"]["bytes_per_queued_event"] > 0
     assert results["backlog"]["full_gc_ms"] > 0
     assert results["backlog"]["full_collections_during_burst"] >= 0
+    assert results["backlog"]["max_stall_ms_1000_per_yield"] > 0
     assert results["drain"]["ratio"] > 0
     assert set(data["targets"]) == {
         "caller_cost.track_mean_us",
