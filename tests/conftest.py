@@ -1,17 +1,31 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, settings
 
 from rehook_sdk import RehookClient
 from rehook_sdk.testing import FakeRehook
 
 pytest_plugins = ["rehook_sdk.testing.pytest_plugin"]
+
+# CI (the default) replays the same generated examples every run: a new example that fails must not surface as a
+# red CI run on an unrelated change. `HYPOTHESIS_PROFILE=explore` draws new examples each run (see DEVELOPERS.md).
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    deadline=None,  # a shared machine's pauses are not the code's slowness
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(autouse=True)

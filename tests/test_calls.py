@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehook_sdk import CallType, RehookClient
@@ -136,7 +136,7 @@ async def test_alias_and_group_keep_their_ids(client: RehookClient) -> None:
     assert (alias.call.user_id, alias.call.previous_id) == ("new", "old")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100)
 @given(
     event=st.text(max_size=10),
     data=st.none() | st.dictionaries(st.text(max_size=5), st.integers() | st.text(max_size=5), max_size=3),

@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehook_sdk import OutcomeStatus, Reason, RehookClient
@@ -142,7 +142,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60)
 @given(properties=st.dictionaries(st.text(max_size=10), json_values, max_size=6))
 async def test_json_values_arrive_unchanged(client: RehookClient, fake: FakeRehook, properties: dict[str, Any]) -> None:
     """Any JSON-native properties reach Rehook exactly as given (numbers stay numbers, text stays text)."""

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehook_sdk import Reason, RehookClient
@@ -168,9 +168,7 @@ not_mappings = st.one_of(
 )
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-)
+@settings(max_examples=300)
 @given(props=properties)
 async def test_any_properties_end_in_an_honest_outcome(client: RehookClient, fake: FakeRehook, props: Any) -> None:
     """Sent exactly as the rules say, or dropped as invalid_payload naming the first bad key path."""
@@ -191,7 +189,7 @@ async def test_any_properties_end_in_an_honest_outcome(client: RehookClient, fak
         assert same(want, request.json["metadata"])
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=50)
 @given(value=not_mappings)
 async def test_wrong_top_level_types_raise_type_error(client: RehookClient, value: Any) -> None:
     """A properties/traits value that is not a mapping is a TypeError at the call, and nothing is queued."""

@@ -49,7 +49,7 @@ calls = st.builds(
 )
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500)
 @given(call=calls)
 def test_shortcut_routes_like_the_general_engine(call: Call) -> None:
     """Same steps, requests, drop reasons and messages, for any call."""
