@@ -6,6 +6,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from rehook_sdk import EventHandle
 from rehook_sdk.testing import FakeRehook
 
 
@@ -38,3 +39,25 @@ def fake_in_thread(**settings: Any) -> Iterator[FakeRehook]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
+
+
+def start_tracking_threads(
+    track: Callable[..., EventHandle], threads: int, calls: int
+) -> tuple[list[threading.Thread], list[EventHandle]]:
+    """
+    Start ``threads`` plain threads that each make ``calls`` track() calls; return them and (once they are
+    joined) every handle. The caller joins them: blocking in sync tests, through ``asyncio.to_thread`` in async ones.
+    """
+    handles: list[EventHandle] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(calls):
+            handle = track("e", {"i": i}, user_id=f"t{n}")
+            with lock:
+                handles.append(handle)
+
+    started = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
+    for thread in started:
+        thread.start()
+    return started, handles

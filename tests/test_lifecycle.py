@@ -25,7 +25,7 @@ from rehook_sdk import (
 )
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import wait_until
+from .helpers import start_tracking_threads, wait_until
 
 
 async def test_calls_return_at_once_and_resolve_later(client: RehookClient, fake: FakeRehook) -> None:
@@ -262,18 +262,7 @@ async def test_queue_full_drops_at_once(fake: FakeRehook) -> None:
 
 async def test_calls_from_other_threads(client: RehookClient, fake: FakeRehook) -> None:
     """Calls from worker threads (a sync view, a thread pool) are delivered."""
-    handles: list[EventHandle] = []
-    lock = threading.Lock()
-
-    def worker(n: int) -> None:
-        for i in range(50):
-            h = client.track("e", {"i": i}, user_id=f"t{n}")
-            with lock:
-                handles.append(h)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
+    threads, handles = start_tracking_threads(client.track, threads=4, calls=50)
     for t in threads:
         await asyncio.to_thread(t.join)
 

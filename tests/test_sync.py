@@ -18,7 +18,6 @@ import pytest
 from rehook_sdk import (
     AuthenticationError,
     ClientStateError,
-    EventHandle,
     OutcomeStatus,
     Reason,
     RetryPolicy,
@@ -26,7 +25,7 @@ from rehook_sdk import (
 )
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import fake_in_thread
+from .helpers import fake_in_thread, start_tracking_threads
 
 
 @pytest.fixture
@@ -43,19 +42,8 @@ def sync_client(fake: FakeRehook, **settings: Any) -> SyncRehookClient:
 
 def test_calls_from_plain_threads_are_delivered(fake: FakeRehook) -> None:
     """Many threads call track(); flush() waits for all; the counters are the async client's."""
-    handles: list[EventHandle] = []
-    lock = threading.Lock()
     with sync_client(fake) as client:
-
-        def worker(n: int) -> None:
-            for i in range(25):
-                handle = client.track("e", {"i": i}, user_id=f"t{n}")
-                with lock:
-                    handles.append(handle)
-
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-        for t in threads:
-            t.start()
+        threads, handles = start_tracking_threads(client.track, threads=4, calls=25)
         for t in threads:
             t.join()
         assert client.flush(timeout=10) == 0
