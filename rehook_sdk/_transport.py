@@ -21,6 +21,12 @@ __all__ = ["Attempt", "Transport", "check_base_url"]
 
 # Kept per outcome and in logs; Rehook's error bodies are small, a proxy's HTML page need not be kept whole.
 _MAX_BODY_CHARS = 8192
+# At most this much of any answer is read; the rest is never read, and its connection is closed instead of reused.
+# The status line decides the outcome, so a huge or endless body costs neither memory nor the event loop's time.
+MAX_BODY_BYTES = 64 * 1024
+# Secrets shorter than this are not searched for in answers: replacing a 2-letter secret would garble every text.
+_MIN_REDACTED = 4
+REDACTED = "[redacted]"
 
 
 class Attempt(NamedTuple):
@@ -33,6 +39,7 @@ class Attempt(NamedTuple):
         retry_after: Seconds the server's Retry-After asked for, if any.
         error: What went wrong when no answer came.
         maybe_sent: No answer came, and the request may have reached Rehook (timeout, lost connection).
+        unreachable: No connection could be made: the request never left.
     """
 
     status: int | None = None
@@ -40,6 +47,7 @@ class Attempt(NamedTuple):
     retry_after: float | None = None
     error: str | None = None
     maybe_sent: bool = False
+    unreachable: bool = False
 
 
 def check_base_url(base_url: str) -> URL:
@@ -50,6 +58,11 @@ def check_base_url(base_url: str) -> URL:
         ConfigurationError: anything else, so credentials never travel in clear text.
     """
     url = URL(base_url)
+    if url.user is not None or url.password is not None:
+        # Checked first, and the URL is not repeated in the message: it holds a password.
+        raise ConfigurationError(
+            "base_url must not carry credentials (user:password@host); pass api_key and api_secret instead"
+        )
     if url.scheme not in ("http", "https") or not url.host:
         raise ConfigurationError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
     if url.scheme == "http" and not _is_loopback(url.host):
@@ -88,7 +101,13 @@ class Transport:
     ) -> None:
         self._base = str(base_url).rstrip("/")
         # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
-        self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+        token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+        self._auth = "Basic " + token
+        # What an answer must never carry into an outcome, a log line or the dead-letter file: a server or proxy
+        # that echoes the request's Authorization header would otherwise hand the secret to all of them.
+        self._secrets = tuple(
+            sorted({s for s in (token, api_secret, api_key) if len(s) >= _MIN_REDACTED}, key=len, reverse=True)
+        )
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._concurrency = concurrency
         self._session = session
@@ -131,26 +150,45 @@ class Transport:
 
     async def _request(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Attempt:
         session = self._session or self._get_session()
+        status: int | None = None
+        retry_after: float | None = None
+        prefix = bytearray()
         try:
             async with session.request(
                 method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as response:
-                raw = await response.read()
                 status = response.status
                 # Retry-After matters only on the answers that are retried; 2xx skip the header lookup.
                 retry_after = None if status < 300 else parse_retry_after(response.headers.get("Retry-After"))
-                text = raw.decode("utf-8", errors="replace")
-                return Attempt(status=status, body=text[:_MAX_BODY_CHARS], retry_after=retry_after)
-        except aiohttp.ClientConnectorError as exc:
+                if not await _read_prefix(response.content, prefix):
+                    response.close()  # the rest stays unread: this connection cannot be reused
+                return Attempt(status=status, body=self._text(prefix), retry_after=retry_after)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if status is not None:
+                # The status line and headers came, then the body was cut, garbled or too slow. The answer is
+                # known: a 2xx was accepted (sending it again would duplicate it), any other status decides as usual.
+                return Attempt(status=status, body=self._text(prefix), retry_after=retry_after)
+            return self._no_answer(exc)
+
+    def _no_answer(self, exc: BaseException) -> Attempt:
+        if isinstance(exc, aiohttp.ClientConnectorError):
             # Refused, unreachable, DNS failure, TLS handshake: the request never left.
-            return Attempt(error=f"cannot connect: {_describe(exc)}")
-        except aiohttp.ConnectionTimeoutError as exc:
-            return Attempt(error=f"connect timed out: {_describe(exc)}")
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            return Attempt(error=self._redact(f"cannot connect: {_describe(exc)}"), unreachable=True)
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return Attempt(error=self._redact(f"connect timed out: {_describe(exc)}"), unreachable=True)
+        if isinstance(exc, TimeoutError):
             return Attempt(error=f"no answer within {self._timeout.total} s: {_describe(exc)}", maybe_sent=True)
-        except aiohttp.ClientError as exc:
-            # Reset, disconnected, broken response: the request may have reached Rehook.
-            return Attempt(error=f"connection lost: {_describe(exc)}", maybe_sent=True)
+        # Reset, disconnected, broken response head: the request may have reached Rehook.
+        return Attempt(error=self._redact(f"connection lost: {_describe(exc)}"), maybe_sent=True)
+
+    def _text(self, prefix: bytearray) -> str:
+        return self._redact(prefix.decode("utf-8", errors="replace")[:_MAX_BODY_CHARS])
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
 
     async def close(self) -> None:
         """
@@ -159,6 +197,18 @@ class Transport:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None if self._owns_session else self._session
+
+
+async def _read_prefix(content: aiohttp.StreamReader, prefix: bytearray) -> bool:
+    """
+    Read at most `MAX_BODY_BYTES` of a body into ``prefix``; True when the whole body was read.
+    """
+    while len(prefix) < MAX_BODY_BYTES:
+        chunk = await content.read(MAX_BODY_BYTES - len(prefix))
+        if not chunk:
+            return True
+        prefix += chunk
+    return content.at_eof()
 
 
 def _describe(exc: BaseException) -> str:

@@ -58,6 +58,17 @@ def test_insecure_or_malformed_base_url_raises(url: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    ["https://user:hunter2pass@api.rehook.ai", "http://admin:hunter2pass@127.0.0.1:8080", "https://:hunter2pass@x"],
+)
+def test_base_url_with_credentials_raises_without_showing_them(url: str) -> None:
+    """A user:password@ in base_url would be sent nowhere useful and shown in repr: refused, password not echoed."""
+    with pytest.raises(ConfigurationError, match="must not carry credentials") as raised:
+        RehookClient("k", "s", base_url=url)
+    assert "hunter2pass" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
     "url", ["https://api.rehook.ai", "http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:8080"]
 )
 def test_accepted_base_urls(url: str) -> None:
