@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from rehook_sdk import EventHandle
+import attrs
+
+from rehook_sdk import Delivery, EventHandle, Outcome, OutcomeStatus, Reason, RehookClient
 from rehook_sdk.testing import FakeRehook
+
+N = 300
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -61,3 +66,54 @@ def start_tracking_threads(
     for thread in started:
         thread.start()
     return started, handles
+
+
+@attrs.define
+class Run:
+    """
+    The calls of one scenario and how often each callback ran.
+    """
+
+    handles: list[EventHandle] = attrs.field(factory=list)
+    callbacks: collections.Counter[int] = attrs.field(factory=collections.Counter)
+
+    def send(self, client: RehookClient, n: int = N, event: str = "e", **kw: Any) -> None:
+        start = len(self.handles)
+        for i in range(start, start + n):
+            self.handles.append(client.track(event, {"i": i}, None, self._callback(i), user_id=f"u{i}", **kw))
+
+    def _callback(self, i: int) -> Any:
+        def called(_: Outcome) -> None:
+            self.callbacks[i] += 1
+
+        return called
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        return [h.outcome for h in self.handles if h.outcome is not None]
+
+    def count(self, status: OutcomeStatus, reason: Reason | None = None) -> int:
+        return sum(1 for o in self.outcomes if o.status is status and (reason is None or o.reason is reason))
+
+
+def check_promises(run: Run, client: RehookClient, fake: FakeRehook | None, delivery: Delivery) -> None:
+    """
+    The invariants every scenario must keep.
+    """
+    stats = client.stats()
+    assert (stats.in_queue, stats.in_flight) == (0, 0)
+    assert stats.accepted == len(run.handles) == stats.delivered + stats.dropped_total + stats.failed_total
+    assert all(h.done() for h in run.handles)
+    assert run.callbacks == collections.Counter(range(len(run.handles)))
+    assert stats.delivered == run.count(OutcomeStatus.DELIVERED)
+    if fake is None:
+        return
+    delivered = {o.message_id for o in run.outcomes if o.delivered}
+    maybe = {o.message_id for o in run.outcomes if o.maybe_delivered}
+    received = fake.delivered_keys
+    assert delivered <= received
+    assert received - delivered <= maybe
+    if delivery is Delivery.AT_MOST_ONCE:
+        assert fake.duplicates == 0
+    else:
+        assert fake.duplicates <= stats.retried

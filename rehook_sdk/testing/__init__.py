@@ -1,5 +1,6 @@
 """
-Test helpers for code that uses rehook-sdk: a fake Rehook server to point a client at.
+Test helpers for code that uses rehook-sdk: a fake Rehook server to point a client at, and a fault proxy that
+breaks the network between a client and a server on purpose.
 
 In pytest, enable the ``fake_rehook`` fixture with ``pytest_plugins = ["rehook_sdk.testing.pytest_plugin"]``.
 From a shell: ``python -m rehook_sdk.testing --port 8080``.
@@ -8,5 +9,16 @@ From a shell: ``python -m rehook_sdk.testing --port 8080``.
 from __future__ import annotations
 
 from ._fake import DEFAULT_API_KEY, DEFAULT_API_SECRET, FakeRehook, RecordedRequest, key_digest
+from ._proxy import FaultKind, FaultProxy, ProxiedRequest, ProxyFault
 
-__all__ = ["DEFAULT_API_KEY", "DEFAULT_API_SECRET", "FakeRehook", "RecordedRequest", "key_digest"]
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_API_SECRET",
+    "FakeRehook",
+    "FaultKind",
+    "FaultProxy",
+    "ProxiedRequest",
+    "ProxyFault",
+    "RecordedRequest",
+    "key_digest",
+]
