@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from ._constants import CUSTOMERS_PATH, EVENTS_PATH
-from ._encoding import PayloadError, json_safe
+from ._encoding import PayloadError, json_safe, text_problem
 from ._jsvalues import UNDEFINED
 from ._outcome import Reason
 from ._types import Action, Call
@@ -85,6 +85,8 @@ def build_request(
         return Reason.MISSING_USER_ID, f"{call.type.value}() has no userId (source_id); Rehook needs one"
     if not isinstance(source_id, str):
         return Reason.INVALID_PAYLOAD, f"source_id must be a string, got {type(source_id).__qualname__}"
+    if (problem := text_problem(source_id)) is not None:
+        return Reason.INVALID_PAYLOAD, f"source_id (userId) {problem}"
     metadata = fields.get("metadata", UNDEFINED)
     if metadata is UNDEFINED or metadata is None:
         metadata = {}
@@ -101,6 +103,8 @@ def build_request(
                 return Reason.INVALID_PAYLOAD, (
                     f"traits.referral_code: must be a string or None, not {type(code).__qualname__}"
                 )
+            if code is not None and (problem := text_problem(code)) is not None:
+                return Reason.INVALID_PAYLOAD, f"traits.referral_code {problem}"
             body["referral_code"] = code
         path = CUSTOMERS_PATH
     else:
@@ -111,6 +115,8 @@ def build_request(
             return Reason.INVALID_PAYLOAD, f"event_name must be a string, got {type(event_name).__qualname__}"
         if not event_name:
             return Reason.INVALID_PAYLOAD, f"{call.type.value}() has an empty event name"
+        if (problem := text_problem(event_name)) is not None:
+            return Reason.INVALID_PAYLOAD, f"event_name {problem}"
         if event_name in conversion_events and metadata.get("referral_code") in (None, ""):
             return Reason.MISSING_REFERRAL_CODE, (
                 f"{event_name!r} is a conversion event and needs properties['referral_code']"
@@ -122,4 +128,7 @@ def build_request(
             body = json_safe(body, "fields")
         except PayloadError as exc:
             return Reason.INVALID_PAYLOAD, str(exc)
-    return Request(path, _encode(body).encode())
+    try:
+        return Request(path, _encode(body).encode())
+    except (ValueError, UnicodeEncodeError) as exc:  # the checks above should leave nothing for this net to catch
+        return Reason.INVALID_PAYLOAD, f"the request body cannot be encoded: {exc}"

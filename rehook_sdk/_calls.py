@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ._encoding import safe_repr
 from ._outcome import Outcome
 from ._types import Call, CallType
 
@@ -31,8 +32,16 @@ def _id(value: object, argument: str) -> str | None:
     kind = type(value)
     if kind is str or value is None:
         return value  # type: ignore[return-value]
-    if isinstance(value, str | uuid.UUID) or (isinstance(value, int) and not isinstance(value, bool)):
-        return str(value)
+    # A subclass's own text or digits, never its __str__, which may do anything (or raise).
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, uuid.UUID):
+        return uuid.UUID.__str__(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return int.__repr__(value)
+        except ValueError:
+            raise ValueError(f"{argument} is an int too long to write as a str id") from None
     raise TypeError(f"{argument} must be a str, int or UUID, not {kind.__qualname__}")
 
 
@@ -40,7 +49,10 @@ def _mapping(value: object, argument: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if isinstance(value, Mapping):
-        return dict(value)  # a shallow copy: rebinding keys later does not change what is sent
+        try:
+            return dict(value)  # a shallow copy: rebinding keys later does not change what is sent
+        except Exception as exc:  # a Mapping whose methods raise, or a dict another thread changes meanwhile
+            raise TypeError(f"{argument} could not be read as a mapping: {safe_repr(exc)}") from None
     raise TypeError(f"{argument} must be a mapping (dict) or None, not {type(value).__qualname__}")
 
 
@@ -112,8 +124,10 @@ def build(
     uid = _id(user_id, f"{method}(): userId")
     if uid is None and props is not None and "userId" in props:
         uid = _id(props["userId"], f"{method}(): properties['userId']")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"{method}(): name must be a str or None, not {type(name).__qualname__}")
+    if name is not None:
+        if not isinstance(name, str):
+            raise TypeError(f"{method}(): name must be a str or None, not {type(name).__qualname__}")
+        name = str.__str__(name)
     if name is not None and (props is None or "name" not in props):
         props = {**(props or {}), "name": name}  # analytics.js puts a page's name into its properties
     if message_id is not None and not isinstance(message_id, str):
@@ -131,6 +145,6 @@ def build(
         context=ctx,
         integrations=_mapping(integrations, f"{method}(): integrations"),
         timestamp=_timestamp(timestamp, f"{method}(): timestamp"),
-        message_id=message_id or None,
+        message_id=str.__str__(message_id) if message_id else None,
     )
     return call, callback

@@ -370,7 +370,7 @@ class RehookClient:
             context=context,
             integrations=integrations,
             message_id=message_id,
-            event=str(event),
+            event=str.__str__(event),
             properties=properties,
         )
         return self._submit(call, cb)

@@ -10,12 +10,14 @@ Format version 1, one object per line::
                  "time": "2026-11-26T18:00:00.123456+00:00"}}
 
 ``call`` is the Segment-spec call as it was made (only the keys it had), so ``rehook send`` can replay a
-dead-letter file like any file of Segment calls. A value JSON cannot carry is written as its ``repr()`` string and
-the line gets ``"unencodable": "<key path>: <problem>"``.
+dead-letter file like any file of Segment calls. A value JSON cannot carry is written as readable text (its
+``repr()``, or a description when even that fails) and the line gets ``"unencodable": "<key path>: <problem>"``; a
+lone surrogate is written as its JSON escape (``\\udc80``), so the line is UTF-8 and reads back as it was given.
 
-Written lines: every ``failed`` call (``rejected``, ``retries_exhausted``, ``shutdown_timeout``) and the calls
-dropped for lack of room or time (``queue_full``, ``client_closed``). Calls dropped by a rule (no user id, no
-referral code, no mapping, invalid payload) are not written: sending them again would drop them again.
+Written lines: every ``failed`` call (``rejected``, ``retries_exhausted``, ``shutdown_timeout``,
+``internal_error``) and the calls dropped for lack of room or time (``queue_full``, ``client_closed``). Calls
+dropped by a rule (no user id, no referral code, no mapping, invalid payload) are not written: sending them again
+would drop them again.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import queue
 import threading
+from collections.abc import Mapping
 from typing import Any
 
-from ._encoding import PayloadError, json_safe
+from ._constants import MAX_NESTING_DEPTH
+from ._encoding import PayloadError, json_safe, safe_repr
 from ._event import call_to_segment
 from ._exceptions import ConfigurationError
 from ._outcome import Outcome, OutcomeStatus, Reason
@@ -43,13 +48,16 @@ _STOP = object()
 
 
 def _line(outcome: Outcome) -> bytes:
-    call = call_to_segment(outcome.call)
-    if outcome.message_id is not None and "messageId" not in call:
-        call["messageId"] = outcome.message_id  # replaying with the same id lets a deduplicating Rehook see it
-    record: dict[str, Any] = {
-        "v": DEAD_LETTER_VERSION,
-        "call": call,
-        "outcome": {
+    """
+    The line for ``outcome``. Never raises: what strict JSON cannot carry is written as readable text instead.
+    """
+    record: dict[str, Any] = {"v": DEAD_LETTER_VERSION}
+    try:
+        call = call_to_segment(outcome.call)
+        if outcome.message_id is not None and "messageId" not in call:
+            call["messageId"] = outcome.message_id  # replaying with the same id lets a deduplicating Rehook see it
+        record["call"] = call
+        record["outcome"] = {
             "status": outcome.status.value,
             "reason": outcome.reason.value if outcome.reason else None,
             "message": outcome.message,
@@ -59,14 +67,45 @@ def _line(outcome: Outcome) -> bytes:
             "maybe_delivered": outcome.maybe_delivered,
             "message_id": outcome.message_id,
             "time": dt.datetime.now(dt.UTC).isoformat(),
-        },
-    }
-    try:
+        }
         text = json.dumps(json_safe(record, "record"), ensure_ascii=False, separators=(",", ":"))
-    except PayloadError as exc:
-        record["unencodable"] = str(exc)
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr)
-    return (text + "\n").encode()
+    except Exception as exc:
+        record["unencodable"] = str(exc) if isinstance(exc, PayloadError) else safe_repr(exc)
+        text = json.dumps(_printable(record, 0), ensure_ascii=False, separators=(",", ":"))
+    # A lone surrogate becomes its JSON escape (\udc80): the line stays UTF-8 and reads back as it was given.
+    return (text + "\n").encode("utf-8", "backslashreplace")
+
+
+def _printable(value: Any, depth: int) -> Any:
+    """
+    ``value`` as JSON-writable data, turning what strict JSON cannot carry into descriptive strings.
+    """
+    if isinstance(value, str):
+        return str.__str__(value)
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        try:
+            int.__repr__(value)
+        except ValueError:
+            return f"<int of about {int(value.bit_length() * 0.30103)} digits>"
+        return int(value)
+    if isinstance(value, float):
+        return float(value) if math.isfinite(value) else repr(float(value))
+    if depth >= MAX_NESTING_DEPTH:
+        return "<nested too deep>"
+    try:
+        if isinstance(value, Mapping):
+            return {_printable_key(k): _printable(v, depth + 1) for k, v in list(value.items())}
+        if isinstance(value, list | tuple | set | frozenset):
+            return [_printable(v, depth + 1) for v in list(value)]
+        return json_safe(value, "value")
+    except Exception:
+        return safe_repr(value)
+
+
+def _printable_key(key: object) -> str:
+    return str.__str__(key) if isinstance(key, str) else safe_repr(key)
 
 
 class DeadLetterWriter:

@@ -16,6 +16,7 @@ from typing import Any
 
 from ._actions import Request
 from ._deadletter import DeadLetterWriter
+from ._encoding import safe_repr
 from ._handle import CODE_KINDS, Board, build_call
 from ._mappings import CompiledMapping
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
@@ -238,12 +239,11 @@ class Flusher:
                 await self._process(token, call)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bug in this package must not kill a sender or lose the call
-                logger.exception("rehook_sdk: internal error while sending a call")
+            except Exception as exc:  # a bug in this package must not kill a sender or lose the call
+                logger.exception("internal error while sending a call")
                 if token in in_flight:
-                    self.finish(
-                        token, call, Outcome._for(call, Reason.RETRIES_EXHAUSTED, "internal error in rehook_sdk")
-                    )
+                    message = f"internal error in rehook_sdk: {safe_repr(exc)}"
+                    self.finish(token, call, Outcome._for(call, Reason.INTERNAL_ERROR, message))
 
     async def _process(self, token: int, call: Call) -> None:
         # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by the random

@@ -60,9 +60,11 @@ class Reason(enum.StrEnum):
     """failed: every attempt allowed by the retry policy (or the delivery mode) failed."""
     SHUTDOWN_TIMEOUT = "shutdown_timeout"
     """failed: aclose()'s deadline came before the call could be delivered."""
+    INTERNAL_ERROR = "internal_error"
+    """failed: a bug in rehook-sdk (logged with its traceback); the call is in the dead-letter file to replay."""
 
 
-_FAILED_REASONS = frozenset({Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT})
+_FAILED_REASONS = frozenset({Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT, Reason.INTERNAL_ERROR})
 
 
 @attrs.frozen(kw_only=True)

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ._actions import Request, build_request
-from ._encoding import PayloadError, json_safe
+from ._encoding import PayloadError, header_problem, json_safe, safe_repr
 from ._event import segment_event
 from ._mappings import DEFAULT_MAPPINGS, CompiledMapping
 from ._outcome import Reason
@@ -52,10 +52,15 @@ class Router:
         """
         The steps ``call`` fires, in mapping order, or why the whole call is dropped.
         """
+        if call.message_id is not None and (problem := header_problem(call.message_id)) is not None:
+            # Sent as the Idempotency-Key header: a character a header cannot carry would be refused, or worse,
+            # silently dropped, so that two distinct ids share one key.
+            return Reason.INVALID_PAYLOAD, f"messageId {problem}"
         if call.integrations is not None and not _sends_to_rehook(call.integrations):
             return (
                 Reason.INTEGRATION_DISABLED,
-                f"options.integrations {dict(call.integrations)!r} turns Rehook off for this call, as Segment would",
+                f"options.integrations {safe_repr(dict(call.integrations))} turns Rehook off for this call, "
+                "as Segment would",
             )
         if self._defaults:
             return self._route_defaults(call)
@@ -68,14 +73,16 @@ class Router:
             try:
                 fired = mapping.matches(event)
             except Exception as exc:  # a user's trigger callable: report it on the call, keep the sender alive
-                steps.append(Step(mapping, None, (Reason.INVALID_PAYLOAD, f"the trigger raised {exc!r}")))
+                steps.append(Step(mapping, None, (Reason.INVALID_PAYLOAD, f"the trigger raised {safe_repr(exc)}")))
                 continue
             if not fired:
                 continue
             try:
                 fields = mapping.resolve(event)
             except Exception as exc:  # a directive that met a wrong value, or a user's fields callable
-                steps.append(Step(mapping, None, (Reason.INVALID_PAYLOAD, f"resolving the fields failed: {exc}")))
+                steps.append(
+                    Step(mapping, None, (Reason.INVALID_PAYLOAD, f"resolving the fields failed: {safe_repr(exc)}"))
+                )
                 continue
             built = build_request(mapping.action, fields, call, self._conversion_events, trusted=mapping.trusted)
             if isinstance(built, Request):

@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from ._encoding import safe_repr
+
 __all__ = ["Action", "Call", "CallType"]
 
 
@@ -45,7 +47,8 @@ class Call:
 
     Ids are strings (a numeric id became its ``str``); ``traits``/``properties`` are shallow copies of what was
     passed, so rebinding keys in the caller's dict afterwards does not change what is sent. Nested values are
-    read when the event is sent: do not mutate them after the call.
+    read when the event is sent: do not mutate them after the call. Its ``repr`` never raises, whatever the
+    user's values do.
 
     Attributes:
         type: Which call this was.
@@ -69,11 +72,11 @@ class Call:
     anonymous_id: str | None = None
     event: str | None = None
     name: str | None = None
-    properties: Mapping[str, Any] | None = None
-    traits: Mapping[str, Any] | None = None
+    properties: Mapping[str, Any] | None = attrs.field(default=None, repr=safe_repr)
+    traits: Mapping[str, Any] | None = attrs.field(default=None, repr=safe_repr)
     group_id: str | None = None
     previous_id: str | None = None
-    context: Mapping[str, Any] | None = None
-    integrations: Mapping[str, Any] | None = None
-    timestamp: dt.datetime | str | None = None
+    context: Mapping[str, Any] | None = attrs.field(default=None, repr=safe_repr)
+    integrations: Mapping[str, Any] | None = attrs.field(default=None, repr=safe_repr)
+    timestamp: dt.datetime | str | None = attrs.field(default=None, repr=safe_repr)
     message_id: str | None = None

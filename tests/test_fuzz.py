@@ -37,11 +37,17 @@ def expected(value: Any, path: str = "properties", depth: int = 0, seen: frozens
     """
     The README's "What gets sent" table, as an oracle.
     """
-    if value is None or isinstance(value, bool | str):
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        if any(0xD800 <= ord(c) <= 0xDFFF for c in value):  # a lone surrogate: not Unicode UTF-8 can carry
+            raise Invalid(path)
         return value
     if isinstance(value, enum.Enum):
         return expected(value.value, path, depth + 1, seen)
     if isinstance(value, int):
+        if abs(value) >= 10**4300:  # past Python's default limit for writing an int in decimal
+            raise Invalid(path)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -56,6 +62,8 @@ def expected(value: Any, path: str = "properties", depth: int = 0, seen: frozens
             for key, item in value.items():
                 if isinstance(key, str):
                     name = key
+                    if any(0xD800 <= ord(c) <= 0xDFFF for c in name):
+                        raise Invalid(path)
                 elif isinstance(key, int) and not isinstance(key, bool):
                     name = str(key)
                 else:
@@ -74,7 +82,7 @@ def expected(value: Any, path: str = "properties", depth: int = 0, seen: frozens
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise Invalid(path)
-        return int(value) if value == value.to_integral_value() else float(value)
+        return expected(int(value), path) if value == value.to_integral_value() else float(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, bytes):
@@ -147,6 +155,9 @@ poisons = st.one_of(
     st.sampled_from([{(1,): 1}, {None: 1}, {True: 1}, {1.5: 1}, {1: "a", "1": "b"}]),  # bad or colliding keys
     st.integers(0, 3).map(self_containing),
     st.integers(65, 80).map(deep),
+    st.builds(lambda a, b: a + b, st.text(max_size=3), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+    st.sampled_from([10**4300, -(10**5000), decimal.Decimal(10) ** 4400]),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF).map(lambda c: {c: 1}),
 )
 
 
