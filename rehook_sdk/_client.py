@@ -664,7 +664,7 @@ class RehookClient:
                 # The loop the client ran on is gone, and its sender tasks with it: report what they held.
                 self._state = _State.CLOSED
                 lost = self._flusher.abandon("the event loop this client ran on closed before aclose()")
-                logger.warning("rehook_sdk: the client's event loop closed before aclose(); %d calls lost", lost)
+                logger.warning("the client's event loop closed before aclose(); %d calls lost", lost)
                 return
             if state is not _State.CLOSING:
                 self._state = _State.CLOSING
@@ -681,7 +681,7 @@ class RehookClient:
         try:
             lost = await self._flusher.stop(deadline)
             if lost:
-                logger.warning("rehook_sdk: aclose() deadline passed; %d calls failed as shutdown_timeout", lost)
+                logger.warning("aclose() deadline passed; %d calls failed as shutdown_timeout", lost)
         finally:
             self._state = _State.CLOSED
 

@@ -22,6 +22,9 @@ would drop them again.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -29,14 +32,16 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._constants import MAX_NESTING_DEPTH
 from ._encoding import PayloadError, json_safe, safe_repr
 from ._event import call_to_segment
 from ._exceptions import ConfigurationError
+from ._handle import entry_call
 from ._outcome import Outcome, OutcomeStatus, Reason
+from ._queue import Data, Meta
 
 __all__ = ["DEAD_LETTER_VERSION", "DeadLetterWriter"]
 
@@ -45,6 +50,11 @@ logger = logging.getLogger("rehook_sdk")
 DEAD_LETTER_VERSION = 1
 _REPLAYABLE_DROPS = frozenset({Reason.QUEUE_FULL, Reason.CLIENT_CLOSED})
 _STOP = object()
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+# Lines written with one write() at most: O_APPEND keeps each write whole, so whole lines stay whole.
+_BATCH = 256
+# Seconds without work after which the writer thread ends (the next line starts it again).
+_IDLE = 0.5
 
 
 def _line(outcome: Outcome) -> bytes:
@@ -68,7 +78,12 @@ def _line(outcome: Outcome) -> bytes:
             "message_id": outcome.message_id,
             "time": dt.datetime.now(dt.UTC).isoformat(),
         }
-        text = json.dumps(json_safe(record, "record"), ensure_ascii=False, separators=(",", ":"))
+        try:
+            # The C encoder first: most calls hold plain values. What it refuses (a set, a datetime, NaN, a huge
+            # int) takes the documented conversion.
+            text = _dumps(record)
+        except (TypeError, ValueError):
+            text = _dumps(json_safe(record, "record"))
     except Exception as exc:
         record["unencodable"] = str(exc) if isinstance(exc, PayloadError) else safe_repr(exc)
         text = json.dumps(_printable(record, 0), ensure_ascii=False, separators=(",", ":"))
@@ -111,6 +126,10 @@ def _printable_key(key: object) -> str:
 class DeadLetterWriter:
     """
     Appends dead-letter lines from a background thread, so the event loop never waits for the disk.
+
+    The thread is not a daemon: the interpreter waits for it to write what it was given before it exits. It ends
+    by itself after `_IDLE` seconds without work (so an idle client holds no thread that would delay the exit) and
+    starts again on the next line. Closing needs no executor, so it works at interpreter exit too.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -125,6 +144,9 @@ class DeadLetterWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._pending = 0  # lines given and not yet written
+        self._failures = 0
+        self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     @staticmethod
     def wants(outcome: Outcome) -> bool:
@@ -133,46 +155,129 @@ class DeadLetterWriter:
         """
         return outcome.status is OutcomeStatus.FAILED or outcome.reason in _REPLAYABLE_DROPS
 
+    @property
+    def pending(self) -> int:
+        """
+        Lines given to the writer and not yet written.
+        """
+        return self._pending
+
     def write(self, outcome: Outcome) -> None:
         """
         Queue ``outcome``'s line; safe from any thread, never blocks.
         """
-        if self._closed:
-            logger.error("rehook_sdk: dead-letter file already closed; not written: %s", outcome.message)
-            return
-        self._queue.put(outcome)
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, name="rehook-dead-letter", daemon=True)
-                    self._thread.start()
+        self._give(outcome, 1)
 
-    def _run(self) -> None:
-        failures = 0
-        while (item := self._queue.get()) is not _STOP:
-            assert isinstance(item, Outcome)
-            try:
-                os.write(self._fd, _line(item))
-            except Exception as exc:  # a full disk must not kill the writer: say how much is lost
-                failures += 1
-                logger.error(
-                    "rehook_sdk: could not write to the dead-letter file %s (%s); %d lines lost so far: %s",
-                    self.path,
-                    exc,
-                    failures,
-                    item.message,
-                )
+    def write_entries(self, metas: Sequence[Meta], datas: Sequence[Data], reason: Reason, message: str) -> None:
+        """
+        Queue the lines of queued calls that all ended alike; the writer thread builds their calls and outcomes.
+        """
+        if metas:
+            self._give((metas, datas, reason, message), len(metas))
 
-    def close(self) -> None:
-        """
-        Write what is queued and close the file (blocks until done).
-        """
+    def _give(self, item: object, lines: int) -> None:
         with self._lock:
             if self._closed:
+                logger.error("dead-letter file already closed; %d lines not written", lines)
                 return
-            self._closed = True
-            thread = self._thread
-        if thread is not None:
-            self._queue.put(_STOP)
-            thread.join()
-        os.close(self._fd)
+            self._pending += lines
+            self._queue.put(item)
+            self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        # Under the lock.
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="rehook-dead-letter", daemon=False)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._thread = None
+                        return
+                continue
+            batch: list[Outcome] = []
+            while True:
+                if item is _STOP:
+                    self._append(batch)
+                    os.close(self._fd)
+                    self._finished.set_result(None)
+                    return
+                if isinstance(item, Outcome):
+                    batch.append(item)
+                else:
+                    assert isinstance(item, tuple)
+                    metas, datas, reason, message = item
+                    for meta, data in zip(metas, datas, strict=True):
+                        batch.append(Outcome._for(entry_call(meta, data), reason, message))
+                        if len(batch) >= _BATCH:
+                            self._append(batch)
+                if len(batch) >= _BATCH:
+                    self._append(batch)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._append(batch)
+
+    def _append(self, batch: list[Outcome]) -> None:
+        """
+        Write ``batch``'s lines with one write and empty it.
+        """
+        if not batch:
+            return
+        try:
+            os.write(self._fd, b"".join([_line(outcome) for outcome in batch]))
+        except Exception as exc:  # a full disk must not kill the writer: say how much is lost
+            self._failures += len(batch)
+            logger.error(
+                "could not write to the dead-letter file %s (%s); %d lines lost so far, the last: %s",
+                self.path,
+                exc,
+                self._failures,
+                batch[-1].message,
+            )
+        with self._lock:
+            self._pending -= len(batch)
+        batch.clear()
+
+    def close(self, timeout: float | None = None) -> int:
+        """
+        Write what is queued and close the file, waiting at most ``timeout`` seconds (blocks).
+
+        Returns:
+            How many lines were still being written when the wait ended (0: all on disk). The writer goes on
+            writing them; the interpreter waits for it before it exits.
+        """
+        finished = self.close_nowait()
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            finished.result(timeout)
+        return self._pending
+
+    def close_nowait(self) -> concurrent.futures.Future[None]:
+        """
+        Ask the writer to write what it has and close the file; the future is done once it has.
+        """
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._queue.put(_STOP)
+                self._ensure_thread()
+        return self._finished
+
+    async def aclose(self, deadline: float | None) -> int:
+        """
+        `close`, awaited on the running loop until ``deadline`` (its clock) without blocking it.
+
+        Returns:
+            How many lines were still being written at the deadline.
+        """
+        finished = asyncio.wrap_future(self.close_nowait())
+        timeout = None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(finished), timeout)
+        return self._pending

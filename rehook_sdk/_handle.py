@@ -19,7 +19,7 @@ from typing import Any
 from ._outcome import Outcome
 from ._types import Call, CallType
 
-__all__ = ["Board", "Countdown", "EventHandle"]
+__all__ = ["Board", "Countdown", "EventHandle", "build_call", "entry_call"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -91,6 +91,12 @@ class Board:
         self._alive.discard(token)
         self._outcomes.pop(token, None)
 
+    def watched(self, token: int) -> bool:
+        """
+        Whether anything can observe ``token``'s outcome: its handle, a callback, or a flush() waiting.
+        """
+        return token in self._alive or token in self._callbacks or bool(self._countdowns)
+
     def outcome(self, token: int) -> Outcome | None:
         return self._outcomes.get(token)
 
@@ -156,7 +162,7 @@ class Board:
                 callback(outcome)
             except Exception:
                 logger.exception(
-                    "rehook_sdk: the callback for a %s call raised; the outcome (%s) is unchanged",
+                    "the callback for a %s call raised; the outcome (%s) is unchanged",
                     call.type.value,
                     outcome.status.value,
                 )
@@ -283,3 +289,13 @@ def build_call(kind: CallType | None, user_id: str | None, event: str | None, da
         return Call(type=CallType.IDENTIFY, user_id=user_id, traits=data)
     assert kind is CallType.TRACK
     return Call(type=CallType.TRACK, user_id=user_id, event=event, properties=data)
+
+
+def entry_call(meta: tuple[Any, ...], data: dict[str, Any] | None) -> Call:
+    """
+    The `Call` of a queued entry: the one queued on the general path, or one built from the fast path's fields.
+    """
+    call: Call | None = meta[1]
+    if call is not None:
+        return call
+    return build_call(CODE_KINDS[meta[2]], meta[3], meta[4], data)

@@ -133,7 +133,7 @@ def _compile(index: int, mapping: object) -> CompiledMapping:
             raise error("trigger", f"{exc.message} (at position {exc.position})", trigger, exc.position) from None
         if " and " in f" {trigger} " and " or " in f" {trigger} " and "(" not in trigger:
             logger.warning(
-                "rehook_sdk: %s: trigger mixes 'and' and 'or' without parentheses; as in Segment, the last "
+                "%s: trigger mixes 'and' and 'or' without parentheses; as in Segment, the last "
                 "conjunction applies to all its conditions: %s",
                 label,
                 trigger,

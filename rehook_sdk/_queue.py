@@ -27,7 +27,7 @@ from typing import Any
 
 from ._types import Call
 
-__all__ = ["Entry", "EventQueue", "Meta"]
+__all__ = ["Data", "Entry", "EventQueue", "Meta"]
 
 # (token, the Call or None, kind code, user id, event name)
 Meta = tuple[int, Call | None, int, str | None, str | None]
@@ -199,6 +199,17 @@ class EventQueue:
         In a forked child: a fresh lock, since a thread of the parent may have held the old one at the fork.
         """
         self._lock = threading.Lock()
+
+    def take_chunks(self) -> list[tuple[Sequence[Meta], Sequence[Data]]]:
+        """
+        Remove every queued call and return them as they are kept, in chunks of up to 256 (oldest first), without
+        building one list of them all (100,000 entries took ~28 ms in one stretch).
+        """
+        with self._lock:
+            taken = [(self._head_meta[self._pos :], self._head_data[self._pos :]), *self._chunks]
+            taken.append((self._tail_meta, self._tail_data))
+            self._clear()
+        return [chunk for chunk in taken if chunk[0]]
 
     def take_all(self) -> list[Entry]:
         """

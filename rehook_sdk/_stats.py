@@ -87,6 +87,22 @@ class Counters:
             counts = self._failed if outcome.status is OutcomeStatus.FAILED else self._dropped
             counts[outcome.reason] = counts.get(outcome.reason, 0) + 1
 
+    def record_many(self, status: OutcomeStatus, reason: Reason, count: int) -> None:
+        """
+        Count ``count`` calls that ended alike, at once.
+        """
+        if count:
+            with self._lock:
+                counts = self._failed if status is OutcomeStatus.FAILED else self._dropped
+                counts[reason] = counts.get(reason, 0) + count
+
+    def count(self, reason: Reason) -> int:
+        """
+        Calls ended (dropped or failed) with ``reason`` so far.
+        """
+        with self._lock:
+            return self._failed.get(reason, 0) + self._dropped.get(reason, 0)
+
     def retry(self) -> None:
         with self._lock:
             self.retried += 1

@@ -250,13 +250,13 @@ def _close_at_exit(ref: weakref.ref[SyncRehookClient], timeout: float) -> None:
     if client is None or client._closed:
         return
     before = client.stats()
-    logger.info("rehook_sdk: draining %d calls at exit (up to %s s)", before.in_queue + before.in_flight, timeout)
+    logger.info("draining %d calls at exit (up to %s s)", before.in_queue + before.in_flight, timeout)
     client.close(timeout)
     lost = client.stats().failed.get(Reason.SHUTDOWN_TIMEOUT, 0) - before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
     if lost:
         # At exit nobody is left to read outcomes, and logging may not be configured: say it where it is seen.
         warnings.warn(
-            f"rehook_sdk: {lost} calls were not delivered before the interpreter exited "
+            f"{lost} calls were not delivered before the interpreter exited "
             f"(shutdown_timeout after {timeout} s); call close() with a longer timeout, or raise atexit_timeout",
             RuntimeWarning,
             stacklevel=1,

@@ -41,3 +41,32 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
         "drain.ratio",
     }
     assert data["machine"]["python"]
+
+
+DELIVERY = BENCH.with_name("delivery.py")
+
+
+def test_quick_delivery_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    """delivery.py --quick runs every scenario in its own process and writes every figure."""
+    out = tmp_path / "delivery.json"
+    result = subprocess.run(
+        [sys.executable, str(DELIVERY), "--quick", "--json", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {
+        "aclose_10k",
+        "aclose_10k_dead_letter",
+        "aclose_10k_dead_letter_file_log",
+        "aclose_100k",
+        "aclose_100k_dead_letter",
+        "aclose_100k_dead_letter_file_log",
+        "storm_401",
+        "rule_drops",
+        "huge_bodies",
+        "caller_cost",
+    }
+    assert all(r["aclose_s"] > 0 for name, r in results.items() if name.startswith("aclose"))
+    assert results["huge_bodies"]["delivered"] == results["huge_bodies"]["answers"]
+    assert set(results["caller_cost"]["us_per_call"]) == {"queued", "dropped", "dropped_dead_letter_file_log"}
+    assert "| storm_401 |" in result.stdout

@@ -1,6 +1,6 @@
 """
 Test helpers for code that uses rehook-sdk: a fake Rehook server to point a client at, and a fault proxy that
-breaks the network between a client and a server on purpose.
+breaks the network between a client and a server on purpose, and a probe of how long the event loop is held.
 
 In pytest, enable the ``fake_rehook`` fixture with ``pytest_plugins = ["rehook_sdk.testing.pytest_plugin"]``.
 From a shell: ``python -m rehook_sdk.testing --port 8080``.
@@ -9,6 +9,7 @@ From a shell: ``python -m rehook_sdk.testing --port 8080``.
 from __future__ import annotations
 
 from ._fake import DEFAULT_API_KEY, DEFAULT_API_SECRET, FakeRehook, RecordedRequest, key_digest
+from ._probe import LoopProbe
 from ._proxy import FaultKind, FaultProxy, ProxiedRequest, ProxyFault
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "FakeRehook",
     "FaultKind",
     "FaultProxy",
+    "LoopProbe",
     "ProxiedRequest",
     "ProxyFault",
     "RecordedRequest",
