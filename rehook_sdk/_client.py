@@ -5,6 +5,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import enum
 import itertools
 import logging
@@ -18,6 +20,7 @@ from typing import Any, Literal, Self
 
 import aiohttp
 
+from . import _exit
 from ._audience import audience_key
 from ._calls import Callback, build
 from ._constants import (
@@ -25,6 +28,7 @@ from ._constants import (
     API_SECRET_ENV,
     BASE_URL_ENV,
     CHECK_AUTH_PATH,
+    DEFAULT_ATEXIT_TIMEOUT,
     DEFAULT_BASE_URL,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONCURRENCY,
@@ -50,6 +54,10 @@ __all__ = ["RehookClient"]
 logger = logging.getLogger("rehook_sdk")
 
 _get_running_loop = asyncio._get_running_loop
+
+# At exit, after the drain's own deadline: how long to wait for a loop in another thread to finish aclose(), and for
+# the dead-letter writer (nothing waits for its thread once the exit hooks have run).
+_EXIT_GRACE = 5.0
 
 # Flushers whose client was garbage-collected while open: kept alive until their drain finishes.
 _ORPHANS: set[Flusher] = set()
@@ -80,6 +88,10 @@ def _all_str(values: Iterable[object]) -> bool:
 
 def _positive_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _non_negative_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def _delivery(value: object) -> Delivery:
@@ -133,6 +145,9 @@ class RehookClient:
             The format is versioned and replayable (README, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
+        atexit_timeout: Seconds to keep delivering at interpreter exit when the client was not closed (never
+            started, its loop ended without ``aclose()``, or still running in another thread); what is still left
+            then is reported with a ``RuntimeWarning`` and the dead-letter file. ``None`` never drains at exit.
 
     Raises:
         ConfigurationError: missing credentials or an invalid setting.
@@ -155,6 +170,7 @@ class RehookClient:
         on_error: Callback | None = None,
         dead_letter: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
         self._state = _State.NOT_STARTED
@@ -179,6 +195,8 @@ class RehookClient:
             raise ConfigurationError("on_error must be callable")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
+        if atexit_timeout is not None and not _non_negative_number(atexit_timeout):
+            raise ConfigurationError(f"atexit_timeout must be a number >= 0 or None, got {atexit_timeout!r}")
         self._api_key = api_key
         self._base_url = str(url)
         self._lock = threading.Lock()
@@ -206,10 +224,19 @@ class RehookClient:
             )
 
         self._make_flusher = make_flusher
-        self._flusher = make_flusher(session)
+        self._flusher = self._new_flusher(session)
         self._tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
         self._pid = os.getpid()
+        self._atexit_timeout = atexit_timeout
         _LIVE_CLIENTS.add(self)
+        if atexit_timeout is not None:
+            _exit.watch(self)
+
+    def _new_flusher(self, session: aiohttp.ClientSession | None) -> Flusher:
+        flusher = self._make_flusher(session)
+        # Awaiting a handle starts the client (weakly: the board must not keep the client alive).
+        flusher.board.starter = weakref.WeakMethod(self._kick)
+        return flusher
 
     def _after_fork(self) -> None:
         """
@@ -232,7 +259,7 @@ class RehookClient:
         elif self._state is _State.CLOSING:
             self._state = _State.CLOSED
         # A session the user passed in belongs to the parent's event loop: the child makes its own.
-        self._flusher = self._make_flusher(None)
+        self._flusher = self._new_flusher(None)
 
     def __repr__(self) -> str:
         key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
@@ -559,17 +586,9 @@ class RehookClient:
         loop = _get_running_loop()
         queue = self._flusher.queue
         with self._lock:
+            if loop is not None:
+                self._ensure_on(loop)
             state = self._state
-            if state is _State.NOT_STARTED and loop is not None:
-                self._start_on(loop)
-                state = self._state
-            if state is _State.RUNNING and loop is not None and loop is not self._loop:
-                own = self._loop
-                if own is not None and own.is_closed():
-                    raise ClientStateError(
-                        "this RehookClient was started on an event loop that has closed; aclose() it before its "
-                        "loop ends, and use one client per event loop"
-                    )
             if state is _State.RUNNING or state is _State.NOT_STARTED:
                 # From another thread, or before any loop exists (delivered once the client starts).
                 accepted = queue.put_on_loop(meta, data) if loop is self._loop else queue.put_threadsafe(meta, data)
@@ -591,10 +610,31 @@ class RehookClient:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def _start_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Caller holds self._lock and has checked the state is NOT_STARTED.
+        # Caller holds self._lock and has checked the state is NOT_STARTED, or that the client's loop has closed.
         self._loop = loop
         self._flusher.start(loop)
         self._state = _State.RUNNING
+
+    def _ensure_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """
+        Start on ``loop`` (running, in this thread) if not started yet, or start over on it if the loop the client
+        ran on has closed: nothing can be in flight on a closed loop, and what is still queued is sent from here.
+        The everyday case of a module-level client used by several ``asyncio.run()`` calls, or by pytest's
+        per-test loops. Caller holds self._lock.
+        """
+        own = self._loop
+        stranded = self._state is _State.RUNNING and own is not None and own is not loop and own.is_closed()
+        if self._state is _State.NOT_STARTED or stranded:
+            self._start_on(loop)
+
+    def _kick(self) -> None:
+        """
+        A handle is being awaited: start the client on the awaiting loop if it is not running anywhere.
+        """
+        loop = _get_running_loop()
+        if loop is not None and self._loop is not loop:
+            with self._lock:
+                self._ensure_on(loop)
 
     async def start(self) -> None:
         """
@@ -605,11 +645,10 @@ class RehookClient:
         """
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._state is _State.NOT_STARTED:
-                self._start_on(loop)
-            elif self._state is not _State.RUNNING:
+            self._ensure_on(loop)
+            if self._state is not _State.RUNNING:
                 raise ClientStateError(f"cannot start a RehookClient that is {self._state.value}")
-            elif self._loop is not loop:
+            if self._loop is not loop:
                 raise ClientStateError("this RehookClient already runs on another event loop")
 
     async def __aenter__(self) -> Self:
@@ -633,9 +672,9 @@ class RehookClient:
         Returns:
             How many of those calls still have no outcome (0: all done).
         """
-        if self._state is _State.NOT_STARTED:
-            await self.start()
         loop = asyncio.get_running_loop()
+        with self._lock:
+            self._ensure_on(loop)
         if self._loop is not loop:
             raise ClientStateError("flush() must be awaited on the event loop the client runs on")
         return await self._flusher.wait_for(self._flusher.pending(), deadline_after(loop, timeout))
@@ -661,11 +700,8 @@ class RehookClient:
             if state is _State.RUNNING and own is not None and own is not loop:
                 if not own.is_closed():
                     raise ClientStateError("aclose() must be awaited on the event loop the client runs on")
-                # The loop the client ran on is gone, and its sender tasks with it: report what they held.
-                self._state = _State.CLOSED
-                lost = self._flusher.abandon("the event loop this client ran on closed before aclose()")
-                logger.warning("the client's event loop closed before aclose(); %d calls lost", lost)
-                return
+                # The loop the client ran on is gone, and its senders with it: deliver what is queued from here.
+                self._start_on(loop)
             if state is not _State.CLOSING:
                 self._state = _State.CLOSING
                 if state is _State.NOT_STARTED:
@@ -693,13 +729,15 @@ class RehookClient:
             AuthenticationError: Rehook answered 401 (or 403): the credentials are wrong.
             RehookError: Rehook could not be reached, or answered something unexpected.
         """
-        if self._state is _State.NOT_STARTED:
-            await self.start()
+        with self._lock:
+            self._ensure_on(asyncio.get_running_loop())
         if self._state is not _State.RUNNING:
             raise ClientStateError(f"cannot check credentials on a RehookClient that is {self._state.value}")
         if self._loop is not asyncio.get_running_loop():
             raise ClientStateError("check_auth() must be awaited on the event loop the client runs on")
         attempt = await self._flusher.transport.get(CHECK_AUTH_PATH)
+        if attempt.status == 401:
+            self._flusher.note_auth_failure(attempt)  # the calls would be refused too: fail them without sending
         if attempt.status in (401, 403):
             raise AuthenticationError(
                 f"Rehook refused the API key/secret (HTTP {attempt.status}); check {API_KEY_ENV} and "
@@ -718,6 +756,33 @@ class RehookClient:
         """
         return self._flusher.stats()
 
+    def drain_at_exit(self) -> tuple[int, str | None]:
+        """
+        At interpreter exit (see ``_exit.py``): close with ``atexit_timeout``, from whatever loop can still run.
+
+        Returns:
+            How many calls were not delivered in time, and the dead-letter file they went to.
+        """
+        timeout = self._atexit_timeout
+        state = self._state
+        flusher = self._flusher
+        if timeout is None or state is _State.CLOSED or state is _State.CLOSING or self._pid != os.getpid():
+            return 0, None
+        if not flusher.pending_count() and state is _State.NOT_STARTED:
+            return 0, None
+        before = flusher.counters.count(Reason.SHUTDOWN_TIMEOUT)
+        loop = self._loop
+        if state is _State.RUNNING and loop is not None and not loop.is_closed():
+            if loop.is_running():  # in another thread, still alive
+                future = asyncio.run_coroutine_threadsafe(self.aclose(timeout), loop)
+                with contextlib.suppress(concurrent.futures.TimeoutError):
+                    future.result(timeout + _EXIT_GRACE)
+            else:  # stopped but not closed, as run_until_complete() leaves it
+                loop.run_until_complete(self.aclose(timeout))
+        else:  # never started, or its loop closed: a loop of its own, here
+            asyncio.run(self.aclose(timeout))
+        return exit_report(flusher, before)
+
     def __del__(self, _warn: Any = warnings.warn) -> None:
         state = getattr(self, "_state", _State.CLOSED)
         if state is _State.CLOSED or state is _State.CLOSING:
@@ -726,10 +791,10 @@ class RehookClient:
         if flusher is None:
             return
         pending = flusher.pending_count()  # __del__ may run in any thread: no iteration over live sets
-        if state is _State.NOT_STARTED and not pending:
+        if not pending and (state is _State.NOT_STARTED or self._pid != os.getpid()):
             return
         loop = self._loop
-        if state is _State.RUNNING and loop is not None and not loop.is_closed():
+        if state is _State.RUNNING and loop is not None and loop.is_running():
             # Keep delivering what was accepted: drain in the background, as aclose() would. Scheduled before the
             # warning, which may be turned into an exception.
             _ORPHANS.add(flusher)
@@ -737,6 +802,10 @@ class RehookClient:
                 loop.call_soon_threadsafe(_drain_orphan, flusher, loop)
             except RuntimeError:
                 _ORPHANS.discard(flusher)
+        if pending and self._atexit_timeout is not None:
+            # What no running loop sends (never started, its loop ended, or the background drain above cancelled
+            # by the loop's own end, as when asyncio.run() returns right after): the exit drain will.
+            _exit.adopt(_Leftovers(flusher, self._atexit_timeout))
         _warn(
             f"unclosed RehookClient with {pending} calls still without an outcome; "
             "use 'async with RehookClient(...)' or 'await client.aclose()'",
@@ -746,6 +815,39 @@ class RehookClient:
         )
 
 
+def exit_report(flusher: Flusher, before: int) -> tuple[int, str | None]:
+    """
+    After an exit drain: wait (bounded) for the dead-letter writer, since nothing waits for its thread once the exit
+    hooks have run; return the calls that ended ``shutdown_timeout`` since ``before`` and where they were written.
+    """
+    unwritten = flusher.close_dead_letter(_EXIT_GRACE)
+    if unwritten:
+        logger.error("%d dead-letter lines could not be written before the interpreter exited", unwritten)
+    return flusher.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, flusher.dead_letter_path
+
+
 def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop) -> None:
     task = loop.create_task(flusher.stop(deadline_after(loop, DEFAULT_CLOSE_TIMEOUT)))
     task.add_done_callback(lambda _: _ORPHANS.discard(flusher))
+
+
+class _Leftovers:
+    """
+    The calls of a client collected while no running loop would send them, for the exit drain.
+    """
+
+    def __init__(self, flusher: Flusher, timeout: float) -> None:
+        self._flusher = flusher
+        self._timeout = timeout
+
+    def drain_at_exit(self) -> tuple[int, str | None]:
+        if not self._flusher.pending_count():  # the background drain delivered everything
+            return 0, None
+        before = self._flusher.counters.count(Reason.SHUTDOWN_TIMEOUT)
+        asyncio.run(self._drain())
+        return exit_report(self._flusher, before)
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._flusher.start(loop)
+        await self._flusher.stop(deadline_after(loop, self._timeout))

@@ -21,6 +21,8 @@ DEFAULT_CONCURRENCY = 64
 DEFAULT_REQUEST_TIMEOUT = 10.0
 # How long aclose() and the garbage-collection drain wait by default.
 DEFAULT_CLOSE_TIMEOUT = 10.0
+# How long an unclosed client keeps delivering at interpreter exit.
+DEFAULT_ATEXIT_TIMEOUT = 2.0
 
 # Retry policy. Attempts count the first try: 8 attempts wait about 0.5+1+2+4+8+16+30 s at most (full jitter).
 DEFAULT_MAX_ATTEMPTS = 8

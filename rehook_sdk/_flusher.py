@@ -14,6 +14,8 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
+import attrs
+
 from ._actions import Request
 from ._deadletter import DeadLetterWriter
 from ._encoding import safe_repr
@@ -76,7 +78,16 @@ class Flusher:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """
         Bind to ``loop`` and start the sender tasks (from a coroutine or callback running in ``loop``).
+
+        Also starts over on a new loop after the previous one closed without `stop`: its tasks and connections went
+        with it; calls still marked in flight there (a loop closed without cancelling its tasks) end as
+        ``shutdown_timeout``, and queued calls are sent from this loop.
         """
+        self._tasks.clear()
+        self._end_in_flight("the event loop this call was sent from closed before it was answered")
+        self._stopping = False
+        self._idle = None
+        self.transport.rebind()
         self.queue.bind(loop)
         self.log.bind(loop)
         # Only a shutdown ends calls as shutdown_timeout: what a loop's end costs is counted from here.
@@ -190,6 +201,20 @@ class Flusher:
         self.log.flush()
         return ended
 
+    def close_dead_letter(self, timeout: float) -> int:
+        """
+        Block until the dead-letter file is written and closed, at most ``timeout`` seconds (for the exit drain,
+        after which nothing would wait for the writer thread).
+
+        Returns:
+            Lines still unwritten.
+        """
+        return self._dead_letter.close(timeout) if self._dead_letter is not None else 0
+
+    @property
+    def dead_letter_path(self) -> str | None:
+        return self._dead_letter.path if self._dead_letter is not None else None
+
     def left_with_parent(self) -> None:
         """
         In a forked child, on the parent's flusher: end the child's copies of the parent's queued and in-flight
@@ -212,11 +237,17 @@ class Flusher:
         Empty the queue; end calls still marked in flight (their sender is gone) one by one; return the queue's.
         """
         entries = self.queue.take_chunks()
+        self._end_in_flight(message)
+        return entries
+
+    def _end_in_flight(self, message: str) -> None:
+        """
+        End, one by one, calls still marked in flight whose sender is gone.
+        """
         stranded = list(self._in_flight.items())
         self._in_flight.clear()
         for token, call in stranded:
-            self._report(token, call, Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message))
-        return entries
+            self._report(token, call, Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message, maybe_delivered=True))
 
     def _end_entries(self, metas: Sequence[Meta], datas: Sequence[Data], message: str) -> None:
         """
@@ -279,22 +310,41 @@ class Flusher:
             await self._serve()
         except asyncio.CancelledError:
             if not self._stopping:
-                # Not cancelled by stop(): the event loop is shutting down (asyncio.run() ending) without
-                # aclose(). The last sender to go says what is lost and closes the session while it still can.
                 self._live -= 1
                 if self._live == 0:
-                    self.abandon("the event loop stopped before aclose(); never sent")
-                    lost = self.counters.count(Reason.SHUTDOWN_TIMEOUT) - self._lost_base
-                    message = (
-                        f"the event loop stopped without aclose(); {lost} calls failed as shutdown_timeout. "
-                        "Use 'async with RehookClient(...)' or 'await client.aclose()'."
-                    )
-                    logger.warning("%s", message)
-                    await self.transport.close()
-                    if self._dead_letter is not None:
-                        self._dead_letter.close_nowait()
-                    warnings.warn(f"unclosed RehookClient: {message}", ResourceWarning, stacklevel=1)
+                    await self._loop_ended()
             raise
+
+    async def _loop_ended(self) -> None:
+        """
+        The event loop is shutting down without aclose() (asyncio.run() ending): the senders were cancelled.
+
+        Queued calls stay queued, to be sent when the client is next used on a running loop, or by the drain at
+        interpreter exit; so do the calls the senders held, at least once (see `_requeue_at_loop_end`). At most once,
+        those ended as ``shutdown_timeout`` (Rehook may have received them).
+        The session is closed while the loop still runs. A visible warning only when calls were lost.
+        """
+        lost = self.counters.count(Reason.SHUTDOWN_TIMEOUT) - self._lost_base
+        queued = len(self.queue)
+        self.log.flush()
+        await self.transport.close()
+        if queued:
+            logger.warning(
+                "the event loop stopped without aclose(); %d queued calls wait for this client's next event loop "
+                "or the interpreter's exit",
+                queued,
+            )
+        if lost:
+            message = (
+                f"the event loop stopped without aclose(); {lost} calls in flight failed as shutdown_timeout "
+                "(Rehook may have received them)"
+            )
+            logger.warning("%s", message)
+            warnings.warn(
+                f"unclosed RehookClient: {message}. Use 'async with RehookClient(...)' or 'await client.aclose()'.",
+                RuntimeWarning,
+                stacklevel=1,
+            )
 
     async def _serve(self) -> None:
         queue = self.queue
@@ -354,6 +404,8 @@ class Flusher:
                 key = f"{message_id}-{step.mapping.index}" if keyed else message_id
                 await self._deliver(step.mapping, step.request, key, results)
         except asyncio.CancelledError:
+            if self._requeue_at_loop_end(token, call, message_id, len(routed)):
+                raise
             for step in routed[len(results) :]:
                 results.append(
                     ActionResult._for(
@@ -368,6 +420,21 @@ class Flusher:
             raise
         self.finish(token, call, Outcome._of(call, tuple(results), message_id))
         return sum(r.attempts for r in results)
+
+    def _requeue_at_loop_end(self, token: int, call: Call, message_id: str, actions: int) -> bool:
+        """
+        The loop is ending without aclose() and cut this call's request: at least once, put it back at the front of
+        the queue for the client's next loop or the exit drain, as a retry with the same Idempotency-Key. At most
+        once, or with several actions (some may be delivered already), it ends as shutdown_timeout instead.
+        """
+        if self._stopping or self._delivery is not Delivery.AT_LEAST_ONCE or actions != 1:
+            return False
+        if self._in_flight.pop(token, None) is None:
+            return False
+        kept = call if call.message_id is not None else attrs.evolve(call, message_id=message_id)
+        self.queue.requeue((token, kept, -1, None, None), None)
+        self.counters.retry()
+        return True
 
     async def _deliver(self, mapping: CompiledMapping, request: Request, key: str, results: list[ActionResult]) -> None:
         """
@@ -404,7 +471,7 @@ class Flusher:
                     )
                     return
                 if status == 401:
-                    self._note_auth_failure(last)
+                    self.note_auth_failure(last)
                 if status is not None and not is_retryable_status(status):
                     reason, message = Reason.REJECTED, f"Rehook rejected the call with {status}: {last.body}"
                     break
@@ -429,7 +496,10 @@ class Flusher:
         # Only an answer-less attempt can have maybe_sent; a rejection always came with an answer.
         results.append(_failed(mapping, key, last, attempts, reason, message, last.maybe_sent))
 
-    def _note_auth_failure(self, attempt: Attempt) -> None:
+    def note_auth_failure(self, attempt: Attempt) -> None:
+        """
+        Rehook refused the credentials: fail every queued and later call without sending it.
+        """
         if self._auth_failure is None:
             self._auth_failure = attempt
             logger.error(

@@ -62,9 +62,11 @@ class Board:
     Where a call's outcome meets its handle, waiters and callback. Safe from any thread.
     """
 
-    __slots__ = ("_alive", "_callbacks", "_countdowns", "_lock", "_outcomes", "_waiters")
+    __slots__ = ("_alive", "_callbacks", "_countdowns", "_lock", "_outcomes", "_waiters", "starter")
 
     def __init__(self) -> None:
+        # Called when a handle is awaited before its outcome is known: starts the client if nothing runs it.
+        self.starter: Callable[[], Callable[[], None] | None] | None = None
         self._lock = threading.Lock()
         self._alive: set[int] = set()  # tokens whose handle still exists
         self._outcomes: dict[int, Outcome] = {}  # outcomes of those handles
@@ -239,9 +241,13 @@ class EventHandle:
         return self._wait().__await__()
 
     async def _wait(self) -> Outcome:
-        outcome = self._board.outcome(self._token)
+        board = self._board
+        outcome = board.outcome(self._token)
         if outcome is not None:
             return outcome
+        kick = board.starter() if board.starter is not None else None
+        if kick is not None:
+            kick()
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         outcome = self._board.wait(self._token, fut)
         if outcome is not None:

@@ -53,6 +53,8 @@ class EventQueue:
         self._pos = 0
         self._tail_meta: list[Meta] = []
         self._tail_data: list[Data] = []
+        # Calls put back at the front (their request was cut by the loop's end): taken before everything else.
+        self._front: deque[Entry] = deque()
         self._size = 0
         self._getters: deque[asyncio.Future[None]] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -87,6 +89,9 @@ class EventQueue:
 
     def _popleft(self) -> Entry:
         # Under the lock, with at least one entry queued.
+        if self._front:
+            self._size -= 1
+            return self._front.popleft()
         pos = self._pos
         if pos == len(self._head_meta):
             if self._chunks:
@@ -105,12 +110,14 @@ class EventQueue:
 
     def _entries(self) -> Iterator[Entry]:
         # Under the lock: every queued entry, oldest first.
+        yield from self._front
         yield from zip(self._head_meta[self._pos :], self._head_data[self._pos :], strict=True)
         for metas, datas in self._chunks:
             yield from zip(metas, datas, strict=True)
         yield from zip(self._tail_meta, self._tail_data, strict=True)
 
     def _clear(self) -> None:
+        self._front.clear()
         self._chunks.clear()
         self._head_meta = self._head_data = ()
         self._pos = 0
@@ -187,6 +194,14 @@ class EventQueue:
             self._wake_one()
         return entry
 
+    def requeue(self, meta: Meta, data: Data) -> None:
+        """
+        Put an accepted call back at the front, past ``maxsize`` if need be (from the consumer loop's thread).
+        """
+        with self._lock:
+            self._front.append((meta, data))
+            self._size += 1
+
     def tokens(self) -> list[int]:
         """
         The tokens of the calls now queued.
@@ -206,7 +221,8 @@ class EventQueue:
         building one list of them all (100,000 entries took ~28 ms in one stretch).
         """
         with self._lock:
-            taken = [(self._head_meta[self._pos :], self._head_data[self._pos :]), *self._chunks]
+            front = (tuple(m for m, _ in self._front), tuple(d for _, d in self._front))
+            taken = [front, (self._head_meta[self._pos :], self._head_data[self._pos :]), *self._chunks]
             taken.append((self._tail_meta, self._tail_data))
             self._clear()
         return [chunk for chunk in taken if chunk[0]]

@@ -6,20 +6,19 @@
 from __future__ import annotations
 
 import asyncio
-import atexit
 import functools
 import logging
 import os
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import Any, Concatenate, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
+from . import _exit
 from ._calls import Callback
-from ._client import RehookClient
-from ._constants import DEFAULT_CLOSE_TIMEOUT
+from ._client import RehookClient, exit_report
+from ._constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
 from ._exceptions import ClientStateError
 from ._handle import EventHandle
 from ._mappings import Mapping
@@ -33,8 +32,6 @@ logger = logging.getLogger("rehook_sdk")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-DEFAULT_ATEXIT_TIMEOUT = 2.0
 
 
 class ClientSettings(TypedDict, total=False):
@@ -93,12 +90,13 @@ class SyncRehookClient:
         **settings: Unpack[ClientSettings],
     ) -> None:
         self._closed = False
-        self._client = RehookClient(api_key, api_secret, **settings)  # validates everything now, in the caller
+        # Validates everything now, in the caller. The exit drain is this wrapper's (see drain_at_exit), not the
+        # inner client's.
+        self._client = RehookClient(api_key, api_secret, atexit_timeout=None, **settings)
         self._atexit_timeout = atexit_timeout
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._atexit_hook: Callable[[], None] | None = None
         self._pid = os.getpid()
         _LIVE.add(self)
 
@@ -151,8 +149,9 @@ class SyncRehookClient:
         asyncio.run_coroutine_threadsafe(self._client.start(), loop).result()
         self._loop, self._thread = loop, thread
         if self._atexit_timeout is not None:
-            self._atexit_hook = functools.partial(_close_at_exit, weakref.ref(self), self._atexit_timeout)
-            atexit.register(self._atexit_hook)
+            # Held strongly until close(): a client kept only in a local variable must still drain at exit, and its
+            # thread (a daemon) would die with the interpreter.
+            _exit.hold(self)
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         loop = self._loop
@@ -193,9 +192,7 @@ class SyncRehookClient:
                 return
             self._closed = True
             loop, thread = self._loop, self._thread
-        if self._atexit_hook is not None:
-            atexit.unregister(self._atexit_hook)
-            self._atexit_hook = None
+        _exit.release(self)
         if loop is None or thread is None:
             # Never started: close the client on a short-lived loop so that later calls are refused.
             asyncio.run(self._client.aclose(timeout=0))
@@ -214,6 +211,20 @@ class SyncRehookClient:
         self._running()
         self._run(self._client.check_auth())
 
+    def drain_at_exit(self) -> tuple[int, str | None]:
+        """
+        At interpreter exit (see ``_exit.py``): `close` with ``atexit_timeout``.
+
+        Returns:
+            How many calls were not delivered in time, and the dead-letter file they went to.
+        """
+        if self._closed or self._atexit_timeout is None:
+            return 0, None
+        before = self.stats()
+        logger.info("draining %d calls at exit (up to %s s)", before.in_queue + before.in_flight, self._atexit_timeout)
+        self.close(self._atexit_timeout)
+        return exit_report(self._client._flusher, before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0))
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -229,9 +240,7 @@ class SyncRehookClient:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
-        if self._atexit_hook is not None:
-            atexit.unregister(self._atexit_hook)
-            self._atexit_hook = None
+        _exit.release(self)  # the parent's to drain; the child's own calls start a thread (and a hold) again
 
 
 _LIVE: weakref.WeakSet[SyncRehookClient] = weakref.WeakSet()
@@ -243,21 +252,3 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-def _close_at_exit(ref: weakref.ref[SyncRehookClient], timeout: float) -> None:
-    client = ref()
-    if client is None or client._closed:
-        return
-    before = client.stats()
-    logger.info("draining %d calls at exit (up to %s s)", before.in_queue + before.in_flight, timeout)
-    client.close(timeout)
-    lost = client.stats().failed.get(Reason.SHUTDOWN_TIMEOUT, 0) - before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0)
-    if lost:
-        # At exit nobody is left to read outcomes, and logging may not be configured: say it where it is seen.
-        warnings.warn(
-            f"{lost} calls were not delivered before the interpreter exited "
-            f"(shutdown_timeout after {timeout} s); call close() with a longer timeout, or raise atexit_timeout",
-            RuntimeWarning,
-            stacklevel=1,
-        )

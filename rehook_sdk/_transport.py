@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
 from collections.abc import Coroutine
 from typing import Any, NamedTuple
 
@@ -18,6 +19,8 @@ from ._exceptions import ConfigurationError
 from ._retry import parse_retry_after
 
 __all__ = ["Attempt", "Transport", "check_base_url"]
+
+logger = logging.getLogger("rehook_sdk")
 
 # Kept per outcome and in logs; Rehook's error bodies are small, a proxy's HTML page need not be kept whole.
 _MAX_BODY_CHARS = 8192
@@ -189,6 +192,19 @@ class Transport:
             if secret in text:
                 text = text.replace(secret, REDACTED)
         return text
+
+    def rebind(self) -> None:
+        """
+        Forget a session whose event loop has closed (a client starting over on a new loop). A session of the
+        user's that belongs to a closed loop cannot send any more: from then on the transport makes its own.
+        """
+        session = self._session
+        if session is None or not session._loop.is_closed():
+            return
+        if not self._owns_session:
+            logger.warning("the aiohttp session given to RehookClient belongs to a closed event loop; using a new one")
+        self._session = None
+        self._owns_session = True
 
     async def close(self) -> None:
         """

@@ -13,6 +13,7 @@ from rehook_sdk import (
     AuthenticationError,
     ConfigurationError,
     Delivery,
+    Reason,
     RehookClient,
     RehookError,
     RetryPolicy,
@@ -176,3 +177,20 @@ async def test_check_auth_on_closed_client_raises(fake: FakeRehook) -> None:
     await client.aclose()
     with pytest.raises(RehookError, match="closed"):
         await client.check_auth()
+
+
+async def test_a_failed_check_auth_arms_the_fail_fast(fake: FakeRehook) -> None:
+    """check_auth() got 401: later calls fail as rejected without being sent, as after a 401 on a call."""
+    async with RehookClient(fake.api_key, "wrong", base_url=fake.url) as client:
+        with pytest.raises(AuthenticationError):
+            await client.check_auth()
+        outcome = await client.track("e", user_id="u1")
+    assert (outcome.reason, outcome.attempts, outcome.http_status) == (Reason.REJECTED, 0, 401)
+    assert [r.path for r in fake.requests] == ["/events/segment/check-auth"]
+
+
+@pytest.mark.parametrize("value", [-1, "2", True, float("nan")])
+def test_atexit_timeout_must_be_a_number_or_none(value: object) -> None:
+    """atexit_timeout: seconds >= 0, or None for no drain at exit."""
+    with pytest.raises(ConfigurationError, match="atexit_timeout"):
+        RehookClient("k", "s", atexit_timeout=value)  # type: ignore[arg-type]

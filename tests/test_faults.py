@@ -238,27 +238,36 @@ async def test_callers_task_cancelled_right_after_track(fake: FakeRehook) -> Non
     assert len(fake.events) == 1
 
 
-async def test_loop_stopped_without_aclose(fake: FakeRehook, caplog: pytest.LogCaptureFixture) -> None:
-    """asyncio.run() ends without aclose(): a ResourceWarning, and the log says how many calls were lost."""
+@pytest.mark.parametrize("delivery", list(Delivery))
+async def test_loop_stopped_without_aclose(
+    fake: FakeRehook, caplog: pytest.LogCaptureFixture, delivery: Delivery
+) -> None:
+    """asyncio.run() ends without aclose(): nothing queued is lost; calls cut in flight are retried (at least once)
+    or fail with a visible warning (at most once)."""
     caplog.set_level(logging.WARNING, logger="rehook_sdk")
     fake.hang_next(5)
     run = Run()
-    client = fake.client(retry=FAST, concurrency=5)
+    client = fake.client(retry=FAST, concurrency=5, delivery=delivery)
 
     def app() -> None:
         async def main() -> None:
             run.send(client, n=20)
-            await wait_until(lambda: client.stats().in_flight == 5)
+            await wait_until(lambda: fake.pending == 5)  # the 5 hanging requests reached the fake
 
         asyncio.run(main())
 
-    with pytest.warns(ResourceWarning, match="20 calls failed as shutdown_timeout"):
-        await asyncio.to_thread(app)
-
-    assert "event loop stopped without aclose(); 20 calls failed" in caplog.text
-    assert run.count(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT) == 20
+    if delivery is Delivery.AT_MOST_ONCE:
+        with pytest.warns(RuntimeWarning, match="5 calls in flight failed as shutdown_timeout"):
+            await asyncio.to_thread(app)
+        assert run.count(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT) == 5
+        assert "15 queued calls wait for this client's next event loop" in caplog.text
+    else:
+        await asyncio.to_thread(app)  # no warning: nothing was lost
+        assert "20 queued calls wait for this client's next event loop" in caplog.text
+    await client.aclose()  # on this loop: the client starts over here and delivers what waited
+    assert run.count(OutcomeStatus.DELIVERED) == (15 if delivery is Delivery.AT_MOST_ONCE else 20)
     assert run.callbacks == collections.Counter(range(20))
-    await client.aclose()  # its loop is gone: nothing more to do, and no error
+    check_promises(run, client, fake, delivery)
 
 
 async def test_concurrent_threads_and_loop_under_faults(fake: FakeRehook) -> None:

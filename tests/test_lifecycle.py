@@ -421,28 +421,67 @@ async def test_unused_client_does_not_warn(fake: FakeRehook) -> None:
     gc.collect()
 
 
-async def test_client_bound_to_a_closed_loop(fake: FakeRehook, caplog: pytest.LogCaptureFixture) -> None:
-    """The loop ends without aclose(): the log says how many calls were lost, each has an outcome, calls raise."""
-    client = fake.client()
-    stranded: list[EventHandle] = []
+async def test_a_client_starts_over_on_a_new_loop(fake: FakeRehook) -> None:
+    """Its loop ended without aclose() (a second asyncio.run(), pytest's per-test loops): the next call starts over."""
+    fake.hang_next(1)
+    client = fake.client(concurrency=1)
+    first: list[EventHandle] = []
 
     def other_loop() -> None:
         async def use() -> None:
-            await client.start()
-            stranded.extend(client.track("e", user_id=f"u{i}") for i in range(3))
+            first.extend(client.track("e", user_id=f"u{i}") for i in range(3))
+            await wait_until(lambda: fake.pending == 1)  # u0 reached the fake and hangs; u1 and u2 are queued
 
-        asyncio.run(use())  # ends without aclose(): asyncio.run cancels the sender tasks
+        asyncio.run(use())  # ends without aclose(): asyncio.run cancels the sender
 
-    with pytest.warns(ResourceWarning, match="event loop stopped without aclose"):
-        await asyncio.to_thread(other_loop)
-
-    with pytest.raises(ClientStateError, match="event loop that has closed"):
-        _ = client.track("e", user_id="u1")
+    await asyncio.to_thread(other_loop)
+    assert [h.done() for h in first] == [False] * 3  # queued, and u0 (cut in flight) queued again: none lost
+    later = client.track("e", user_id="u9")  # a call on a new running loop: no ClientStateError, the client restarts
+    assert (await later).delivered
+    outcomes = await asyncio.gather(*first)
+    assert all(o.delivered for o in outcomes)
+    assert outcomes[0].attempts == 1  # counted per loop: the cut request was made on the loop that ended
     await client.aclose()
+    assert sorted(e["source_id"] for e in fake.events) == ["u0", "u1", "u2", "u9"]
+    cut = [r for r in fake.requests if r.status is None]
+    assert [r.idempotency_key for r in cut] == [outcomes[0].message_id]  # sent again with the same key
 
-    assert [h.outcome.reason if h.outcome else None for h in stranded] == [Reason.SHUTDOWN_TIMEOUT] * 3
-    assert client.stats().failed == {Reason.SHUTDOWN_TIMEOUT: 3}
-    assert "event loop stopped without aclose(); 3 calls failed" in caplog.text
+
+async def test_one_client_across_several_asyncio_runs(fake: FakeRehook) -> None:
+    """A module-level client used by three asyncio.run() calls in turn: every call is delivered, none raises."""
+    client = fake.client()
+
+    def script() -> None:
+        for n in range(3):
+
+            async def main(n: int = n) -> None:
+                outcome = await client.track("e", user_id=f"u{n}")
+                assert outcome.delivered
+
+            asyncio.run(main())
+
+    await asyncio.to_thread(script)
+    await client.aclose()
+    assert sorted(e["source_id"] for e in fake.events) == ["u0", "u1", "u2"]
+
+
+async def test_awaiting_a_handle_starts_the_client(fake: FakeRehook) -> None:
+    """Calls made before any loop, then awaited in a coroutine: awaiting starts the client (flush() is not needed)."""
+    client = fake.client()
+    handles: list[EventHandle] = []
+
+    def script() -> None:
+        handles.extend(client.track("e", user_id=f"u{i}") for i in range(3))  # no loop yet
+
+        async def main() -> None:
+            outcomes = await asyncio.wait_for(asyncio.gather(*handles), 10)
+            assert all(o.delivered for o in outcomes)
+            await client.aclose()
+
+        asyncio.run(main())
+
+    await asyncio.to_thread(script)
+    assert len(fake.events) == 3
 
 
 async def test_flush_and_aclose_from_another_loop_raise(fake: FakeRehook) -> None:

@@ -120,6 +120,7 @@ async def test_huge_and_endless_answers_are_read_only_in_part(
     check_network_books(run, client, fake, proxy, Delivery.AT_LEAST_ONCE)
     assert run.count(OutcomeStatus.DELIVERED) == 8
     assert (fake.duplicates, client.stats().retried) == (0, 0)
+    await wait_until(proxy.finished)
     flooded = [r for r in proxy.requests if r.fault == kind]
     assert len(flooded) == 8
     # The proxy could write only what the sockets' buffers took before the client closed: far less than 100 MiB.

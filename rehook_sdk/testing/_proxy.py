@@ -87,6 +87,7 @@ class ProxiedRequest:
         forwarded: Whether the server got the request.
         status: The server's status, when it was forwarded and answered.
         bytes_to_client: Bytes of answer the client accepted before the proxy stopped writing.
+        finished: Whether the proxy is done with the request (until then ``bytes_to_client`` may still grow).
     """
 
     fault: str
@@ -94,6 +95,7 @@ class ProxiedRequest:
     forwarded: bool
     status: int | None
     bytes_to_client: int
+    finished: bool = True
 
 
 class FaultProxy:
@@ -202,6 +204,12 @@ class FaultProxy:
 
     # -- books -------------------------------------------------------------------------------------------
 
+    def finished(self) -> bool:
+        """
+        Whether the proxy is done with every request it has read.
+        """
+        return all(r.finished for r in self.requests)
+
     def ambiguous_keys(self) -> frozenset[str]:
         """
         Keys of requests the server answered while the client was kept from reading the answer whole.
@@ -271,6 +279,11 @@ class FaultProxy:
         status = int(match.group(1)) if match else None
         sent = 0
         keep = True
+        # Recorded now, before the answer goes out: the client may have its outcome before the proxy is done.
+        index = len(self.requests)
+        self.requests.append(
+            ProxiedRequest(fault=kind, key=key, forwarded=True, status=status, bytes_to_client=0, finished=False)
+        )
         try:
             if kind in ("pass", "latency"):
                 writer.write(a_head + a_body)
@@ -328,9 +341,7 @@ class FaultProxy:
         except (ConnectionError, OSError):
             keep = False
         finally:
-            self.requests.append(
-                ProxiedRequest(fault=kind, key=key, forwarded=True, status=status, bytes_to_client=sent)
-            )
+            self.requests[index] = attrs.evolve(self.requests[index], bytes_to_client=sent, finished=True)
         if not keep and kind != "reset_after":
             writer.close()
         return keep

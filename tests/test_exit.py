@@ -1,0 +1,207 @@
+"""
+Interpreter exit, in real subprocesses: every call a script made is delivered by the exit drain, or reported with a
+warning that Python's default filters show (and written to the dead-letter file). delivered + reported == made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rehook_sdk.testing import FakeRehook
+
+from .helpers import fake_in_thread
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRehook]:
+    with fake_in_thread() as running:
+        yield running
+
+
+def run_script(code: str, fake: FakeRehook, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``code`` as a script with Python's default warning filters, with the fake's URL and credentials.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    env.update(REHOOK_API_KEY=fake.api_key, REHOOK_API_SECRET=fake.api_secret, REHOOK_BASE_URL=fake.url)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
+def test_sync_client_in_a_local_variable(fake: FakeRehook) -> None:
+    """A SyncRehookClient kept only in a function's local variable: its 500 calls are delivered at exit."""
+    result = run_script(
+        """
+        from rehook_sdk import SyncRehookClient
+
+        def main():
+            client = SyncRehookClient()
+            for i in range(500):
+                client.track("e", {"i": i}, user_id=f"u{i}")
+
+        main()
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.delivered_keys) == 500
+    assert "Warning" not in result.stderr
+
+
+def test_sigterm_mapped_to_sys_exit(fake: FakeRehook) -> None:
+    """SIGTERM handled as sys.exit() (as servers and CLIs do) in the middle of main(): every call is delivered."""
+    result = run_script(
+        """
+        import os, signal, sys
+        from rehook_sdk import SyncRehookClient
+
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+        def main():
+            client = SyncRehookClient()
+            for i in range(300):
+                client.track("e", user_id=f"u{i}")
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.pause()
+
+        main()
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.delivered_keys) == 300
+
+
+def test_exit_with_dead_letter_reports_what_it_could_not_deliver(fake: FakeRehook, tmp_path: Path) -> None:
+    """Rehook silent at exit, dead_letter= set: no error, a visible warning, and every call is in the file."""
+    fake.hang_next(10_000)
+    path = tmp_path / "dead.jsonl"
+    result = run_script(
+        f"""
+        from rehook_sdk import SyncRehookClient
+
+        client = SyncRehookClient(dead_letter={str(path)!r}, atexit_timeout=0.5, request_timeout=30)
+        for i in range(2000):
+            client.track("e", user_id=f"u{{i}}")
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "can't register atexit" not in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "RuntimeWarning: rehook_sdk: 2000 calls were not delivered before the interpreter exited" in result.stderr
+    assert str(path) in result.stderr
+    users = [json.loads(line)["call"]["userId"] for line in path.read_text().splitlines()]
+    assert sorted(users) == sorted(f"u{i}" for i in range(2000))
+
+
+def test_async_client_that_never_starts(fake: FakeRehook) -> None:
+    """A module-level RehookClient tracking at import, no loop ever running: delivered at exit."""
+    result = run_script(
+        """
+        from rehook_sdk import RehookClient
+
+        rehook = RehookClient()
+        for i in range(50):
+            rehook.track("booted", user_id=f"worker-{i}")
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.delivered_keys) == 50
+
+
+def test_async_client_that_never_starts_and_cannot_deliver(fake: FakeRehook, tmp_path: Path) -> None:
+    """The same with Rehook silent: what is left is reported by a RuntimeWarning and the dead-letter file."""
+    fake.hang_next(10_000)
+    path = tmp_path / "dead.jsonl"
+    result = run_script(
+        f"""
+        from rehook_sdk import RehookClient
+
+        def boot():
+            rehook = RehookClient(dead_letter={str(path)!r}, atexit_timeout=0.3, request_timeout=30)
+            for i in range(50):
+                rehook.track("booted", user_id=f"worker-{{i}}")
+
+        boot()  # the client is garbage-collected here, its calls unsent
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "RuntimeWarning: rehook_sdk: 50 calls were not delivered" in result.stderr
+    assert len(path.read_text().splitlines()) == 50
+
+
+def test_forgotten_aclose(fake: FakeRehook) -> None:
+    """asyncio.run(main()) that tracks 100 calls and never closes the client: all 100 are delivered at exit."""
+    result = run_script(
+        """
+        import asyncio
+        from rehook_sdk import RehookClient
+
+        async def main():
+            client = RehookClient()
+            for i in range(100):
+                client.track("e", user_id=f"u{i}")
+
+        asyncio.run(main())
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.delivered_keys) == 100
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "at_most_once"])
+def test_forgotten_aclose_with_calls_in_flight(fake: FakeRehook, delivery: str) -> None:
+    """The loop ends while requests are in flight: at least once they are sent again at exit; at most once they are
+    reported by a visible warning. The rest is delivered either way."""
+    fake.hang_next(5)
+    result = run_script(
+        f"""
+        import asyncio, json, os, urllib.request
+        from rehook_sdk import RehookClient
+
+        client = RehookClient(concurrency=5, request_timeout=30, delivery="{delivery}")
+
+        def requests_seen():  # what the fake received (its summary needs no credentials)
+            with urllib.request.urlopen(os.environ["REHOOK_BASE_URL"] + "/_fake/summary") as answer:
+                return json.load(answer)["requests"]
+
+        async def main():
+            for i in range(100):
+                client.track("e", user_id=f"u{{i}}")
+            while await asyncio.to_thread(requests_seen) < 5:  # the 5 hanging requests reached the fake
+                await asyncio.sleep(0.01)
+
+        asyncio.run(main())
+        print(client.stats().failed_total)
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    if delivery == "at_most_once":
+        assert (
+            "RuntimeWarning: unclosed RehookClient: the event loop stopped without aclose(); 5 calls" in result.stderr
+        )
+        assert result.stdout.strip() == "5"
+        assert len(fake.delivered_keys) == 95
+    else:
+        assert result.stderr == ""
+        assert result.stdout.strip() == "0"
+        assert len(fake.delivered_keys) == 100
