@@ -13,6 +13,7 @@ import random
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import attrs
 
@@ -24,6 +25,7 @@ from ._mappings import CompiledMapping
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._outcome_log import OutcomeLog
 from ._queue import Data, EventQueue, Meta
+from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
 from ._stats import Counters, Stats
@@ -71,6 +73,7 @@ class Flusher:
         self._quick = 0  # calls ended without a request in this loop iteration, by all senders
         self._refill_scheduled = False
         self._idle: asyncio.Future[None] | None = None  # set by stop(): done when nothing is left to deliver
+        self._reachability = Reachability(retry)
         self.log = OutcomeLog()
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -151,7 +154,7 @@ class Flusher:
             self._idle = loop.create_future()
             timeout = None if drain_until is None else max(0.0, drain_until - loop.time())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._idle), timeout)
+                await asyncio.wait_for(self._drained(), timeout)
             self._idle = None
         self._stopping = True
         # Cancelling a sender ends the call it holds (sending or sleeping before a retry) as shutdown_timeout.
@@ -183,6 +186,23 @@ class Flusher:
                     self._dead_letter.path,
                 )
         return self.counters.count(Reason.SHUTDOWN_TIMEOUT) - before
+
+    async def _drained(self) -> None:
+        """
+        Until nothing is left to deliver; or, while Rehook is unreachable, until one more probe fails to connect
+        (waiting out the whole deadline would only delay the exit).
+        """
+        assert self._idle is not None
+        while True:
+            if not self._reachability.down:
+                await asyncio.shield(self._idle)
+                return
+            probe = self._reachability.watch()
+            either: list[asyncio.Future[Any]] = [self._idle, probe]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if self._idle.done() or (probe.done() and isinstance(probe.result(), Attempt)):
+                probe.cancel()
+                return
 
     def abandon(self, message: str) -> int:
         """
@@ -443,6 +463,8 @@ class Flusher:
         attempts = 0
         backoff: Backoff | None = None
         sending = False
+        probing = False
+        gate = self._reachability
         last = Attempt()
         try:
             while True:
@@ -451,10 +473,23 @@ class Flusher:
                     reason = Reason.REJECTED
                     message = "not sent: Rehook refused this client's API key/secret (401) earlier"
                     break
+                if gate.down and not probing:
+                    turn = await gate.wait()
+                    if turn is Turn.PROBE:
+                        probing = True
+                    elif isinstance(turn, Attempt):  # the probe could not connect while this call waited
+                        attempts += 1
+                        last = turn
+                        if attempts >= self._retry.max_attempts:
+                            reason = Reason.RETRIES_EXHAUSTED
+                            message = f"Rehook unreachable ({last.error}) on all {attempts} attempts"
+                            break
+                        continue
                 attempts += 1
                 sending = True
                 last = await self.transport.post(request, key)
                 sending = False
+                gate.note(last)
                 status = last.status
                 if status is not None and 200 <= status < 300:
                     results.append(
@@ -481,10 +516,15 @@ class Flusher:
                     message = f"{why}; not retried (delivery=at_most_once): Rehook may have received it"
                     break
                 if attempts >= self._retry.max_attempts:
-                    message = f"{why} on all {attempts} attempts"
+                    unreachable = "Rehook unreachable: " if last.unreachable else ""
+                    message = f"{unreachable}{why} on all {attempts} attempts"
                     break
-                backoff = backoff or Backoff(self._retry)
                 self.counters.retry()
+                if gate.down:  # one shared backoff and one probe at a time: the gate says who tries next
+                    if probing:
+                        await gate.probe_failed(last)
+                    continue
+                backoff = backoff or Backoff(self._retry)
                 await asyncio.sleep(backoff.next_wait(last.retry_after))
         except asyncio.CancelledError:
             where = "while its request was in flight" if sending else "while it waited to be retried"
@@ -493,6 +533,9 @@ class Flusher:
                 _failed(mapping, key, last, attempts, Reason.SHUTDOWN_TIMEOUT, message, sending or last.maybe_sent)
             )
             raise
+        finally:
+            if probing:
+                gate.release()
         # Only an answer-less attempt can have maybe_sent; a rejection always came with an answer.
         results.append(_failed(mapping, key, last, attempts, reason, message, last.maybe_sent))
 

@@ -84,7 +84,9 @@ async def test_server_down_then_up(fake: FakeRehook) -> None:
     policy = RetryPolicy(max_attempts=100, initial_wait=0.5, max_wait=0.5, time_scale=0.01)
     async with fake.client(retry=policy, delivery=Delivery.AT_MOST_ONCE) as client:
         run.send(client)
-        await wait_until(lambda: client.stats().retried >= N)
+        # Some attempts failed to connect: with Rehook unreachable the senders share one probe, so retries count
+        # that probe's attempts, not one per call.
+        await wait_until(lambda: client.stats().retried >= 10)
         await fake.start()
         await client.flush()
         check_promises(run, client, fake, Delivery.AT_MOST_ONCE)

@@ -8,9 +8,11 @@ allowed only where the proxy kept an answered request's answer from the client, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 from yarl import URL
@@ -180,3 +182,55 @@ async def test_a_server_echoing_the_credentials_never_leaks_them(caplog: pytest.
     for text in (outcome.response_body, outcome.message, repr(outcome), caplog.text):
         assert secret not in text
         assert token not in text
+
+
+def counting_session() -> tuple[aiohttp.ClientSession, list[int]]:
+    """
+    An aiohttp session that counts its connection attempts (aiohttp's own tracing hooks).
+    """
+    made: list[int] = []
+
+    async def started(*_: object) -> None:
+        made.append(1)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_create_start.append(started)
+    return aiohttp.ClientSession(trace_configs=[trace]), made
+
+
+async def test_unreachable_rehook_gets_one_probe_at_a_time(fake: FakeRehook, proxy: FaultProxy) -> None:
+    """Connections refused: the senders share one probe and one backoff instead of each retrying on its own."""
+    await proxy.down()
+    session, connects = counting_session()
+    retry = RetryPolicy(max_attempts=4, initial_wait=0.001, max_wait=0.002)
+    run = Run()
+    async with (
+        session,
+        proxied_client(fake, proxy, Delivery.AT_LEAST_ONCE, concurrency=16, retry=retry, session=session) as client,
+    ):
+        run.send(client, 48)
+        await client.flush()
+    check_promises(run, client, fake, Delivery.AT_LEAST_ONCE)
+    assert run.count(OutcomeStatus.FAILED, Reason.RETRIES_EXHAUSTED) == 48
+    assert all("Rehook unreachable" in o.message for o in run.outcomes)
+    assert all(o.attempts == 4 for o in run.outcomes)
+    # Each sender on its own would have tried 48 x 4 = 192 connections.
+    assert len(connects) < 192 // 3, len(connects)
+
+
+async def test_aclose_does_not_wait_out_its_deadline_for_an_unreachable_rehook(
+    fake: FakeRehook, proxy: FaultProxy
+) -> None:
+    """Rehook unreachable at aclose(): the drain ends at the next failed probe, not at the deadline."""
+    await proxy.down()
+    retry = RetryPolicy(max_attempts=1000, initial_wait=0.01, max_wait=0.05)
+    run = Run()
+    client = proxied_client(fake, proxy, Delivery.AT_LEAST_ONCE, retry=retry)
+    run.send(client, 20)
+    await wait_until(lambda: client.stats().retried >= 3)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await client.aclose(30)
+    assert loop.time() - started < 10  # one probe's backoff (<= 0.05 s here), with room for a loaded machine
+    check_promises(run, client, fake, Delivery.AT_LEAST_ONCE)
+    assert run.count(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT) == 20
