@@ -37,10 +37,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from yarl import URL
-
 from rehook_sdk import RehookClient, RetryPolicy
-from rehook_sdk.testing import FakeRehook, FaultProxy, LoopProbe
+from rehook_sdk.testing import FakeRehook, FaultProxy, LoopProbe, ProxyFault
 
 T = TypeVar("T")
 PROPS = {"product_id": "507f1f779439011", "price": 18.99, "currency": "EUR"}
@@ -179,15 +177,10 @@ def huge_bodies(count: int, size: int) -> dict[str, Any]:
     servers = Background()
     fake = FakeRehook(record=False)
     servers.run(fake.start())
-    address = URL(fake.url)
-    assert address.host is not None
-    assert address.port is not None
-    proxy = FaultProxy(address.host, address.port)
+    proxy = FaultProxy.for_url(fake.url)
     servers.run(proxy.start())
 
     async def main() -> dict[str, Any]:
-        from rehook_sdk.testing import ProxyFault
-
         proxy.script(ProxyFault(kind="huge_body", size=size), count=count)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         async with RehookClient(fake.api_key, fake.api_secret, base_url=proxy.url, concurrency=count) as client:

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiohttp import web
-from yarl import URL
 
 from rehook_sdk import Delivery, OutcomeStatus, Reason, RehookClient, RetryPolicy
 from rehook_sdk.testing import FakeRehook, FaultKind, FaultProxy, ProxyFault
@@ -28,10 +27,7 @@ FAST = RetryPolicy(max_attempts=8, time_scale=0)
 
 @pytest.fixture
 async def proxy(fake: FakeRehook) -> AsyncIterator[FaultProxy]:
-    url = URL(fake.url)
-    assert url.host is not None
-    assert url.port is not None
-    async with FaultProxy(url.host, url.port) as running:
+    async with FaultProxy.for_url(fake.url) as running:
         yield running
 
 

@@ -23,6 +23,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 import attrs
+from yarl import URL
 
 __all__ = ["FaultKind", "FaultProxy", "ProxiedRequest", "ProxyFault"]
 
@@ -117,6 +118,16 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.requests: list[ProxiedRequest] = []
+
+    @classmethod
+    def for_url(cls, url: str) -> FaultProxy:
+        """
+        A proxy to the server at ``url`` (``http://host:port``), such as ``FakeRehook.url``.
+        """
+        parsed = URL(url)
+        if parsed.host is None or parsed.port is None:
+            raise ValueError(f"FaultProxy needs an http://host:port URL, got {url!r}")
+        return cls(parsed.host, parsed.port)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
