@@ -146,6 +146,7 @@ class DeadLetterWriter:
         self._closed = False
         self._pending = 0  # lines given and not yet written
         self._failures = 0
+        self._inline = False  # no thread could be started: lines are written by whoever gives them
         self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     @staticmethod
@@ -182,13 +183,24 @@ class DeadLetterWriter:
                 return
             self._pending += lines
             self._queue.put(item)
-            self._ensure_thread()
+            inline = not self._ensure_thread()
+        if inline:
+            self._write_queued()
 
-    def _ensure_thread(self) -> None:
-        # Under the lock.
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="rehook-dead-letter", daemon=False)
-            self._thread.start()
+    def _ensure_thread(self) -> bool:
+        """
+        Start the writer thread if none runs (under the lock). False when no thread can be started: at interpreter
+        exit Python 3.12 refuses new threads, and the lines are then written in the caller's thread instead.
+        """
+        if self._thread is None and not self._inline:
+            thread = threading.Thread(target=self._run, name="rehook-dead-letter", daemon=False)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                self._inline = True
+                return False
+            self._thread = thread
+        return not self._inline
 
     def _run(self) -> None:
         while True:
@@ -200,29 +212,41 @@ class DeadLetterWriter:
                         self._thread = None
                         return
                 continue
-            batch: list[Outcome] = []
-            while True:
-                if item is _STOP:
-                    self._append(batch)
-                    os.close(self._fd)
-                    self._finished.set_result(None)
-                    return
-                if isinstance(item, Outcome):
-                    batch.append(item)
-                else:
-                    assert isinstance(item, tuple)
-                    metas, datas, reason, message = item
-                    for meta, data in zip(metas, datas, strict=True):
-                        batch.append(Outcome._for(entry_call(meta, data), reason, message))
-                        if len(batch) >= _BATCH:
-                            self._append(batch)
-                if len(batch) >= _BATCH:
-                    self._append(batch)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            self._append(batch)
+            if self._write(item):
+                return
+
+    def _write_queued(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            self._write(self._queue.get_nowait())
+
+    def _write(self, item: object) -> bool:
+        """
+        Write ``item`` and whatever else is queued by now, in batches; True once the file is closed.
+        """
+        batch: list[Outcome] = []
+        while True:
+            if item is _STOP:
+                self._append(batch)
+                os.close(self._fd)
+                self._finished.set_result(None)
+                return True
+            if isinstance(item, Outcome):
+                batch.append(item)
+            else:
+                assert isinstance(item, tuple)
+                metas, datas, reason, message = item
+                for meta, data in zip(metas, datas, strict=True):
+                    batch.append(Outcome._for(entry_call(meta, data), reason, message))
+                    if len(batch) >= _BATCH:
+                        self._append(batch)
+            if len(batch) >= _BATCH:
+                self._append(batch)
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self._append(batch)
+        return False
 
     def _append(self, batch: list[Outcome]) -> None:
         """
@@ -263,10 +287,13 @@ class DeadLetterWriter:
         Ask the writer to write what it has and close the file; the future is done once it has.
         """
         with self._lock:
+            inline = False
             if not self._closed:
                 self._closed = True
                 self._queue.put(_STOP)
-                self._ensure_thread()
+                inline = not self._ensure_thread()
+        if inline:
+            self._write_queued()
         return self._finished
 
     async def aclose(self, deadline: float | None) -> int:

@@ -45,6 +45,9 @@ class ExitDrain(Protocol):
 
 
 _lock = threading.Lock()
+# True while the exit drain runs: what is made then must not need a new thread (Python 3.12 refuses to start one in
+# an exit hook: "can't create new thread at interpreter shutdown"), so no executor for DNS, no writer thread.
+draining = False
 _watched: weakref.WeakSet[ExitDrain] = weakref.WeakSet()
 _held: dict[int, ExitDrain] = {}
 
@@ -81,6 +84,8 @@ def adopt(drain: ExitDrain) -> None:
 
 
 def _drain_all() -> None:
+    global draining
+    draining = True
     with _lock:
         drains = [*_held.values(), *(d for d in list(_watched) if id(d) not in _held)]
         _held.clear()

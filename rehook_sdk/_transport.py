@@ -7,12 +7,15 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import socket
 from collections.abc import Coroutine
 from typing import Any, NamedTuple
 
 import aiohttp
+import aiohttp.abc
 from yarl import URL
 
+from . import _exit
 from ._actions import Request
 from ._constants import IDEMPOTENCY_HEADER
 from ._exceptions import ConfigurationError
@@ -127,7 +130,12 @@ class Transport:
         if self._session is None:
             # Created lazily inside the running loop, as aiohttp requires; limit matches the sender count so
             # every sender has a connection and no more are opened.
-            connector = aiohttp.TCPConnector(limit=self._concurrency, limit_per_host=self._concurrency)
+            # During the exit drain, names are resolved in this thread: aiohttp's default resolver needs an executor
+            # thread, which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
+            resolver = _BlockingResolver() if _exit.draining else None
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, limit_per_host=self._concurrency, resolver=resolver
+            )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -213,6 +221,27 @@ class Transport:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None if self._owns_session else self._session
+
+
+class _BlockingResolver(aiohttp.abc.AbstractResolver):
+    """
+    Resolves names with a blocking ``getaddrinfo`` in the loop's own thread: for the exit drain only.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+        flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+        return [
+            aiohttp.abc.ResolveResult(
+                hostname=host, host=str(address[0]), port=int(address[1]), family=found, proto=proto, flags=flags
+            )
+            for found, _, proto, _, address in infos
+        ]
+
+    async def close(self) -> None:
+        return None
 
 
 async def _read_prefix(content: aiohttp.StreamReader, prefix: bytearray) -> bool:

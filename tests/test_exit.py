@@ -110,14 +110,16 @@ def test_exit_with_dead_letter_reports_what_it_could_not_deliver(fake: FakeRehoo
 
 
 def test_async_client_that_never_starts(fake: FakeRehook) -> None:
-    """A module-level RehookClient tracking at import, no loop ever running: delivered at exit."""
+    """A module-level RehookClient tracking at import, no loop ever running: delivered at exit (with a host name to
+    resolve, which at exit cannot use an executor thread on Python 3.12)."""
+    port = fake.url.rsplit(":", 1)[1]
     result = run_script(
-        """
+        f"""
         from rehook_sdk import RehookClient
 
-        rehook = RehookClient()
+        rehook = RehookClient(base_url="http://localhost:{port}")
         for i in range(50):
-            rehook.track("booted", user_id=f"worker-{i}")
+            rehook.track("booted", user_id=f"worker-{{i}}")
         """,
         fake,
     )
