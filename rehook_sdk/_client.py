@@ -756,7 +756,7 @@ class RehookClient:
         """
         return self._flusher.stats()
 
-    def drain_at_exit(self) -> tuple[int, str | None]:
+    def _drain_at_exit(self) -> tuple[int, str | None]:
         """
         At interpreter exit (see ``_exit.py``): close with ``atexit_timeout``, from whatever loop can still run.
 
@@ -793,19 +793,21 @@ class RehookClient:
         pending = flusher.pending_count()  # __del__ may run in any thread: no iteration over live sets
         if not pending and (state is _State.NOT_STARTED or self._pid != os.getpid()):
             return
+        leftovers = None
+        if pending and self._atexit_timeout is not None:
+            # What no running loop sends (never started, its loop ended, or the background drain below cancelled
+            # by the loop's own end, as when asyncio.run() returns right after): the exit drain will.
+            leftovers = _Leftovers(flusher, self._atexit_timeout)
+            _exit.adopt(leftovers)
         loop = self._loop
         if state is _State.RUNNING and loop is not None and loop.is_running():
             # Keep delivering what was accepted: drain in the background, as aclose() would. Scheduled before the
             # warning, which may be turned into an exception.
             _ORPHANS.add(flusher)
             try:
-                loop.call_soon_threadsafe(_drain_orphan, flusher, loop)
+                loop.call_soon_threadsafe(_drain_orphan, flusher, loop, leftovers)
             except RuntimeError:
                 _ORPHANS.discard(flusher)
-        if pending and self._atexit_timeout is not None:
-            # What no running loop sends (never started, its loop ended, or the background drain above cancelled
-            # by the loop's own end, as when asyncio.run() returns right after): the exit drain will.
-            _exit.adopt(_Leftovers(flusher, self._atexit_timeout))
         _warn(
             f"unclosed RehookClient with {pending} calls still without an outcome; "
             "use 'async with RehookClient(...)' or 'await client.aclose()'",
@@ -826,9 +828,15 @@ def exit_report(flusher: Flusher, before: int) -> tuple[int, str | None]:
     return flusher.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, flusher.dead_letter_path
 
 
-def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop) -> None:
+def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop, leftovers: _Leftovers | None) -> None:
     task = loop.create_task(flusher.stop(deadline_after(loop, DEFAULT_CLOSE_TIMEOUT)))
-    task.add_done_callback(lambda _: _ORPHANS.discard(flusher))
+
+    def done(task: asyncio.Task[int]) -> None:
+        _ORPHANS.discard(flusher)
+        if leftovers is not None and not task.cancelled():  # drained: nothing left for the exit drain
+            _exit.release(leftovers)
+
+    task.add_done_callback(done)
 
 
 class _Leftovers:
@@ -840,7 +848,7 @@ class _Leftovers:
         self._flusher = flusher
         self._timeout = timeout
 
-    def drain_at_exit(self) -> tuple[int, str | None]:
+    def _drain_at_exit(self) -> tuple[int, str | None]:
         if not self._flusher.pending_count():  # the background drain delivered everything
             return 0, None
         before = self._flusher.counters.count(Reason.SHUTDOWN_TIMEOUT)

@@ -34,7 +34,7 @@ class ExitDrain(Protocol):
     Something that can deliver what it holds at exit.
     """
 
-    def drain_at_exit(self) -> tuple[int, str | None]:
+    def _drain_at_exit(self) -> tuple[int, str | None]:
         """
         Deliver what is left, bounded by its own timeout; blocks.
 
@@ -91,7 +91,7 @@ def _drain_all() -> None:
         _held.clear()
     for drain in drains:
         try:
-            lost, dead_letter = drain.drain_at_exit()
+            lost, dead_letter = drain._drain_at_exit()
         except Exception:  # one client's trouble must not keep the others from draining
             logger.exception("draining a client at interpreter exit failed")
             continue

@@ -204,23 +204,6 @@ class Flusher:
                 probe.cancel()
                 return
 
-    def abandon(self, message: str) -> int:
-        """
-        End every call still without an outcome as ``shutdown_timeout`` with ``message``; nothing is sent.
-
-        For calls the sender tasks can no longer reach: stranded when the event loop closed under the client.
-
-        Returns:
-            How many calls this ended.
-        """
-        ended = 0
-        for metas, datas in self._take_stranded(message):
-            self._end_entries(metas, datas, message)
-            ended += len(metas)
-        self.log.note_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, ended, message)
-        self.log.flush()
-        return ended
-
     def close_dead_letter(self, timeout: float) -> int:
         """
         Block until the dead-letter file is written and closed, at most ``timeout`` seconds (for the exit drain,

@@ -90,7 +90,7 @@ class SyncRehookClient:
         **settings: Unpack[ClientSettings],
     ) -> None:
         self._closed = False
-        # Validates everything now, in the caller. The exit drain is this wrapper's (see drain_at_exit), not the
+        # Validates everything now, in the caller. The exit drain is this wrapper's (see _drain_at_exit), not the
         # inner client's.
         self._client = RehookClient(api_key, api_secret, atexit_timeout=None, **settings)
         self._atexit_timeout = atexit_timeout
@@ -211,7 +211,7 @@ class SyncRehookClient:
         self._running()
         self._run(self._client.check_auth())
 
-    def drain_at_exit(self) -> tuple[int, str | None]:
+    def _drain_at_exit(self) -> tuple[int, str | None]:
         """
         At interpreter exit (see ``_exit.py``): `close` with ``atexit_timeout``.
 
