@@ -3,6 +3,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -117,3 +121,21 @@ def check_promises(run: Run, client: RehookClient, fake: FakeRehook | None, deli
         assert fake.duplicates == 0
     else:
         assert fake.duplicates <= stats.retried
+
+
+def run_script(code: str, fake: FakeRehook | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """
+    Run ``code`` as a script in a new interpreter with Python's default warning filters; with ``fake``, its URL and
+    credentials are in the environment (``REHOOK_BASE_URL``, ``REHOOK_API_KEY``, ``REHOOK_API_SECRET``).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    if fake is not None:
+        env.update(REHOOK_API_KEY=fake.api_key, REHOOK_API_SECRET=fake.api_secret, REHOOK_BASE_URL=fake.url)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )

@@ -6,10 +6,6 @@ warning that Python's default filters show (and written to the dead-letter file)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,29 +13,13 @@ import pytest
 
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import fake_in_thread
+from .helpers import fake_in_thread, run_script
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeRehook]:
     with fake_in_thread() as running:
         yield running
-
-
-def run_script(code: str, fake: FakeRehook, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """
-    Run ``code`` as a script with Python's default warning filters, with the fake's URL and credentials.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
-    env.update(REHOOK_API_KEY=fake.api_key, REHOOK_API_SECRET=fake.api_secret, REHOOK_BASE_URL=fake.url)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=env,
-    )
 
 
 def test_sync_client_in_a_local_variable(fake: FakeRehook) -> None:

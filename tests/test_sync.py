@@ -5,9 +5,6 @@ SyncRehookClient: the same calls, outcomes and counters from code without an eve
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +22,7 @@ from rehook_sdk import (
 )
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import fake_in_thread, start_tracking_threads
+from .helpers import fake_in_thread, run_script, start_tracking_threads
 
 
 @pytest.fixture
@@ -161,20 +158,10 @@ def test_check_auth(fake: FakeRehook) -> None:
         bad.check_auth()
 
 
-def _run_script(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 def test_atexit_drains_an_unclosed_client(fake: FakeRehook) -> None:
     """A script that never calls close() still delivers its calls at interpreter exit."""
     fake.delay_next(3, seconds=0.1)
-    result = _run_script(
+    result = run_script(
         f"""
         from rehook_sdk import SyncRehookClient
         client = SyncRehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}")
@@ -191,7 +178,7 @@ def test_atexit_drain_has_a_deadline(fake: FakeRehook) -> None:
     """The exit drain gives up after atexit_timeout; the process does not hang on a silent Rehook."""
     fake.delay_next(5, seconds=30)
     started = time.monotonic()
-    result = _run_script(
+    result = run_script(
         f"""
         from rehook_sdk import SyncRehookClient
         client = SyncRehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}", atexit_timeout=0.3)
@@ -207,7 +194,7 @@ def test_atexit_drain_has_a_deadline(fake: FakeRehook) -> None:
 def test_fork_child_sends_its_own_calls_and_never_the_parents(fake: FakeRehook) -> None:
     """After os.fork() the child gets a fresh client; the parent's queued calls are delivered once, by the parent."""
     fake.delay_next(2, seconds=0.3)  # keep some of the parent's calls queued at the fork
-    result = _run_script(
+    result = run_script(
         f"""
         import os
         from rehook_sdk import RehookClient, SyncRehookClient
@@ -249,7 +236,7 @@ def test_fork_child_resolves_the_parents_handles_as_forked(fake: FakeRehook) -> 
     """In the child, a handle of a call the parent still holds resolves as dropped 'forked' (no hang), and the
     call's callback runs once, in the parent only."""
     fake.delay_next(1, seconds=0.5)  # the first call is in flight at the fork, the others queued behind it
-    result = _run_script(
+    result = run_script(
         f"""
         import asyncio, os, sys
         from rehook_sdk import RehookClient, SyncRehookClient
@@ -288,7 +275,7 @@ def test_fork_child_resolves_the_parents_handles_as_forked(fake: FakeRehook) -> 
 def test_fork_while_another_thread_holds_the_queue_lock(fake: FakeRehook) -> None:
     """A fork at the moment another thread is inside the queue's lock does not deadlock the child (white box: the
     lock is taken by hand to make that moment certain)."""
-    result = _run_script(
+    result = run_script(
         f"""
         import asyncio, os, threading, time
         from rehook_sdk import RehookClient
