@@ -164,11 +164,15 @@ class Flusher:
         self._tasks.clear()
         message = "aclose() deadline passed before this call was sent"
         chunks = self._take_stranded(message)
+        chunks.reverse()
         ended = 0
-        for i, (metas, datas) in enumerate(chunks, 1):
+        while chunks:
+            # Popped, so that each chunk is freed once ended: 100,000 calls freed at once held the loop ~10 ms.
+            metas, datas = chunks.pop()
             self._end_entries(metas, datas, message)
             ended += len(metas)
-            if i % _END_CHUNKS == 0:
+            del metas, datas
+            if len(chunks) % _END_CHUNKS == 0:
                 await asyncio.sleep(0)  # a backlog of 100,000 must not hold the loop in one stretch
         self.log.note_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, ended, message)
         self.log.flush()
