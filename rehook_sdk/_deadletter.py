@@ -147,6 +147,7 @@ class DeadLetterWriter:
         self._pending = 0  # lines given and not yet written
         self._failures = 0
         self._inline = False  # no thread could be started: lines are written by whoever gives them
+        self._late = 0  # lines given after close, not written
         self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     @staticmethod
@@ -179,7 +180,12 @@ class DeadLetterWriter:
     def _give(self, item: object, lines: int) -> None:
         with self._lock:
             if self._closed:
-                logger.error("dead-letter file already closed; %d lines not written", lines)
+                if not self._late:  # once: calls after aclose() still get their outcomes, counters and logs
+                    logger.error(
+                        "the dead-letter file %s is closed (aclose() finished): calls made after it are not written",
+                        self.path,
+                    )
+                self._late += lines
                 return
             self._pending += lines
             self._queue.put(item)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import warnings
 import weakref
@@ -106,4 +107,12 @@ def _drain_all() -> None:
             )
 
 
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock at the fork: the child starts with a fresh one. Registered when
+    # this module is imported, before the clients' own fork hooks (which call release()), and so run before them.
+    global _lock
+    _lock = threading.Lock()
+
+
 atexit.register(_drain_all)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -273,19 +273,21 @@ def test_fork_child_resolves_the_parents_handles_as_forked(fake: FakeRehook) -> 
 
 
 def test_fork_while_another_thread_holds_the_queue_lock(fake: FakeRehook) -> None:
-    """A fork at the moment another thread is inside the queue's lock does not deadlock the child (white box: the
-    lock is taken by hand to make that moment certain)."""
+    """A fork at the moment another thread is inside the queue's, the board's or the exit drain's lock does not
+    deadlock the child (white box: the locks are taken by hand to make that moment certain)."""
     result = run_script(
         f"""
         import asyncio, os, threading, time
-        from rehook_sdk import RehookClient
+        from rehook_sdk import RehookClient, SyncRehookClient, _exit
 
         client = RehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}")
         client.track("parent", user_id="p")
+        sync = SyncRehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}")
+        sync.track("sync-parent", user_id="s")  # started: its fork hook in the child releases it from the exit drain
         def hold(lock):
             with lock:
                 time.sleep(1)
-        for lock in (client._flusher.queue._lock, client._flusher.board._lock):
+        for lock in (client._flusher.queue._lock, client._flusher.board._lock, _exit._lock):
             threading.Thread(target=hold, args=(lock,), daemon=True).start()
         time.sleep(0.2)
         pid = os.fork()
@@ -297,9 +299,10 @@ def test_fork_while_another_thread_holds_the_queue_lock(fake: FakeRehook) -> Non
         _, status = os.waitpid(pid, 0)
         print("child exit", os.waitstatus_to_exitcode(status))
         asyncio.run(client.aclose())
+        sync.close()
         """,
         timeout=30,
     )
     assert result.returncode == 0, result.stderr
     assert "child exit 0" in result.stdout
-    assert sorted(e["event_name"] for e in fake.events) == ["child", "parent"]
+    assert sorted(e["event_name"] for e in fake.events) == ["child", "parent", "sync-parent"]
