@@ -327,8 +327,8 @@ class Flusher:
         The event loop is shutting down without aclose() (asyncio.run() ending): the senders were cancelled.
 
         Queued calls stay queued, to be sent when the client is next used on a running loop, or by the drain at
-        interpreter exit; so do the calls the senders held, at least once (see `_requeue_at_loop_end`). At most once,
-        those ended as ``shutdown_timeout`` (Rehook may have received them).
+        interpreter exit; so do the calls the senders held (see `_requeue_at_loop_end`), except, at most once, those
+        whose request was on the wire: they ended as ``shutdown_timeout`` (Rehook may have received them).
         The session is closed while the loop still runs. A visible warning only when calls were lost.
         """
         lost = self.counters.count(Reason.SHUTDOWN_TIMEOUT) - self._lost_base
@@ -411,7 +411,8 @@ class Flusher:
                 key = f"{message_id}-{step.mapping.index}" if keyed else message_id
                 await self._deliver(step.mapping, step.request, key, results)
         except asyncio.CancelledError:
-            if self._requeue_at_loop_end(token, call, message_id, len(routed)):
+            on_the_wire = bool(results) and results[-1].maybe_delivered
+            if self._requeue_at_loop_end(token, call, message_id, len(routed), on_the_wire):
                 raise
             for step in routed[len(results) :]:
                 results.append(
@@ -428,13 +429,17 @@ class Flusher:
         self.finish(token, call, Outcome._of(call, tuple(results), message_id))
         return sum(r.attempts for r in results)
 
-    def _requeue_at_loop_end(self, token: int, call: Call, message_id: str, actions: int) -> bool:
+    def _requeue_at_loop_end(self, token: int, call: Call, message_id: str, actions: int, on_the_wire: bool) -> bool:
         """
-        The loop is ending without aclose() and cut this call's request: at least once, put it back at the front of
-        the queue for the client's next loop or the exit drain, as a retry with the same Idempotency-Key. At most
-        once, or with several actions (some may be delivered already), it ends as shutdown_timeout instead.
+        The loop is ending without aclose() under this call: put it back at the front of the queue for the client's
+        next loop or the exit drain, as a retry with the same Idempotency-Key, when that cannot duplicate it against
+        the client's choice: at least once always; at most once only if no request of it may have reached Rehook
+        (it slept before a retry, or waited for Rehook to be reachable). With several actions (some may be
+        delivered already) it ends as shutdown_timeout instead.
         """
-        if self._stopping or self._delivery is not Delivery.AT_LEAST_ONCE or actions != 1:
+        if self._stopping or actions != 1:
+            return False
+        if on_the_wire and self._delivery is not Delivery.AT_LEAST_ONCE:
             return False
         if self._in_flight.pop(token, None) is None:
             return False

@@ -15,6 +15,7 @@ import pytest
 
 from rehook_sdk import (
     ClientStateError,
+    Delivery,
     EventHandle,
     Outcome,
     OutcomeStatus,
@@ -505,3 +506,26 @@ async def test_stats_repr_is_readable(client: RehookClient) -> None:
     assert repr(client.stats()) == (
         "Stats(accepted=1, delivered=0, dropped={missing_user_id: 1}, failed={}, retried=0, in_queue=0, in_flight=0)"
     )
+
+
+async def test_at_most_once_a_call_waiting_to_be_retried_survives_the_loops_end(fake: FakeRehook) -> None:
+    """At most once, a call sleeping before a retry when its loop ends has no request on the wire: it is kept and
+    delivered on the next loop, once; only a request in flight may be lost to the loop's end."""
+    fake.fail_next(1, status=503, retry_after="30")  # its first attempt fails; the retry waits 30 s
+    client = fake.client(retry=RetryPolicy(), delivery=Delivery.AT_MOST_ONCE)
+    handle: list[EventHandle] = []
+
+    def first_loop() -> None:
+        async def use() -> None:
+            handle.append(client.track("e", user_id="u1"))
+            await wait_until(lambda: client.stats().retried == 1)  # answered 503, now asleep before the retry
+
+        asyncio.run(use())
+
+    await asyncio.to_thread(first_loop)
+    assert not handle[0].done()
+    outcome = await handle[0]  # awaiting it here starts the client on this loop
+    assert outcome.delivered
+    await client.aclose()
+    assert fake.duplicates == 0
+    assert [r.status for r in fake.requests] == [503, 200]
