@@ -187,3 +187,49 @@ def test_forgotten_aclose_with_calls_in_flight(fake: FakeRehook, delivery: str) 
         assert result.stderr == ""
         assert result.stdout.strip() == "0"
         assert len(fake.delivered_keys) == 100
+
+
+def test_client_on_a_loop_in_another_thread(fake: FakeRehook) -> None:
+    """The client runs on a loop in a daemon thread that is still running at exit: drained on that loop."""
+    fake.delay_next(20, seconds=0.05)  # still in flight or queued when the script ends
+    result = run_script(
+        """
+        import asyncio, threading
+        from rehook_sdk import RehookClient
+
+        loop = asyncio.new_event_loop()
+        threading.Thread(target=loop.run_forever, daemon=True).start()
+        client = RehookClient()
+
+        async def send():
+            for i in range(200):
+                client.track("e", user_id=f"u{i}")
+
+        asyncio.run_coroutine_threadsafe(send(), loop).result()
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.delivered_keys) == 200
+
+
+def test_client_on_a_loop_stopped_but_not_closed(fake: FakeRehook) -> None:
+    """run_until_complete() returned and the loop was left open (not closed): the exit drain runs it again."""
+    result = run_script(
+        """
+        import asyncio
+        from rehook_sdk import RehookClient
+
+        client = RehookClient()
+
+        async def main():
+            for i in range(100):
+                client.track("e", user_id=f"u{i}")
+
+        loop = asyncio.new_event_loop()
+        loop.run_until_complete(main())
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(fake.delivered_keys) == 100
