@@ -233,3 +233,23 @@ def test_client_on_a_loop_stopped_but_not_closed(fake: FakeRehook) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert len(fake.delivered_keys) == 100
+
+
+def test_dead_letter_lines_pending_at_aclose_are_written_before_exit(fake: FakeRehook, tmp_path: Path) -> None:
+    """aclose() returned at its deadline with lines still being written, then the script ended at once: the
+    interpreter waits for the writer thread, so every line is on disk."""
+    path = tmp_path / "dead.jsonl"
+    result = run_script(
+        f"""
+        import asyncio
+        from rehook_sdk import RehookClient
+
+        client = RehookClient(dead_letter={str(path)!r}, max_queue_size=50_000)
+        for i in range(50_000):
+            client.track("e", user_id=f"u{{i}}")
+        asyncio.run(client.aclose(0.001))
+        """,
+        fake,
+    )
+    assert result.returncode == 0, result.stderr
+    assert len(path.read_bytes().splitlines()) == 50_000
