@@ -12,8 +12,7 @@ match), quirks included:
   context); ``= true`` / ``= false`` match the boolean or its string.
 - ``contains()`` and ``match()`` only match strings; ``match(f, "X*")`` is "starts with X" and
   ``match(f, "*X")`` "ends with X"; ``!`` negates a function.
-- ``properties.x`` and ``traits.x`` both read the traits of an identify/group call and the properties of
-  any other call.
+- ``properties.x`` reads the event's properties and ``traits.x`` its traits, whatever the call's type.
 - There is no precedence: within one level (the whole trigger, or one pair of parentheses) the *last*
   ``and``/``or`` applies to every condition of that level, so ``a and b or c`` means ``a or b or c``.
 - Paths take the first falsy value met on the way (``properties.a.b`` is ``0`` when ``a`` is ``0``).
@@ -215,13 +214,9 @@ def _getter(field: str, pos: int) -> Callable[[dict[str, Any]], Any]:
         if head == "context":
             return lambda data: js_get(data.get("context", UNDEFINED), keys)
 
-        def get_property(data: dict[str, Any]) -> Any:
-            # Segment reads the traits of identify/group calls and the properties of the others, whether the
-            # trigger says properties.x or traits.x.
-            source = data.get("traits" if data.get("type") in ("identify", "group") else "properties", UNDEFINED)
-            return js_get(source, keys)
-
-        return get_property
+        # properties.x reads the event's properties and traits.x its traits, whatever the call's type, as
+        # destination-subscriptions does (it read one shared bag until 2021).
+        return lambda data: js_get(data.get(head, UNDEFINED), keys)
     raise TriggerError(
         f"unknown field {field!r}; use type, event, name, userId, properties.*, traits.* or context.*", pos
     )

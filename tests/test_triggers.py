@@ -148,9 +148,9 @@ CASES: list[tuple[str, list[tuple[Send, bool]]]] = [
     ('name = "Home"', [(page("Home"), True), (page("Pricing"), False)]),
     ('context.ip = "1.1.1.1"', [(track(context={"ip": "1.1.1.1"}), True), (track(context={"ip": "8.8.8.8"}), False)]),
     ('context.page.path = "/signup"', [(track(context={"page": {"path": "/signup"}}), True), (track(), False)]),
-    # properties.* and traits.* both read traits on identify/group and properties on other calls.
-    ('traits.plan = "pro"', [(identify({"plan": "pro"}), True), (track(properties={"plan": "pro"}), True)]),
-    ('properties.plan = "pro"', [(identify({"plan": "pro"}), True), (identify({"plan": "free"}), False)]),
+    # properties.* reads the properties and traits.* the traits, whatever the call (Segment's bags are separate).
+    ('traits.plan = "pro"', [(identify({"plan": "pro"}), True), (track(properties={"plan": "pro"}), False)]),
+    ('properties.plan = "pro"', [(identify({"plan": "pro"}), False), (track(properties={"plan": "pro"}), True)]),
     ('type = "group" and traits.plan = "pro"', [(group(), True)]),
     # Nested paths, array indexes, and the first falsy value met being the value.
     ("properties.a.b = 1", [(track(properties={"a": {"b": 1}}), True), (track(properties={"a": {}}), False)]),
