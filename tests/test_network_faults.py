@@ -22,7 +22,9 @@ from rehook_sdk.testing import FakeRehook, FaultKind, FaultProxy, ProxyFault
 from .helpers import Run, check_promises, wait_until
 
 CALLS = 60
-FAST = RetryPolicy(max_attempts=8, time_scale=0)
+# 20 attempts: at a 30% fault rate a call fails all of them with probability 0.3**20 (~3e-11); with 8 it was ~7e-5
+# per call, which made one run in ~40 fail somewhere among the 6 x 60 calls that must all be delivered.
+FAST = RetryPolicy(max_attempts=20, time_scale=0)
 
 
 @pytest.fixture
@@ -81,7 +83,7 @@ async def test_lost_answers_keep_the_books(
     if kind in UNSENT:
         assert fake.duplicates == 0
     if delivery is Delivery.AT_LEAST_ONCE:
-        assert run.count(OutcomeStatus.DELIVERED) == CALLS  # 8 attempts at a 30% fault rate
+        assert run.count(OutcomeStatus.DELIVERED) == CALLS  # 20 attempts at a 30% fault rate
     else:
         failed = [o for o in run.outcomes if not o.delivered]
         assert failed  # at this rate some call met the fault on its only ambiguous attempt
@@ -210,8 +212,9 @@ async def test_unreachable_rehook_gets_one_probe_at_a_time(fake: FakeRehook, pro
     assert run.count(OutcomeStatus.FAILED, Reason.RETRIES_EXHAUSTED) == 48
     assert all("Rehook unreachable" in o.message for o in run.outcomes)
     assert all(o.attempts == 4 for o in run.outcomes)
-    # Each sender on its own would have tried 48 x 4 = 192 connections.
-    assert len(connects) < 192 // 3, len(connects)
+    # Each sender on its own makes 48 x 4 = 192 connection attempts (exactly, with the gate switched off). Shared,
+    # 40 runs gave 44-45, or 73 when more senders made their first attempt before three had failed: never near 96.
+    assert len(connects) < 192 // 2, len(connects)
 
 
 async def test_aclose_does_not_wait_out_its_deadline_for_an_unreachable_rehook(
