@@ -47,46 +47,54 @@ CASES: list[tuple[str, list[tuple[Send, bool]]]] = [
     ),
     ('event = "Page Viewed" and type = "track"', [(track("Page Viewed"), True), (track("Other"), False)]),
     ('properties.value = "x"', [(track(properties={"value": "x"}), True), (track(properties={"value": "y"}), False)]),
-    # = compares String(actual) with String(expected): numbers and numeric strings are equal...
+    # Segment's verdicts (destination-subscriptions 3.37, checked with node): a number literal equals only a number,
+    # a string literal only that string.
     (
         "properties.value = 123",
         [
             (track(properties={"value": 123}), True),
-            (track(properties={"value": "123"}), True),
+            (track(properties={"value": "123"}), False),
             (track(properties={"value": 0}), False),
         ],
     ),
-    ('properties.value = "123"', [(track(properties={"value": 123}), True)]),
-    ("properties.value = 1.50", [(track(properties={"value": 1.5}), True), (track(properties={"value": "1.5"}), True)]),
+    (
+        'properties.value = "123"',
+        [(track(properties={"value": 123}), False), (track(properties={"value": "123"}), True)],
+    ),
+    (
+        "properties.value = 1.50",
+        [(track(properties={"value": 1.5}), True), (track(properties={"value": "1.5"}), False)],
+    ),
+    # != with a number needs a number too: a missing value is not "not 123".
     (
         "properties.value != 123",
         [
             (track(properties={"value": 123}), False),
             (track(properties={"value": 456}), True),
-            (track(properties={}), True),
+            (track(properties={}), False),
         ],
     ),
-    # ...and a missing value is "undefined", an array its items joined with commas.
-    ('properties.value = "undefined"', [(track(properties={}), True), (track(properties={"value": 1}), False)]),
-    ('properties.tags = "a,b"', [(track(properties={"tags": ["a", "b"]}), True)]),
-    # Ordering compares Number(actual) with Number(expected).
+    # A missing value is not "undefined", and an array is not its items joined with commas.
+    ('properties.value = "undefined"', [(track(properties={}), False), (track(properties={"value": 1}), False)]),
+    ('properties.tags = "a,b"', [(track(properties={"tags": ["a", "b"]}), False)]),
+    # Orderings match only a value that is a number (never a numeric string, null or a missing value).
     (
         "properties.value < 10",
         [
             (track(properties={"value": 5}), True),
-            (track(properties={"value": "5"}), True),
+            (track(properties={"value": "5"}), False),
             (track(properties={"value": 10}), False),
             (track(properties={"value": "abc"}), False),
             (track(properties={}), False),
-            (track(properties={"value": None}), True),
+            (track(properties={"value": None}), False),
         ],
     ),
     ('properties.value <= "10"', [(track(properties={"value": 10}), True), (track(properties={"value": 11}), False)]),
-    ("properties.value > 10", [(track(properties={"value": 11}), True), (track(properties={"value": " 11 "}), True)]),
+    ("properties.value > 10", [(track(properties={"value": 11}), True), (track(properties={"value": " 11 "}), False)]),
     ("properties.value >= -5", [(track(properties={"value": -5}), True), (track(properties={"value": -6}), False)]),
     (
         "properties.value > 10",
-        [(track(properties={"value": True}), False), (track(properties={"value": [11]}), True)],
+        [(track(properties={"value": True}), False), (track(properties={"value": [11]}), False)],
     ),
     # contains/match only match strings.
     (
@@ -127,21 +135,28 @@ CASES: list[tuple[str, list[tuple[Send, bool]]]] = [
         ],
     ),
     ("properties.value = null", [(track(properties={}), True), (track(properties={"value": None}), True)]),
-    # = true / = false match the boolean or its string.
+    # = true / = false match only booleans; != true compares with the string "true".
     (
         "properties.active = true",
         [
             (track(properties={"active": True}), True),
-            (track(properties={"active": "true"}), True),
+            (track(properties={"active": "true"}), False),
             (track(properties={"active": False}), False),
             (track(properties={"active": 1}), False),
         ],
     ),
     ("properties.active = false", [(track(properties={"active": False}), True), (track(properties={}), False)]),
-    ('properties.active = "true"', [(track(properties={"active": True}), True)]),
+    (
+        'properties.active = "true"',
+        [(track(properties={"active": True}), False), (track(properties={"active": "true"}), True)],
+    ),
     (
         "properties.active != true",
-        [(track(properties={"active": False}), True), (track(properties={"active": True}), False)],
+        [
+            (track(properties={"active": False}), True),
+            (track(properties={"active": True}), True),
+            (track(properties={"active": "true"}), False),
+        ],
     ),
     ('userId = "u1"', [(track(user_id="u1"), True), (track(user_id="u2"), False)]),
     ("userId != null", [(track(user_id="u1"), True)]),
