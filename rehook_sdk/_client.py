@@ -798,7 +798,7 @@ class RehookClient:
             # What no running loop sends (never started, its loop ended, or the background drain below cancelled
             # by the loop's own end, as when asyncio.run() returns right after): the exit drain will.
             leftovers = _Leftovers(flusher, self._atexit_timeout)
-            _exit.adopt(leftovers)
+            _exit.hold(leftovers)
         loop = self._loop
         if state is _State.RUNNING and loop is not None and loop.is_running():
             # Keep delivering what was accepted: drain in the background, as aclose() would. Scheduled before the

@@ -25,7 +25,7 @@ import warnings
 import weakref
 from typing import Protocol
 
-__all__ = ["ExitDrain", "adopt", "hold", "release", "watch"]
+__all__ = ["ExitDrain", "hold", "release", "watch"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -62,7 +62,8 @@ def watch(drain: ExitDrain) -> None:
 
 def hold(drain: ExitDrain) -> None:
     """
-    Drain ``drain`` at exit, keeping it alive until then (or until `release`).
+    Drain ``drain`` at exit, keeping it alive until then (or until `release`): a started sync client, or a
+    collected client's leftovers.
     """
     with _lock:
         _held[id(drain)] = drain
@@ -75,13 +76,6 @@ def release(drain: ExitDrain) -> None:
     with _lock:
         _held.pop(id(drain), None)
     _watched.discard(drain)
-
-
-def adopt(drain: ExitDrain) -> None:
-    """
-    Keep ``drain`` (a collected client's leftovers) until the exit drains it.
-    """
-    hold(drain)
 
 
 def _drain_all() -> None:

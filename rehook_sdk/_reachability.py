@@ -46,7 +46,6 @@ class Reachability:
         self._backoff: Backoff | None = None
         self._waiters: list[asyncio.Future[Turn | Attempt]] = []  # calls waiting for a turn to send
         self._watchers: list[asyncio.Future[Turn | Attempt]] = []  # only waiting for the next probe's result
-        self.last: Attempt | None = None
 
     @property
     def down(self) -> bool:
@@ -61,7 +60,6 @@ class Reachability:
         """
         if attempt.unreachable:
             self._in_a_row += 1
-            self.last = attempt
             return
         if self._in_a_row:
             was_down = self.down
