@@ -116,8 +116,13 @@ def js_number(value: Any) -> float:
         return 0.0
     if value is True:
         return 1.0
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:  # JSON.parse reads such a number as Infinity
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float):
+        return value
     if isinstance(value, str):
         text = value.strip(_JS_WHITESPACE)
         if text == "":

@@ -15,7 +15,7 @@ import attrs
 from ._actions import ACTION_FIELDS, DEFAULT_FIELDS, REQUIRED_FIELDS
 from ._directives import DirectiveError, Resolver, compile_value, object_resolver, producible
 from ._exceptions import MappingError
-from ._fql import Predicate, TriggerError, compile_trigger
+from ._fql import Predicate, TriggerError, read_trigger
 from ._jsvalues import split_path
 from ._types import Action
 
@@ -128,17 +128,13 @@ def _compile(index: int, mapping: object) -> CompiledMapping:
     trigger = mapping.trigger
     if isinstance(trigger, str):
         try:
-            matches = compile_trigger(trigger)
+            compiled = read_trigger(trigger)
         except TriggerError as exc:
             raise error("trigger", f"{exc.message} (at position {exc.position})", trigger, exc.position) from None
-        if " and " in f" {trigger} " and " or " in f" {trigger} " and "(" not in trigger:
-            logger.warning(
-                "%s: trigger mixes 'and' and 'or' without parentheses; as in Segment, the last "
-                "conjunction applies to all its conditions: %s",
-                label,
-                trigger,
-            )
-        reads = _trigger_reads(trigger, reads)
+        for note in compiled.notes:
+            logger.warning("%s: %s: %s", label, note, trigger)
+        matches = compiled.matches
+        reads = set(compiled.reads)
     elif callable(trigger):
         matches = _guarded_trigger(trigger)
         reads = None
@@ -212,18 +208,6 @@ def _guarded_trigger(trigger: Callable[[Event], bool]) -> Predicate:
         return bool(trigger(event))
 
     return matches
-
-
-_TRIGGER_HEADS = {"properties": ("properties", "traits"), "traits": ("properties", "traits"), "context": ("context",)}
-
-
-def _trigger_reads(trigger: str, reads: set[str] | None) -> set[str] | None:
-    if reads is None:
-        return None
-    for head, keys in _TRIGGER_HEADS.items():
-        if head + "." in trigger:
-            reads.update(keys)
-    return reads
 
 
 def _spec_reads(spec: Any, reads: set[str]) -> set[str] | None:

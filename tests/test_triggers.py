@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from rehook_sdk import EventHandle, Mapping, MappingError, Reason, RehookClient
+from rehook_sdk._fql import REFUSALS, TriggerError, read_trigger
 from rehook_sdk.testing import FakeRehook
 
 Send = Callable[[RehookClient], EventHandle]
@@ -188,6 +189,23 @@ CASES: list[tuple[str, list[tuple[Send, bool]]]] = [
     ("event = Signup", [(track("Signup"), True), (track("signup"), False)]),
     ("type = track", [(track(), True)]),
     ('properties.first-name = "Bo"', [(track(properties={"first-name": "Bo"}), True)]),
+    # fql-ts: a backslash escapes any character of a field name (Segment's own UI writes them for spaces).
+    (r'properties.first\ name = "Bob"', [(track(properties={"first name": "Bob"}), True)]),
+    (r"properties.a\.b = 1", [(track(properties={"a": {"b": 1}}), True), (track(properties={"a.b": 1}), False)]),
+    # fql-ts: a word that begins "and", "or" or "null" at the very end loses the rest of itself.
+    ("event = an", [(track("a"), True), (track("an"), False)]),
+    ("event = nul", [(track("n"), True), (track("nul"), False)]),
+    # destination-subscriptions: a group ends at the first ')', even a function's, so the rest of the group
+    # belongs to the level around it: this reads 'type = "track" or contains(...) or event = "x"'.
+    (
+        'type = "identify" and (contains(properties.s, "x") or event = "x")',
+        [(identify(), True), (track("y", {"s": "x"}), True), (track("x"), True), (track("y"), False)],
+    ),
+    # ... and a function last in its group reads as written.
+    (
+        'type = "identify" or (event = "x" and contains(properties.s, "x"))',
+        [(identify(), True), (track("x", {"s": "x"}), True), (track("x"), False), (track("y", {"s": "x"}), False)],
+    ),
 ]
 
 
@@ -210,8 +228,8 @@ async def test_trigger_matches_like_segment(fake: FakeRehook, trigger: str, call
 
 INVALID: list[tuple[str, str, int]] = [
     ("", "empty", 0),
-    ('type = "track" and', "expected a condition", 18),
-    ("type = ", "expected a value", 7),
+    ('type = "track" and', "'and' with no condition after it", 15),
+    ("type = ", "a condition is missing its value", 7),
     ('foo = "x"', "unknown field 'foo'", 0),
     ('type = "track" event = "x"', "expected 'and' or 'or'", 15),
     ('!(type = "track")', "'!' negates only contains() and match()", 0),
@@ -219,22 +237,22 @@ INVALID: list[tuple[str, str, int]] = [
     ('match(event, "a*b")', "match() patterns are a prefix", 13),
     ('match(event, "Order")', "match() patterns are a prefix", 13),
     ("properties.price>5", "needs white space", 16),
-    ('type!="x"', "'!' must start '!='", 4),
+    ('type!="x"', "expected '=' after '!'", 4),
     ('((type = "a"))', "nested parentheses", 1),
-    ('type = "a")', "unexpected ')'", 10),
-    ('(type = "a"', "expected ')'", 11),
-    ('contains(type, "x")', "does not take 'type'", 9),
+    ('type = "a")', "')' closes nothing", 10),
+    ('(type = "a"', "'(' is never closed", 0),
+    ('contains(type, "x")', "contains() and match() do not take type", 9),
     ('event = "unterminated', "unterminated string", 8),
     ('type = "a" $', "invalid character '$'", 11),
     ('properties = "x"', "name a field", 0),
     ('event.name = "x"', "has no sub-fields", 0),
-    ('contains(event "x")', "expected ','", 15),
+    ('contains(event "x")', "contains(field, value) expected, got '\"x\"'", 15),
     ('type == "track"', "expected a value", 6),
     ("()", "empty parentheses", 1),
     ('type = "a" and ()', "empty parentheses", 16),
     ("properties.x = 1.2.3", "multiple decimal points", 18),
-    ('event = "a" or', "expected a condition", 14),
-    ('contains(event, "x"', "expected ')'", 19),
+    ('event = "a" or', "'or' with no condition after it", 12),
+    ('contains(event, "x"', "'(' is never closed", 8),
     ('properties.items.0.sku = "S1"', "expected =, !=, <, <=, > or >=", 16),
 ]
 
@@ -255,9 +273,59 @@ def test_invalid_triggers_are_refused_at_construction(trigger: str, message: str
     assert isinstance(error, ValueError)
 
 
+# One trigger per refusal case: each is one Segment accepts and misreads (README, "Where rehook-sdk differs").
+REFUSED: list[tuple[str, str]] = [
+    ("event = 'x'", "single-quote"),
+    ('match(event, "Order")', "match-pattern"),
+    ('match(event, "*Ord*")', "match-pattern"),
+    ('foo = "x"', "unknown-field"),
+    ('contains(type, "x")', "unknown-field"),
+    ('event.name = "x"', "unknown-field"),
+    ('!(type = "track")', "negation"),
+    ("properties.n <=5", "comparison"),
+    ('type = and event = "x"', "comparison"),
+    ('"track" and type = "track"', "stray"),
+    ('type = "a")', "stray"),
+    ('type = "track" and', "stray"),
+    ('type = "a" type = "b"', "stray"),
+    ('((type = "a"))', "parentheses"),
+    ('contains(event, "x"', "parentheses"),
+]
+
+
+@pytest.mark.parametrize(("trigger", "case"), REFUSED, ids=[t for t, _ in REFUSED])
+def test_each_refusal_names_its_case(trigger: str, case: str) -> None:
+    """Every refusal of a trigger Segment accepts names one documented case, and explains it in the message."""
+    with pytest.raises(TriggerError) as info:
+        read_trigger(trigger)
+    assert info.value.case == case
+    assert REFUSALS[case] in info.value.message
+
+
+def test_every_refusal_case_is_exercised() -> None:
+    assert {case for _, case in REFUSED} == set(REFUSALS)
+
+
+def test_a_group_cut_short_by_a_function_warns(caplog: pytest.LogCaptureFixture) -> None:
+    """A function inside parentheses that is not last in them ends the group early in Segment: a warning says so."""
+    RehookClient(
+        "k",
+        "s",
+        mappings=[Mapping(trigger='type = "track" and (contains(event, "x") or event = "y")', action="track_event")],
+    )
+    assert "ends at the ')' of the contains() or match() in it" in caplog.text
+    caplog.clear()
+    RehookClient(
+        "k",
+        "s",
+        mappings=[Mapping(trigger='type = "track" and (event = "y" or contains(event, "x"))', action="track_event")],
+    )
+    assert caplog.text == ""
+
+
 def test_mixed_conjunctions_warn(caplog: pytest.LogCaptureFixture) -> None:
     """A level that mixes and/or without parentheses works as in Segment, with a warning saying how."""
     RehookClient(
         "k", "s", mappings=[Mapping(trigger='event = "a" and type = "track" or event = "b"', action="track_event")]
     )
-    assert "the last conjunction applies" in caplog.text
+    assert "the last one ('or') applies to all its conditions" in caplog.text

@@ -135,6 +135,40 @@ const HAND_TRIGGERS = [
   'properties.s = ""',
   "properties.s != null",
   'type = "group" and traits.n < 0',
+  // fql-ts's lexer: words cut at the end, escapes, quotes that open a string, white space
+  "event = nu",
+  "event = o",
+  "name = nul",
+  'event = "a"and type = "track"',
+  'prop\\erties.s = "x"',
+  'properties.s\\.t = 1',
+  "properties.n <=5",
+  'type = "track"\nand event = "Signed Up"',
+  'type = "track"\tor event = "x"',
+  // destination-subscriptions' parser: groups end at the first ')', unmatched ones, negation
+  'type = "track" and (contains(properties.s, "x") or event = "x")',
+  'type = "track" or (event = "x" and contains(properties.s, "x"))',
+  'type = "identify" or (match(event, "Sign*") and userId = "u1")',
+  'type = "track")',
+  '!(type = "track")',
+  'contains(event, "Sign"',
+  // values: true/false/null/number per field, odd numbers
+  "userId = true",
+  "name = true",
+  "event = null",
+  "event != null",
+  "type = 5",
+  "properties.n = +5",
+  "properties.n = -",
+  "properties.n = 5.",
+  "properties.n != -0",
+  "properties.n = 05",
+  'properties.n > ""',
+  'properties.n < "1e3"',
+  'match(event, "*")',
+  'match(event, "")',
+  "contains(name, 5)",
+  "contains(properties.s, x)",
 ];
 
 const FIELDS = [
@@ -171,6 +205,32 @@ const triggers = [...HAND_TRIGGERS];
 const seen = new Set(triggers);
 while (triggers.length < HAND_TRIGGERS.length + 440) {
   const text = randomTrigger();
+  if (!seen.has(text)) {
+    seen.add(text);
+    triggers.push(text);
+  }
+}
+
+// Mutated triggers: a word replaced, dropped or glued to the next, for the lexer's and the parser's corners.
+const WORDS = [
+  ...FIELDS, ...LITERALS, "contains", "match", "and", "or", "an", "nu", "=", "!=", "<", "<=", "!", "(", ")", ",", "'x'",
+  "\\", '"', "properties.a\\ b", "\u{1F600}", "\t",
+];
+function mutated() {
+  const words = randomTrigger().split(" ");
+  const count = 1 + Math.floor(random() * 2);
+  for (let i = 0; i < count; i++) {
+    const at = Math.floor(random() * words.length);
+    const how = pick(["replace", "drop", "glue"]);
+    if (how === "replace") words[at] = pick(WORDS);
+    else if (how === "drop" && words.length > 1) words.splice(at, 1);
+    else if (at + 1 < words.length) words.splice(at, 2, words[at] + words[at + 1]);
+  }
+  return words.join(" ");
+}
+const unmutated = triggers.length;
+while (triggers.length < unmutated + 400) {
+  const text = mutated();
   if (!seen.has(text)) {
     seen.add(text);
     triggers.push(text);
