@@ -18,9 +18,15 @@ from rehook_sdk import DEFAULT_MAPPINGS, Mapping, Outcome
 from rehook_sdk.testing import FakeRehook
 
 MAPPINGS = [
-    # Keep the defaults for identify (and page/screen), but not for every track...
+    # Keep the default for identify, but not for every track...
     DEFAULT_MAPPINGS[0],
-    DEFAULT_MAPPINGS[2],
+    # ...send page and screen calls (Segment's destination sends none by default) as Track Event "page"/"screen"...
+    Mapping(
+        name="Pages and screens",
+        trigger='type = "page" or type = "screen"',
+        action="track_event",
+        fields={"event_name": {"@path": "$.type"}},
+    ),
     # ...only orders, renamed, with the metadata Rehook's campaign rules need.
     Mapping(
         name="Orders",

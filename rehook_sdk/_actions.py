@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from ._constants import CUSTOMERS_PATH, EVENTS_PATH
 from ._encoding import PayloadError, json_safe, text_problem
-from ._jsvalues import UNDEFINED
+from ._jsvalues import UNDEFINED, js_string
 from ._outcome import Reason
 from ._types import Action, Call
 
@@ -41,11 +41,87 @@ DEFAULT_FIELDS: dict[Action, dict[str, Any]] = {
         "referral_code": {"@path": "$.traits.referral_code"},
     },
     Action.TRACK_EVENT: {
-        "event_name": {"@path": "$.event"},
+        "event_name": {
+            "@if": {"exists": {"@path": "$.event"}, "then": {"@path": "$.event"}, "else": {"@path": "$.type"}}
+        },
         "source_id": {"@path": "$.userId"},
         "metadata": {"@path": "$.properties"},
     },
 }
+# The JSON schema type of each field, as the destination declares it: "string", "string?" (string or null) or
+# "object"; and the label Segment's messages use.
+_TYPES: dict[Action, dict[str, str]] = {
+    Action.IDENTIFY_USER: {"source_id": "string", "metadata": "object", "referral_code": "string?"},
+    Action.TRACK_EVENT: {"event_name": "string", "source_id": "string", "metadata": "object"},
+}
+
+
+class _Invalid(Exception):
+    pass
+
+
+def _coerce(key: str, value: Any, kind: str) -> Any:
+    """
+    Segment's payload validation (ajv with ``coerceTypes: "array"``) of one field: what is sent, or `_Invalid`.
+    """
+    if kind == "object":
+        if isinstance(value, Mapping):
+            return value
+        raise _Invalid(f"{key} must be an object but it was {_kind(value)}")
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return value  # only "string?" fields keep a null (the others lost it before)
+    if isinstance(value, bool | int | float):
+        return js_string(value)
+    if isinstance(value, list | tuple) and len(value) == 1:
+        (item,) = value
+        if item is None:
+            return ""
+        if isinstance(item, bool | int | float):
+            return js_string(item)
+        if isinstance(item, str) and kind == "string":
+            return item  # a string-or-null field refuses it: ajv's coercion of a union type (checked with Segment)
+    raise _Invalid(f"{key} must be a string{' or null' if kind == 'string?' else ''} but it was {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list | tuple):
+        return "an array"
+    return "null" if value is None else "an object"
+
+
+def _payload(action: Action, fields: Mapping[str, Any]) -> dict[str, Any] | tuple[Reason, str, str]:
+    """
+    The body Segment's destination would post for these resolved fields: removeEmptyValues (a null where the
+    field does not allow one, an empty string at the root: gone), then the schema's coercion. On failure: the
+    reason, the field and a message.
+    """
+    body: dict[str, Any] = {}
+    for key, kind in _TYPES[action].items():
+        value = fields.get(key, UNDEFINED)
+        empty = value == ""
+        if (value is None and kind != "string?") or empty:
+            value = UNDEFINED
+        if value is UNDEFINED:
+            if key in REQUIRED_FIELDS[action]:
+                what = "is an empty string, which Segment drops" if empty else "resolved to nothing"
+                return Reason.MISSING_FIELD, key, f"{key} {what}; {_TITLES[action]} needs it"
+            continue
+        try:
+            body[key] = _coerce(key, value, kind)
+        except _Invalid as exc:
+            return Reason.INVALID_PAYLOAD, key, str(exc)
+    return body
+
+
+_TITLES = {Action.IDENTIFY_USER: "Identify User", Action.TRACK_EVENT: "Track Event"}
 
 
 class Request(NamedTuple):
@@ -76,52 +152,32 @@ def build_request(
         trusted: The fields came from directives over the JSON-safe event, so they need no second
             conversion; values from a user's callable are converted here.
     """
-    source_id = fields.get("source_id", UNDEFINED)
-    if isinstance(source_id, int) and not isinstance(source_id, bool):
-        source_id = str(source_id)
-    if source_id is UNDEFINED or source_id is None or source_id == "":
-        if call.anonymous_id and not call.user_id:
-            return Reason.ANONYMOUS_ONLY, f"{call.type.value}() has only an anonymousId; Rehook needs a userId"
-        return Reason.MISSING_USER_ID, f"{call.type.value}() has no userId (source_id); Rehook needs one"
-    if not isinstance(source_id, str):
-        return Reason.INVALID_PAYLOAD, f"source_id must be a string, got {type(source_id).__qualname__}"
-    if (problem := text_problem(source_id)) is not None:
-        return Reason.INVALID_PAYLOAD, f"source_id (userId) {problem}"
-    metadata = fields.get("metadata", UNDEFINED)
-    if metadata is UNDEFINED or metadata is None:
-        metadata = {}
-    if not isinstance(metadata, Mapping):
-        return Reason.INVALID_PAYLOAD, f"metadata must be an object, got {type(metadata).__qualname__}"
-    body: dict[str, Any]
+    payload = _payload(action, fields)
+    if isinstance(payload, tuple):
+        reason, key, message = payload
+        if key == "source_id" and reason is Reason.MISSING_FIELD:
+            if call.anonymous_id and not call.user_id:
+                return Reason.ANONYMOUS_ONLY, f"{call.type.value}() has only an anonymousId; Rehook needs a userId"
+            return Reason.MISSING_USER_ID, f"{call.type.value}() has no userId (source_id); Rehook needs one"
+        return reason, message
+    for key, label in (
+        ("source_id", "source_id (userId)"),
+        ("event_name", "event_name"),
+        ("referral_code", "referral_code"),
+    ):
+        text = payload.get(key)
+        if isinstance(text, str) and (problem := text_problem(text)) is not None:
+            return Reason.INVALID_PAYLOAD, f"{label} {problem}"
+    body = payload
     if action is Action.IDENTIFY_USER:
-        body = {"source_id": source_id, "metadata": metadata}
-        code = fields.get("referral_code", UNDEFINED)
-        if code is not UNDEFINED:
-            if isinstance(code, int) and not isinstance(code, bool):
-                code = str(code)
-            elif code is not None and not isinstance(code, str):
-                return Reason.INVALID_PAYLOAD, (
-                    f"traits.referral_code: must be a string or None, not {type(code).__qualname__}"
-                )
-            if code is not None and (problem := text_problem(code)) is not None:
-                return Reason.INVALID_PAYLOAD, f"traits.referral_code {problem}"
-            body["referral_code"] = code
         path = CUSTOMERS_PATH
     else:
-        event_name = fields.get("event_name", UNDEFINED)
-        if event_name is UNDEFINED or event_name is None:
-            return Reason.MISSING_FIELD, "event_name resolved to nothing; Track Event needs it"
-        if not isinstance(event_name, str):
-            return Reason.INVALID_PAYLOAD, f"event_name must be a string, got {type(event_name).__qualname__}"
-        if not event_name:
-            return Reason.INVALID_PAYLOAD, f"{call.type.value}() has an empty event name"
-        if (problem := text_problem(event_name)) is not None:
-            return Reason.INVALID_PAYLOAD, f"event_name {problem}"
+        event_name = body["event_name"]
+        metadata = body.get("metadata", {})
         if event_name in conversion_events and metadata.get("referral_code") in (None, ""):
             return Reason.MISSING_REFERRAL_CODE, (
                 f"{event_name!r} is a conversion event and needs properties['referral_code']"
             )
-        body = {"event_name": event_name, "source_id": source_id, "metadata": metadata}
         path = EVENTS_PATH
     if not trusted:
         try:

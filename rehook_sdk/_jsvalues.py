@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any, Final
 
-__all__ = ["UNDEFINED", "js_get", "js_number", "js_string", "js_truthy", "split_path"]
+__all__ = ["UNDEFINED", "js_get", "js_number", "js_string", "js_trim", "js_truthy", "split_path"]
 
 
 class _Undefined:
@@ -45,6 +45,13 @@ def split_path(path: str) -> list[str]:
     The keys of a dot/bracket path, as Segment's ``get`` splits it: ``"a.b[0].c"`` -> ``["a", "b", "0", "c"]``.
     """
     return _PATH_SEGMENT.findall(path)
+
+
+def js_trim(text: str) -> str:
+    """
+    JavaScript's ``text.trim()``: white space and line terminators off both ends.
+    """
+    return text.strip(_JS_WHITESPACE)
 
 
 def js_truthy(value: Any) -> bool:

@@ -14,9 +14,9 @@ import attrs
 
 from ._actions import ACTION_FIELDS, DEFAULT_FIELDS, REQUIRED_FIELDS
 from ._directives import DirectiveError, Resolver, compile_value, object_resolver, producible
+from ._directives import reads as spec_reads
 from ._exceptions import MappingError
 from ._fql import Predicate, TriggerError, read_trigger
-from ._jsvalues import split_path
 from ._types import Action
 
 __all__ = ["DEFAULT_MAPPINGS", "MAX_MAPPINGS", "CompiledMapping", "Mapping", "compile_mappings"]
@@ -62,15 +62,9 @@ class Mapping:
 DEFAULT_MAPPINGS: tuple[Mapping, ...] = (
     Mapping(name="Identify User", trigger='type = "identify"', action=Action.IDENTIFY_USER),
     Mapping(name="Track Event", trigger='type = "track"', action=Action.TRACK_EVENT),
-    Mapping(
-        name="Track Page or Screen",
-        trigger='type = "page" or type = "screen"',
-        action=Action.TRACK_EVENT,
-        fields={"event_name": {"@path": "$.type"}},
-    ),
 )
-"""What a client sends without ``mappings=``: the Segment destination's defaults (page/screen as Track Event
-named after the call type)."""
+"""What a client sends without ``mappings=``: the Segment destination's two default subscriptions. It has no
+presets, so page(), screen(), group() and alias() calls send nothing unless a mapping says so."""
 
 
 @attrs.frozen
@@ -172,7 +166,7 @@ def _compile(index: int, mapping: object) -> CompiledMapping:
         except DirectiveError as exc:
             raise error(exc.where, exc.message, repr(spec)) from None
         if reads is not None:
-            reads = _spec_reads(spec, reads)
+            reads = spec_reads(spec, reads)
     return CompiledMapping(
         index=index,
         name=name,
@@ -208,27 +202,3 @@ def _guarded_trigger(trigger: Callable[[Event], bool]) -> Predicate:
         return bool(trigger(event))
 
     return matches
-
-
-def _spec_reads(spec: Any, reads: set[str]) -> set[str] | None:
-    # The top-level event keys a field value reads, so that only those are converted per event.
-    if isinstance(spec, dict):
-        for key, value in spec.items():
-            if key == "@path":
-                if not isinstance(value, str):
-                    return None
-                keys = split_path(value.replace("$.", "", 1))
-                if keys:
-                    reads.add(keys[0])
-            elif key == "@template":
-                if not isinstance(value, str):
-                    return None
-                # {{traits.x}} and friends: any key may be read; be safe and convert them all.
-                return None
-            elif _spec_reads(value, reads) is None:
-                return None
-    elif isinstance(spec, list | tuple):
-        for value in spec:
-            if _spec_reads(value, reads) is None:
-                return None
-    return reads

@@ -18,6 +18,10 @@ from ._types import Call, CallType
 __all__ = ["Router", "Step"]
 
 _NO_ACTION_TYPES = frozenset({CallType.GROUP, CallType.ALIAS})
+_NO_PAGE_MAPPING = (
+    "{}() is not sent by default: Segment's Rehook destination sends only identify and track; "
+    "add a Mapping for page and screen calls (README, Mappings) to send them as Track Event"
+)
 
 
 class Step(NamedTuple):
@@ -43,7 +47,8 @@ class Router:
         # With exactly the default mappings, route() takes a shortcut that resolves their fields directly,
         # without building the Segment event (about 6 us less per call in the sender); the tests check that it
         # gives the same steps as the general path.
-        self._defaults = shortcut and [m.source for m in self._mappings] == list(DEFAULT_MAPPINGS)
+        self._only_defaults = [m.source for m in self._mappings] == list(DEFAULT_MAPPINGS)
+        self._defaults = shortcut and self._only_defaults
         # The event keys any mapping reads; None (convert everything) when one of them may read anything.
         parts = [m.reads for m in self._mappings]
         self._reads = None if None in parts else frozenset().union(*(p for p in parts if p is not None))
@@ -95,14 +100,16 @@ class Router:
             return (
                 Reason.UNSUPPORTED_CALL,
                 f"{call.type.value}() has no Rehook action and no mapping sends it; "
-                "only identify, track, page and screen are sent by default",
+                "only identify and track are sent by default",
             )
+        if self._only_defaults:
+            return Reason.NO_MATCHING_MAPPING, _NO_PAGE_MAPPING.format(call.type.value)
         return Reason.NO_MATCHING_MAPPING, f"no mapping's trigger matched this {call.type.value}() call"
 
     def _route_defaults(self, call: Call) -> list[Step] | tuple[Reason, str]:
         # DEFAULT_MAPPINGS, resolved by hand: identify -> Identify User (source_id <- userId, metadata <- traits,
-        # referral_code <- traits.referral_code); track -> Track Event (event_name <- event, metadata <-
-        # properties); page/screen -> Track Event named after the call type.
+        # referral_code <- traits.referral_code); track -> Track Event (event_name <- event, which a track call
+        # always has, metadata <- properties).
         kind = call.type
         fields: dict[str, Any]
         try:
@@ -112,18 +119,20 @@ class Router:
                 fields = {"source_id": call.user_id, "metadata": traits}
                 if "referral_code" in traits:
                     fields["referral_code"] = traits["referral_code"]
-            elif kind is CallType.TRACK or kind is CallType.PAGE or kind is CallType.SCREEN:
-                mapping = self._mappings[1 if kind is CallType.TRACK else 2]
-                event_name = call.event if kind is CallType.TRACK else kind.value
+            elif kind is CallType.TRACK:
+                mapping = self._mappings[1]
                 properties = json_safe(call.properties or {}, "properties")
-                fields = {"event_name": event_name, "source_id": call.user_id, "metadata": properties}
+                fields = {"event_name": call.event, "source_id": call.user_id, "metadata": properties}
+            elif kind is CallType.PAGE or kind is CallType.SCREEN:
+                json_safe(call.properties or {}, "properties")  # the general path converts them before matching
+                return Reason.NO_MATCHING_MAPPING, _NO_PAGE_MAPPING.format(kind.value)
             else:
                 if kind is CallType.GROUP:
                     json_safe(call.traits or {}, "traits")  # the general path converts them before matching
                 return (
                     Reason.UNSUPPORTED_CALL,
                     f"{kind.value}() has no Rehook action and no mapping sends it; "
-                    "only identify, track, page and screen are sent by default",
+                    "only identify and track are sent by default",
                 )
         except PayloadError as exc:
             return Reason.INVALID_PAYLOAD, str(exc)

@@ -78,13 +78,14 @@ async def test_mixed_file_summary_and_exit_code(fake: FakeRehook, tmp_path: Path
     table = {(r[0].strip(), r[1].strip()): r[2].strip() for r in rows}
     assert table == {
         ("status", "reason"): "calls",
-        ("delivered", "-"): "4",
+        ("delivered", "-"): "3",
         ("dropped", "anonymous_only"): "1",
         ("dropped", "missing_referral_code"): "1",
+        ("dropped", "no_matching_mapping"): "1",  # page() is not sent by default, as in Segment
         ("bad line", "-"): "3",
         ("total", ""): "9",
     }
-    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "page", "signup"]
+    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "signup"]
     assert "adv1" in fake.customers
     assert not failed_files(tmp_path)  # nothing failed: the default failed file is not left behind
 
@@ -108,13 +109,15 @@ async def test_all_delivered_or_deliberately_dropped_exits_0(fake: FakeRehook, t
     piped = json.dumps(MIXED[8]).encode() + b"\n"
     code, out, _ = await rehook(fake, "send", str(calls), "-", "--no-progress", stdin=piped)
     assert code == 0, out
-    assert "delivered | -              |     3" in out  # identify, track, and the page from stdin
-    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "page"]
+    rows = {tuple(c.strip() for c in line.split("|")) for line in out.splitlines() if "|" in line}
+    assert ("delivered", "-", "2") in rows  # identify and track
+    assert ("dropped", "no_matching_mapping", "1") in rows  # the page from stdin: not sent by default
+    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed"]
 
 
 async def test_failed_calls_are_written_and_replayed(fake: FakeRehook, tmp_path: Path) -> None:
     """With Rehook failing, calls go to --failed-to; replaying that file later delivers them, once."""
-    calls = write_lines(tmp_path / "calls.jsonl", [MIXED[1], MIXED[2], MIXED[8]])
+    calls = write_lines(tmp_path / "calls.jsonl", [MIXED[0], MIXED[1], MIXED[2]])
     failed = tmp_path / "failed.jsonl"
     fake.fail_next(100, status=503)
 
@@ -126,7 +129,8 @@ async def test_failed_calls_are_written_and_replayed(fake: FakeRehook, tmp_path:
     fake.clear_faults()
     code, out, _ = await rehook(fake, "send", str(failed))
     assert code == 0, out
-    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "page", "signup"]
+    assert sorted(e["event_name"] for e in fake.events) == ["Order Completed", "signup"]
+    assert "adv1" in fake.customers
     assert fake.duplicates == 0
 
 
@@ -140,14 +144,15 @@ async def test_dry_run_prints_requests_and_sends_nothing(fake: FakeRehook, tmp_p
     identify = {"source_id": "adv1", "metadata": {"referral_code": "ADV1", "plan": "pro"}, "referral_code": "ADV1"}
     order = {"event_name": "Order Completed", "source_id": "adv1", "metadata": {"total": 20}}
     signup = {"event_name": "signup", "source_id": "f1", "metadata": {"referral_code": "ADV1"}}
-    page = {"event_name": "page", "source_id": "u1", "metadata": {"name": "Home"}}
     assert out.splitlines() == [
         f"{calls}:1: POST /customers {compact(identify)}",
         f"{calls}:2: POST /events/invoke {compact(order)}",
         f"{calls}:3: POST /events/invoke {compact(signup)}",
         f"{calls}:4: DROP missing_referral_code: 'signup' is a conversion event and needs properties['referral_code']",
         f"{calls}:5: DROP anonymous_only: track() has only an anonymousId; Rehook needs a userId",
-        f"{calls}:9: POST /events/invoke {compact(page)}",
+        f"{calls}:9: DROP no_matching_mapping: page() is not sent by default: Segment's Rehook destination sends "
+        "only identify and track; add a Mapping for page and screen calls (README, Mappings) to send them as "
+        "Track Event",
     ]
     assert f"{calls}:8: track(): event must be a str, not int" in err
     assert fake.requests == []

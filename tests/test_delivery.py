@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 
-from rehook_sdk import CallType, OutcomeStatus, Reason, RehookClient
+from rehook_sdk import CallType, Mapping, OutcomeStatus, Reason, RehookClient
 from rehook_sdk.testing import FakeRehook
 
 
@@ -123,28 +123,30 @@ async def test_numeric_ids_become_strings(client: RehookClient, fake: FakeRehook
     assert [r.json["source_id"] for r in fake.requests] == ["42", "7"]
 
 
-async def test_page_and_screen_map_to_track_event_named_after_the_call(client: RehookClient, fake: FakeRehook) -> None:
-    """page() and screen() become Track Event with event_name "page"/"screen"; the name joins the metadata."""
+async def test_page_and_screen_are_not_sent_by_default(client: RehookClient, fake: FakeRehook) -> None:
+    """As Segment's Rehook destination (no presets): page() and screen() send nothing, and the outcome says how to
+    send them."""
     page = await client.page("Pricing", {"url": "https://example.com/pricing"}, user_id="u1")
     screen = await client.screen("Home", user_id="u1")
-    unnamed = await client.page(None, {"path": "/"}, {"userId": "u1"})
 
-    assert [page.delivered, screen.delivered, unnamed.delivered] == [True, True, True]
-    assert [r.json for r in fake.requests] == [
-        {
-            "event_name": "page",
-            "source_id": "u1",
-            "metadata": {"url": "https://example.com/pricing", "name": "Pricing"},
-        },
-        {"event_name": "screen", "source_id": "u1", "metadata": {"name": "Home"}},
-        {"event_name": "page", "source_id": "u1", "metadata": {"path": "/"}},
+    assert (page.status, page.reason) == (OutcomeStatus.DROPPED, Reason.NO_MATCHING_MAPPING)
+    assert (screen.status, screen.reason) == (OutcomeStatus.DROPPED, Reason.NO_MATCHING_MAPPING)
+    assert "add a Mapping for page and screen calls" in page.message
+    assert fake.requests == []
+
+
+async def test_page_name_joins_the_properties_and_does_not_overwrite_a_name_property(fake: FakeRehook) -> None:
+    """As analytics.js does, the page's name goes into its properties, unless they have a "name" already."""
+    pages = Mapping(trigger='type = "page"', action="track_event", fields={"event_name": {"@path": "$.type"}})
+    async with fake.client(mappings=[pages]) as client:
+        await client.page("Pricing", {"url": "/pricing"}, user_id="u1")
+        await client.page("Pricing", {"name": "custom"}, user_id="u1")
+        await client.page(None, {"path": "/"}, {"userId": "u1"})
+    assert [r.json["metadata"] for r in fake.requests] == [
+        {"url": "/pricing", "name": "Pricing"},
+        {"name": "custom"},
+        {"path": "/"},
     ]
-
-
-async def test_page_name_does_not_overwrite_a_name_property(client: RehookClient, fake: FakeRehook) -> None:
-    """A "name" already in the properties wins over the page name."""
-    await client.page("Pricing", {"name": "custom"}, user_id="u1")
-    assert fake.requests[0].json["metadata"] == {"name": "custom"}
 
 
 async def test_group_and_alias_are_dropped_as_unsupported(client: RehookClient, fake: FakeRehook) -> None:
@@ -163,7 +165,7 @@ async def test_group_and_alias_are_dropped_as_unsupported(client: RehookClient, 
 
 async def test_missing_user_id_is_dropped(client: RehookClient, fake: FakeRehook) -> None:
     """A call without any userId ends dropped: missing_user_id."""
-    outcomes = [await client.track("e", {"a": 1}), await client.identify(None, {"a": 1}), await client.page("p")]
+    outcomes = [await client.track("e", {"a": 1}), await client.identify(None, {"a": 1})]
 
     assert {(o.status, o.reason) for o in outcomes} == {(OutcomeStatus.DROPPED, Reason.MISSING_USER_ID)}
     assert fake.requests == []
@@ -207,12 +209,12 @@ async def test_conversion_event_without_referral_code_is_dropped(client: RehookC
     assert len(fake.requests) == 1
 
 
-async def test_empty_event_name_is_invalid_payload(client: RehookClient, fake: FakeRehook) -> None:
-    """track("") is dropped as invalid_payload with a message saying why."""
+async def test_empty_event_name_is_missing(client: RehookClient, fake: FakeRehook) -> None:
+    """track("") is dropped as missing_field: Segment drops an empty string at the payload's root."""
     outcome = await client.track("", user_id="u1")
 
-    assert outcome.reason is Reason.INVALID_PAYLOAD
-    assert "empty event name" in outcome.message
+    assert outcome.reason is Reason.MISSING_FIELD
+    assert "event_name is an empty string, which Segment drops" in outcome.message
     assert fake.requests == []
 
 

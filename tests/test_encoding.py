@@ -125,10 +125,13 @@ async def test_shared_value_that_is_not_circular_is_fine(client: RehookClient, f
 
 
 async def test_invalid_referral_code_type_is_invalid_payload(client: RehookClient) -> None:
-    """traits.referral_code must be a string (an int becomes one); anything else is invalid_payload."""
-    outcome = await client.identify("u1", {"referral_code": ["A"]})
+    """traits.referral_code becomes a string as Segment coerces it (1.5 -> "1.5"); an object or a list of two is
+    invalid_payload, with Segment's message."""
+    coerced = await client.identify("u1", {"referral_code": 1.5})
+    outcome = await client.identify("u2", {"referral_code": ["A", "B"]})
+    assert coerced.delivered
     assert outcome.reason is Reason.INVALID_PAYLOAD
-    assert "traits.referral_code" in outcome.message
+    assert "referral_code must be a string or null but it was an array" in outcome.message
 
 
 json_values = st.recursive(

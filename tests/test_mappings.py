@@ -66,7 +66,13 @@ DIRECTIVES: list[tuple[Any, Any]] = [
         {"t": "u1 paid 12.5 by card"},
     ),
     ({"t": {"@template": "[{{properties.nope}}]"}}, {"t": "[]"}),
-    ({"t": {"@template": "{{properties.html}} {{{properties.html}}}"}}, {"t": "&lt;b&gt;&amp; <b>&"}),
+    ({"t": {"@template": "{{properties.html}} {{{properties.html}}}"}}, {"t": "<b>& <b>&"}),  # no HTML escaping
+    ({"t": {"@template": "{{properties.items}}|{{properties.none}}"}}, {"t": "[object Object],[object Object]|"}),
+    ({"m": {"@if": {"exists": {"@path": "$.properties.total"}}}}, {}),  # no branch to take: nothing
+    ({"m": {"@if": {"exists": 1, "then": 1, "when": 2}}}, {"m": 1}),  # other keys are ignored
+    ({"w": {"@path": "$."}}, "whole event"),  # "$." (and "") is the whole event
+    ({"q": {"@path": "$.properties['payment']"}, "r": {"@path": "$.properties[payment]"}}, {"q": "card"}),
+    ({"k": {"@path": "$.type", "_metadata": {"label": "x"}}}, {"k": "track"}),  # _metadata beside a directive
     ({"t": {"@template": "{{ properties.payment }}"}}, {"t": "card"}),
     ({"l": {"@literal": "{{not a template}}"}}, {"l": "{{not a template}}"}),
     ({"l": {"@literal": {"@path": "$.properties.total"}}}, {"l": 12.5}),  # mapping-kit resolves inside @literal
@@ -83,7 +89,17 @@ async def test_directives_resolve_like_mapping_kit(fake: FakeRehook, metadata: A
         outcome = await client.track("Order Completed", PROPS, user_id="u1")
 
     assert outcome.delivered, outcome.message
-    assert fake.requests[0].json["metadata"] == expected
+    if expected == "whole event":
+        event = fake.requests[0].json["metadata"]["w"]
+        assert event == {
+            "type": "track",
+            "userId": "u1",
+            "event": "Order Completed",
+            "properties": PROPS,
+            "messageId": outcome.message_id,
+        }
+    else:
+        assert fake.requests[0].json["metadata"] == expected
 
 
 async def test_issue_example_mapping(fake: FakeRehook) -> None:
@@ -131,16 +147,35 @@ async def test_fields_override_some_and_inherit_the_rest(fake: FakeRehook) -> No
 
 async def test_default_mappings_are_importable_and_equivalent(fake: FakeRehook) -> None:
     """Passing DEFAULT_MAPPINGS explicitly behaves as passing nothing."""
-    assert [m.action for m in DEFAULT_MAPPINGS] == [Action.IDENTIFY_USER, Action.TRACK_EVENT, Action.TRACK_EVENT]
+    assert [m.action for m in DEFAULT_MAPPINGS] == [Action.IDENTIFY_USER, Action.TRACK_EVENT]
     async with fake.client(mappings=DEFAULT_MAPPINGS) as client:
         await client.identify("u1", {"referral_code": "C1"})
         await client.track("e", {"a": 1}, user_id="u1")
-        await client.screen("Home", user_id="u1")
+        screen = await client.screen("Home", user_id="u1")
 
     assert [r.json for r in fake.requests] == [
         {"source_id": "u1", "metadata": {"referral_code": "C1"}, "referral_code": "C1"},
         {"event_name": "e", "source_id": "u1", "metadata": {"a": 1}},
-        {"event_name": "screen", "source_id": "u1", "metadata": {"name": "Home"}},
+    ]
+    assert screen.reason is Reason.NO_MATCHING_MAPPING
+
+
+async def test_page_and_screen_are_sent_with_one_mapping(fake: FakeRehook) -> None:
+    """0.1.0 sent page and screen calls by default; the one Mapping in the README's migration note keeps that."""
+    pages = Mapping(
+        name="Page or Screen",
+        trigger='type = "page" or type = "screen"',
+        action="track_event",
+        fields={"event_name": {"@path": "$.type"}},
+    )
+    async with fake.client(mappings=[*DEFAULT_MAPPINGS, pages]) as client:
+        page = await client.page("Home", {"path": "/"}, user_id="u1")
+        screen = await client.screen("Settings", user_id="u1")
+
+    assert (page.status, screen.status) == (OutcomeStatus.DELIVERED, OutcomeStatus.DELIVERED)
+    assert [r.json for r in fake.requests] == [
+        {"event_name": "page", "source_id": "u1", "metadata": {"path": "/", "name": "Home"}},
+        {"event_name": "screen", "source_id": "u1", "metadata": {"name": "Settings"}},
     ]
 
 
@@ -167,8 +202,8 @@ async def test_several_mappings_fire_for_one_call(fake: FakeRehook) -> None:
     assert [r.path for r in fake.requests] == ["/events/invoke", "/customers"]
     assert fake.requests[1].json == {"source_id": "u1", "metadata": {"last_order": 5}, "referral_code": None}
     # One Idempotency-Key per request, derived from the call's messageId.
-    assert [r.idempotency_key for r in fake.requests] == ["m1-1", "m1-3"]
-    assert [r.message_id for r in outcome.results] == ["m1-1", "m1-3"]
+    assert [r.idempotency_key for r in fake.requests] == ["m1-1", "m1-2"]
+    assert [r.message_id for r in outcome.results] == ["m1-1", "m1-2"]
     assert client.stats().delivered == 1  # counted per call
 
 
@@ -236,16 +271,23 @@ async def test_runtime_wrong_types_are_invalid_payload(fake: FakeRehook) -> None
         Mapping(trigger='event = "a"', action="track_event", fields={"metadata": {"@path": "$.event"}}),
         Mapping(trigger='event = "b"', action="track_event", fields={"event_name": {"@path": "$.properties"}}),
         Mapping(trigger='event = "c"', action="track_event", fields={"metadata": dynamic}),
+        # Valid for mapping-kit's validation (it does not look inside arrays, nor require exists): fails per event.
+        Mapping(trigger='event = "d"', action="track_event", fields={"metadata": {"x": [{"@nope": 1}]}}),
+        Mapping(trigger='event = "e"', action="track_event", fields={"metadata": {"@if": {"then": 1}}}),
     ]
     async with fake.client(mappings=mappings) as client:
         a = await client.track("a", user_id="u1")
         b = await client.track("b", user_id="u1")
         c = await client.track("c", {"n": 5}, user_id="u1")
+        d = await client.track("d", user_id="u1")
+        e = await client.track("e", user_id="u1")
 
-    assert (a.reason, b.reason, c.reason) == (Reason.INVALID_PAYLOAD,) * 3
-    assert "metadata must be an object" in a.message
-    assert "event_name must be a string" in b.message
-    assert "@path: expected a string" in c.message
+    assert (a.reason, b.reason, c.reason, d.reason, e.reason) == (Reason.INVALID_PAYLOAD,) * 5
+    assert "metadata must be an object but it was a string" in a.message
+    assert "event_name must be a string but it was an object" in b.message
+    assert "@path: expected string, got number" in c.message
+    assert "@nope is not a valid directive" in d.message
+    assert '@if requires an "exists" key or a "blank" key' in e.message
     assert fake.requests == []
 
 
@@ -341,7 +383,11 @@ INVALID_MAPPINGS: list[tuple[Any, str, str]] = [
     (Mapping(trigger=TRACK, action="track_event", fields={"event_name": None}), "fields.event_name", "can never give"),
     (Mapping(trigger=TRACK, action="track_event", fields={"event_name": ""}), "fields.event_name", "can never give"),
     (Mapping(trigger=TRACK, action="track_event", fields={"event_name": {"a": 1}}), "fields.event_name", "can never"),
-    (Mapping(trigger=TRACK, action="identify_user", fields={"source_id": True}), "fields.source_id", "can never give"),
+    (
+        Mapping(trigger=TRACK, action="identify_user", fields={"source_id": [1, 2]}),
+        "fields.source_id",
+        "can never give",
+    ),
     (
         Mapping(trigger=TRACK, action="identify_user", fields={"source_id": {"@literal": None}}),
         "fields.source_id",
@@ -359,7 +405,7 @@ INVALID_MAPPINGS: list[tuple[Any, str, str]] = [
     (
         Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@path": "$.a", "x": 1}}),
         "fields.metadata",
-        "cannot have other keys",
+        "has no keys but _metadata beside it",
     ),
     (
         Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@path": "$.a", "@template": "b"}}),
@@ -369,32 +415,32 @@ INVALID_MAPPINGS: list[tuple[Any, str, str]] = [
     (
         Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"x": {"@merge": []}}}),
         "fields.metadata.x",
-        "unknown directive @merge",
+        "@merge is a mapping-kit directive rehook-sdk does not support",
     ),
     (
-        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@if": {"then": 1}}}),
-        "fields.metadata.@if",
-        'needs an "exists" or a "blank"',
+        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"x": [{"@case": {}}]}}),
+        "fields.metadata.x[0]",
+        "@case is a mapping-kit directive rehook-sdk does not support",
     ),
     (
-        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@if": {"exists": {"@path": "$.a"}}}}),
-        "fields.metadata.@if",
-        'needs a "then" or an "else"',
+        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"x": {"@nope": 1}}}),
+        "fields.metadata.x",
+        "unknown directive @nope",
     ),
     (
-        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@if": {"exists": 1, "then": 1, "when": 2}}}),
+        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@if": "x"}}),
         "fields.metadata.@if",
-        "unknown @if keys: when",
+        "@if takes an object, got a string",
+    ),
+    (
+        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@if": {"then": {"@nope": 1}}}}),
+        "fields.metadata.@if.then",
+        "unknown directive @nope",
     ),
     (
         Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@path": 5}}),
         "fields.metadata.@path",
-        "takes a string",
-    ),
-    (
-        Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@path": "$."}}),
-        "fields.metadata.@path",
-        "names no field",
+        "takes a string or a directive",
     ),
     (
         Mapping(trigger=TRACK, action="track_event", fields={"metadata": {"@template": ["x"]}}),
@@ -422,10 +468,10 @@ def test_invalid_mappings_are_refused_at_construction(mapping: Mapping, part: st
     with pytest.raises(MappingError) as info:
         RehookClient("k", "s", mappings=[*DEFAULT_MAPPINGS, mapping])
 
-    assert info.value.index == 3
+    assert info.value.index == 2
     assert info.value.part == part
     assert message in str(info.value)
-    assert str(info.value).startswith(f"mappings[3]: {part}: ")
+    assert str(info.value).startswith(f"mappings[2]: {part}: ")
 
 
 def test_mapping_name_appears_in_errors() -> None:

@@ -67,8 +67,8 @@ def test_same_signatures_and_outcomes(fake: FakeRehook) -> None:
     assert [(o.status, o.reason) for o in outcomes] == [
         (OutcomeStatus.DELIVERED, None),
         (OutcomeStatus.DROPPED, Reason.MISSING_REFERRAL_CODE),
-        (OutcomeStatus.DELIVERED, None),
-        (OutcomeStatus.DELIVERED, None),
+        (OutcomeStatus.DROPPED, Reason.NO_MATCHING_MAPPING),  # page and screen: not sent by default
+        (OutcomeStatus.DROPPED, Reason.NO_MATCHING_MAPPING),
         (OutcomeStatus.DROPPED, Reason.UNSUPPORTED_CALL),
         (OutcomeStatus.DROPPED, Reason.UNSUPPORTED_CALL),
         (OutcomeStatus.DELIVERED, None),
