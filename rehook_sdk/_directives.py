@@ -176,7 +176,8 @@ def _validate_directive(value: dict[str, Any], where: str) -> None:
         elif not isinstance(arg, str):
             raise DirectiveError(inner, f"{name} takes a string or a directive, got {_article(_kind(arg))}")
     elif name == "@literal":
-        _validate(arg, inner)
+        if _kind(arg) == "directive":  # validateDirectiveOrRaw: a plain object or array is not looked into
+            _validate_directive(arg, inner)
     else:
         raise DirectiveError(where, f"unknown directive {name}; known: {', '.join(DIRECTIVES)}")
 
