@@ -21,7 +21,7 @@ from typing import Any, Literal, Self
 import aiohttp
 
 from . import _exit
-from ._audience import audience_key
+from ._audience import audience_key, engage_context
 from ._calls import Callback, build
 from ._constants import (
     API_KEY_ENV,
@@ -528,25 +528,28 @@ class RehookClient:
         """
         Say that ``user_id`` entered (``member=True``) or left an Engage audience, as Segment Engage does.
 
-        Sends an identify whose only trait is the snake_cased audience name with a boolean:
-        ``audience("u1", "Order Completed Last 30 Days")`` identifies ``u1`` with
-        ``{"order_completed_last_30_days": True}``. Mappings apply as to any identify.
+        Sends an identify whose only trait is the audience name snake_cased as lodash does (as Engage keys it) with
+        a boolean: ``audience("u1", "Order Completed Last 30 Days")`` identifies ``u1`` with
+        ``{"order_completed_last_30_days": True}``, and ``context.personas`` carries ``computation_class``
+        ``"audience"`` and ``computation_key``, as Engage's do. Mappings apply as to any identify.
 
         Raises:
             TypeError: ``audience_name`` is not a str or ``member`` not a bool.
-            ValueError: the audience name has no letter or digit.
+            ValueError: the audience name's key would be empty (no letter, digit or emoji).
         """
         if not isinstance(audience_name, str):
             raise TypeError(f"audience(): audience_name must be a str, not {type(audience_name).__qualname__}")
         if not isinstance(member, bool):
             raise TypeError(f"audience(): member must be a bool, not {type(member).__qualname__}")
+        key = audience_key(audience_name)
+        personas = {**(context or {}).get("personas", {}), **engage_context(key)}
         return self.identify(
             user_id,
-            {audience_key(audience_name): member},
+            {key: member},
             None,
             callback,
             timestamp=timestamp,
-            context=context,
+            context={**(context or {}), "personas": personas},
             message_id=message_id,
         )
 
