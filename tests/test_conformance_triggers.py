@@ -80,3 +80,36 @@ def test_the_sdk_refuses_only_named_misreadings() -> None:
     known = json.loads(KNOWN.read_text(encoding="utf-8"))["refused_by_sdk"]
     assert found == known
     assert set(found.values()) <= set(REFUSALS)
+
+
+def test_the_readme_names_every_refusal_and_the_vector_counts() -> None:
+    """The README's "Where rehook-sdk differs from Segment" has a row per refusal case, and its counts are current."""
+    readme = (HERE.parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Where rehook-sdk differs from Segment") :]
+    rows = {
+        "single-quote": "a trigger with a single-quoted string",
+        "match-pattern": "`match()` without exactly one `*`",
+        "unknown-field": "a field other than `type`",
+        "negation": "`!` before anything but",
+        "comparison": "a comparison whose operator is not one of the six",
+        "stray": "a stray value, operator or `)`",
+        "parentheses": "nested, empty or unclosed parentheses",
+    }
+    assert set(rows) == set(REFUSALS)
+    assert [case for case, row in rows.items() if f"| {row}" not in section] == []
+    vectors = HERE / "vectors"
+    destination = json.loads((vectors / "destination.json").read_text(encoding="utf-8"))
+    mappings = json.loads((vectors / "mappings.json").read_text(encoding="utf-8"))
+    audiences = json.loads((vectors / "audiences.json").read_text(encoding="utf-8"))
+    triggers, events = len(VECTORS["triggers"]), len(VECTORS["events"])
+    refused = sum(m["refused"] is not None for m in mappings["mappings"])
+    outputs = sum(len(m["outputs"]) for m in mappings["mappings"] if m["outputs"] is not None)
+    expected = [
+        f"{triggers} triggers x {events} events ({triggers * events:,} verdicts)",
+        f"{len(destination['subscriptions'])} destination subscriptions x {len(destination['events'])} calls",
+        f"{len(mappings['mappings'])} directive trees x {len(mappings['events'])} events "
+        f"({outputs:,} outputs, {refused} refusals)",
+        f"{len(audiences['audiences'])} audience names",
+    ]
+    flat = " ".join(section.split())
+    assert [text for text in expected if " ".join(text.split()) not in flat] == []
