@@ -110,7 +110,8 @@ def _positive_int(value: object, name: str) -> int:
 
 class RehookClient:
     """
-    Sends identify/track/page/screen calls to Rehook from asyncio code, without ever blocking the caller.
+    Sends identify and track calls (and, with a mapping for them, page/screen/group) to Rehook from asyncio code,
+    without ever blocking the caller.
 
     Each call is queued and returns an `EventHandle` at once; sender tasks deliver in the background, one
     HTTP request per call over a keep-alive session, retrying with backoff. Every call ends in exactly one
