@@ -23,19 +23,24 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import IO, Any, TextIO
 
+from . import __version__
 from ._client import RehookClient
 from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY
+from ._deadletter import outcome_line
 from ._exceptions import AuthenticationError, ConfigurationError, RehookError
 from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
-from ._outcome import Outcome, OutcomeStatus
+from ._outcome import Outcome, OutcomeStatus, Reason
 from ._retry import RetryPolicy
 from ._router import Router
 from ._types import CallType
+from .testing.__main__ import __doc__ as fake_doc
+from .testing.__main__ import add_arguments as add_fake_arguments
+from .testing.__main__ import serve as serve_fake
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
 # analytics.js message fields -> the options the client takes.
 _OPTION_FIELDS = ("userId", "anonymousId", "timestamp", "context", "integrations", "messageId")
 
@@ -46,20 +51,46 @@ class BadLine(Exception):
     """
 
 
-def read_calls(paths: Sequence[str], stdin: TextIO) -> Iterator[tuple[str, int, str]]:
+class MaybeDelivered(Exception):
+    """
+    A failed-file line whose request may have reached Rehook: skipped unless ``--resend-maybe-delivered``.
+    """
+
+
+def read_calls(paths: Sequence[str], stdin: TextIO) -> Iterator[tuple[str, int, str | BadLine]]:
     """
     (file name, line number, text) for every non-blank line, read lazily: a file of any size in constant memory.
+    A line that is not UTF-8 comes as a `BadLine` instead of its text.
     """
     for path in paths:
-        stream: IO[str]
+        stream: IO[bytes]
         with contextlib.ExitStack() as stack:
             if path == "-":
-                stream, name = stdin, "<stdin>"
+                stream, name = stdin.buffer, "<stdin>"
             else:
-                stream, name = stack.enter_context(open(path, encoding="utf-8")), path
-            for number, line in enumerate(stream, 1):
-                if line.strip():
-                    yield name, number, line
+                stream, name = stack.enter_context(open(path, "rb")), path
+            for number, raw in enumerate(stream, 1):
+                if not raw.strip():
+                    continue
+                try:
+                    yield name, number, raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield name, number, BadLine(f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+
+
+def unreadable(paths: Sequence[str]) -> str | None:
+    """
+    Why one of ``paths`` cannot be read, checked before anything is sent; None when all can.
+    """
+    for path in paths:
+        if path == "-":
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            return f"cannot read {path}: {exc.strerror or exc}"
+    return None
 
 
 def count_lines(paths: Sequence[str]) -> int | None:
@@ -76,7 +107,7 @@ def count_lines(paths: Sequence[str]) -> int | None:
     return total
 
 
-def parse_call(text: str) -> dict[str, Any]:
+def parse_call(text: str, *, resend_maybe_delivered: bool = False) -> dict[str, Any]:
     """
     One Segment-spec call from a line: a message, or a dead-letter line (``{"v": 1, "call": {...}}``).
 
@@ -90,6 +121,9 @@ def parse_call(text: str) -> dict[str, Any]:
     if isinstance(message, dict) and isinstance(message.get("call"), dict) and "v" in message:
         if message["v"] != 1:
             raise BadLine(f"dead-letter format version {message['v']!r} is not supported (this tool reads 1)")
+        outcome = message.get("outcome")
+        if not resend_maybe_delivered and isinstance(outcome, dict) and outcome.get("maybe_delivered") is True:
+            raise MaybeDelivered
         message = message["call"]
     if not isinstance(message, dict):
         raise BadLine(f"a call must be a JSON object, not {type(message).__name__}")
@@ -140,6 +174,8 @@ class Tally:
         self.outcomes: collections.Counter[tuple[str, str]] = collections.Counter()
         self.bad_lines = 0
         self.accepted = 0
+        self.read = 0  # non-blank lines read, skipped ones included: what --skip takes to resume after them
+        self.maybe_delivered = 0  # failed-file lines skipped because their request may have reached Rehook
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes[(outcome.status.value, outcome.reason.value if outcome.reason else "")] += 1
@@ -150,9 +186,11 @@ class Tally:
     def table(self) -> str:
         rows = [("status", "reason", "calls")]
         rows += [(s, r or "-", str(n)) for (s, r), n in sorted(self.outcomes.items())]
+        if self.maybe_delivered:
+            rows.append(("skipped", "maybe_delivered", str(self.maybe_delivered)))
         if self.bad_lines:
             rows.append(("bad line", "-", str(self.bad_lines)))
-        rows.append(("total", "", str(sum(self.outcomes.values()) + self.bad_lines)))
+        rows.append(("total", "", str(sum(self.outcomes.values()) + self.bad_lines + self.maybe_delivered)))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         line = "+".join("-" * (w + 2) for w in widths)
         out = [line]
@@ -184,16 +222,36 @@ def _client_from(args: argparse.Namespace, **settings: Any) -> RehookClient:
 async def send(args: argparse.Namespace) -> int:
     """
     ``rehook send``: deliver every call in the files through the normal client; summary; exit code.
+
+    A run that is not interrupted delivers everything it read, however long that takes. Ctrl-C stops reading and
+    gives the calls already read ``--drain-timeout`` seconds; a second Ctrl-C says so again, a third stops at once.
+    What was not delivered goes to the failed file, and the summary says where reading stopped.
     """
     if args.dry_run:
         return dry_run(args)
     failed_to = args.failed_to or f"rehook-failed-{dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
     tally = Tally()
     outstanding = asyncio.Semaphore(args.max_queue)  # reading waits when this many calls have no outcome yet
-    stop = asyncio.Event()
+    stop, abort = asyncio.Event(), asyncio.Event()
+    presses = 0
+
+    def interrupted() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            stop.set()
+        elif presses == 2:
+            print(
+                f"rehook: still delivering the calls already read (at most {args.drain_timeout:g} s); "
+                f"press Ctrl-C once more to stop now and write what is left to {failed_to}",
+                file=sys.stderr,
+            )
+        else:
+            abort.set()
+
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGINT, interrupted)
     client = _client_from(
         args,
         concurrency=args.concurrency,
@@ -202,15 +260,18 @@ async def send(args: argparse.Namespace) -> int:
         retry=RetryPolicy(max_attempts=args.max_attempts),
         dead_letter=failed_to,
     )
-    # The total (for the ETA) costs one fast pass over the files: only when a bar will show it.
+    dropped_to: IO[bytes] | None = args.dropped_file  # opened (and closed) by main(), outside the loop
+    # The bar counts lines read, so messages about bad lines appear where the bar is. Its total (for the ETA)
+    # costs one fast pass over the files: only when a bar will show it.
     show_bar = not args.no_progress and sys.stderr.isatty()
     bar = _progress(count_lines(args.files) if show_bar else None, show_bar)
 
     def done(outcome: Outcome) -> None:
         tally.add(outcome)
         outstanding.release()
+        if dropped_to is not None and outcome.status is OutcomeStatus.DROPPED and outcome.reason not in _RESENDABLE:
+            dropped_to.write(outcome_line(outcome))
         if bar is not None:
-            bar.update(1)
             bar.set_postfix(
                 delivered=tally.count(OutcomeStatus.DELIVERED),
                 dropped=tally.count(OutcomeStatus.DROPPED),
@@ -218,40 +279,107 @@ async def send(args: argparse.Namespace) -> int:
                 refresh=False,
             )
 
+    def complain(name: str, number: int, message: str) -> None:
+        tally.bad_lines += 1
+        if bar is not None:
+            bar.write(f"{name}:{number}: {message}", file=sys.stderr)  # above the bar, not through it
+        else:
+            print(f"{name}:{number}: {message}", file=sys.stderr)
+
+    async def slot() -> bool:
+        # A free place among the calls awaiting their outcome, unless Ctrl-C comes first.
+        if not outstanding.locked():
+            await outstanding.acquire()
+            return True
+        acquiring, stopping = asyncio.ensure_future(outstanding.acquire()), asyncio.ensure_future(stop.wait())
+        await asyncio.wait({acquiring, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if acquiring.done() and not acquiring.cancelled():
+            return True
+        acquiring.cancel()
+        return False
+
+    position = ""
     lines = read_calls(args.files, sys.stdin)
     async with client:
-        # Lines are read in batches in a thread, so a slow stdin never holds the event loop (and the deliveries).
+        # Lines are read in batches in a thread, so a slow stdin never holds the event loop (and deliveries).
         while not stop.is_set() and (batch := await asyncio.to_thread(_take, lines, 500)):
             for name, number, text in batch:
-                if stop.is_set():
+                if stop.is_set() or not await slot():
                     break
-                await outstanding.acquire()
+                tally.read += 1
+                position = f"{name}:{number}"
+                if bar is not None:
+                    bar.update(1)
+                if tally.read <= args.skip:
+                    outstanding.release()
+                    continue
                 try:
-                    _ = submit(client, parse_call(text), done)
+                    if isinstance(text, BadLine):
+                        raise text
+                    _ = submit(client, parse_call(text, resend_maybe_delivered=args.resend_maybe_delivered), done)
                     tally.accepted += 1
+                except MaybeDelivered:
+                    outstanding.release()
+                    tally.maybe_delivered += 1
                 except BadLine as exc:
                     outstanding.release()
-                    tally.bad_lines += 1
-                    if bar is not None:
-                        bar.update(1)
-                        bar.write(f"{name}:{number}: {exc}", file=sys.stderr)  # above the bar, not through it
-                    else:
-                        print(f"{name}:{number}: {exc}", file=sys.stderr)
-        if stop.is_set():
-            print(f"rehook: interrupted; delivering what was accepted (up to {args.drain_timeout} s)", file=sys.stderr)
-        await client.aclose(timeout=args.drain_timeout)
+                    complain(name, number, str(exc))
+        await _drain(client, args, stop, abort, tally, position, failed_to)
     if bar is not None:
         bar.close()
     print(tally.table())
     failed = tally.count(OutcomeStatus.FAILED)
-    resendable = failed + tally.outcomes[("dropped", "queue_full")] + tally.outcomes[("dropped", "client_closed")]
+    resendable = failed + sum(tally.outcomes[("dropped", r.value)] for r in _RESENDABLE)
     _report_failed_file(failed_to, resendable, keep=args.failed_to is not None)
+    if tally.maybe_delivered:
+        print(
+            f"rehook: skipped {tally.maybe_delivered} failed-file lines whose request may have reached Rehook "
+            "(maybe_delivered); sending them again may duplicate them: --resend-maybe-delivered sends them"
+        )
     if stop.is_set():
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed or tally.bad_lines else EXIT_OK
 
 
-def _take(lines: Iterator[tuple[str, int, str]], n: int) -> list[tuple[str, int, str]]:
+_RESENDABLE = (Reason.QUEUE_FULL, Reason.CLIENT_CLOSED)
+
+
+async def _drain(
+    client: RehookClient,
+    args: argparse.Namespace,
+    stop: asyncio.Event,
+    abort: asyncio.Event,
+    tally: Tally,
+    position: str,
+    failed_to: str,
+) -> None:
+    # Not interrupted: wait for every outcome, however long. Interrupted (now or while waiting): --drain-timeout
+    # seconds, or until a third Ctrl-C; then close at once, failing what is left into the failed file.
+    flushing, stopping = asyncio.ensure_future(client.flush(None)), asyncio.ensure_future(stop.wait())
+    await asyncio.wait({flushing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if flushing.done():
+        await client.aclose(timeout=None)
+        return
+    flushing.cancel()
+    where = f"after {position}" if position else "before the first line"
+    resume = " ".join(["rehook send", *args.files, "--skip", str(tally.read)])
+    print(
+        f"rehook: interrupted: stopped reading {where} ({tally.read} lines read, {tally.accepted} calls accepted); "
+        f"to send the rest later: {resume}\n"
+        f"rehook: delivering the calls already read (at most {args.drain_timeout:g} s; Ctrl-C twice more to stop "
+        f"now and write what is left to {failed_to})",
+        file=sys.stderr,
+    )
+    timed, aborting = asyncio.ensure_future(client.flush(args.drain_timeout)), asyncio.ensure_future(abort.wait())
+    await asyncio.wait({timed, aborting}, return_when=asyncio.FIRST_COMPLETED)
+    timed.cancel()
+    aborting.cancel()
+    await client.aclose(timeout=0)
+
+
+def _take(lines: Iterator[tuple[str, int, str | BadLine]], n: int) -> list[tuple[str, int, str | BadLine]]:
     return [line for _, line in zip(range(n), lines, strict=False)]
 
 
@@ -271,9 +399,16 @@ def dry_run(args: argparse.Namespace) -> int:
     # `send` checks them; its queue is emptied as it goes.
     checker = RehookClient("dry-run", "dry-run", base_url="http://127.0.0.1:1")
     bad = 0
-    for name, number, text in read_calls(args.files, sys.stdin):
+    for read, (name, number, text) in enumerate(read_calls(args.files, sys.stdin), 1):
+        if read <= args.skip:
+            continue
         try:
-            call = submit(checker, parse_call(text), None).call
+            if isinstance(text, BadLine):
+                raise text
+            call = submit(checker, parse_call(text, resend_maybe_delivered=args.resend_maybe_delivered), None).call
+        except MaybeDelivered:
+            print(f"{name}:{number}: SKIP maybe_delivered: its request may have reached Rehook")
+            continue
         except BadLine as exc:
             bad += 1
             print(f"{name}:{number}: {exc}", file=sys.stderr)
@@ -309,44 +444,148 @@ async def check_auth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _count(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rehook", description="Send calls to Rehook, check credentials, run a fake.")
+    top.add_argument("--version", action="version", version=f"rehook-sdk {__version__}")
     commands = top.add_subparsers(dest="command", required=True)
 
     def credentials(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--api-key", default=None, help=f"default ${API_KEY_ENV}")
-        p.add_argument("--api-secret", default=None, help=f"default ${API_SECRET_ENV} (never printed)")
-        p.add_argument("--base-url", default=None, help="default $REHOOK_BASE_URL or https://api.rehook.ai")
+        p.add_argument("--api-key", default=None, help=f"the API key (default ${API_KEY_ENV})")
+        p.add_argument("--api-secret", default=None, help=f"the API secret (default ${API_SECRET_ENV}; never printed)")
+        p.add_argument(
+            "--base-url", default=None, help="Rehook's URL (default $REHOOK_BASE_URL or https://api.rehook.ai)"
+        )
 
-    send_p = commands.add_parser("send", help="send the calls in JSON Lines files (or - for stdin)")
-    send_p.add_argument("files", nargs="+", metavar="FILE", help="JSON Lines: one Segment call per line")
+    send_p = commands.add_parser(
+        "send",
+        help="send the calls in JSON Lines files (or - for stdin)",
+        description="Send every call in the files. A run that is not interrupted delivers all it read, however long "
+        "that takes; Ctrl-C stops reading, delivers what was read for at most --drain-timeout seconds, and says "
+        "how to resume. Failed calls go to the failed file, which `rehook send` replays.",
+    )
+    send_p.add_argument("files", nargs="+", metavar="FILE", help="JSON Lines: one Segment call per line (- is stdin)")
     credentials(send_p)
-    send_p.add_argument("--failed-to", default=None, metavar="PATH", help="write failed calls here, replayable")
+    send_p.add_argument(
+        "--failed-to",
+        default=None,
+        metavar="PATH",
+        help="write failed calls here, replayable (default: a new "
+        "rehook-failed-<time>.jsonl in the current folder, removed when nothing failed)",
+    )
+    send_p.add_argument(
+        "--dropped-to", default=None, metavar="PATH", help="write the calls a rule dropped here, with the reason"
+    )
     send_p.add_argument("--dry-run", action="store_true", help="validate and map, print the requests, send nothing")
-    send_p.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="requests in flight (64)")
-    send_p.add_argument("--conversion-event", action="append", default=[], metavar="NAME", help="repeatable")
-    send_p.add_argument("--max-attempts", type=int, default=8, help="requests per call, retries included (8)")
-    send_p.add_argument("--max-queue", type=int, default=10_000, help="calls read ahead of their outcome (10000)")
-    send_p.add_argument("--drain-timeout", type=float, default=10.0, help="seconds to deliver after Ctrl-C (10)")
+    send_p.add_argument(
+        "--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY, help="requests in flight (default 64)"
+    )
+    send_p.add_argument(
+        "--conversion-event",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="an event name Rehook needs a referral_code for (repeatable)",
+    )
+    send_p.add_argument(
+        "--max-attempts", type=_positive_int, default=8, help="requests per call, retries included (default 8)"
+    )
+    send_p.add_argument(
+        "--max-queue", type=_positive_int, default=10_000, help="calls read ahead of their outcome (default 10000)"
+    )
+    send_p.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=10.0,
+        help="after Ctrl-C only: seconds to deliver the calls already read (default 10)",
+    )
+    send_p.add_argument(
+        "--skip",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="skip the first N non-blank lines (to resume where an interrupted run stopped)",
+    )
+    send_p.add_argument(
+        "--resend-maybe-delivered",
+        action="store_true",
+        help="also send failed-file lines whose request may have reached Rehook (skipped by default: Rehook has "
+        "no idempotency key, so they may be duplicated)",
+    )
     send_p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     auth_p = commands.add_parser("check-auth", help="check the API key and secret")
     credentials(auth_p)
 
-    fake_p = commands.add_parser("fake-server", help="run the fake Rehook from rehook_sdk.testing")
-    fake_p.add_argument("--port", type=int, default=8080)
-    fake_p.add_argument("--conversion-event", action="append", default=[], metavar="NAME")
+    fake_p = commands.add_parser(
+        "fake-server", help="run the fake Rehook (the same as python -m rehook_sdk.testing)", description=fake_doc
+    )
+    add_fake_arguments(fake_p)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "fake-server":
-        from .testing.__main__ import main as fake_main
-
-        extra = [arg for name in args.conversion_event for arg in ("--conversion-event", name)]
-        fake_main(["--port", str(args.port), *extra])
+        serve_fake(args)
         return EXIT_OK
+    try:
+        return _run(args)
+    except BrokenPipeError:
+        # The reader went away (rehook send --dry-run | head): stop quietly, as a program killed by SIGPIPE does.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "send":
+        if (problem := unreadable(args.files)) is not None:
+            print(f"rehook send: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            args.dropped_file = open(args.dropped_to, "ab") if args.dropped_to else None  # noqa: SIM115
+        except OSError as exc:
+            print(f"rehook send: cannot write {args.dropped_to}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        return _run_command(args)
+    finally:
+        if getattr(args, "dropped_file", None) is not None:
+            args.dropped_file.close()
+
+
+def _run_command(args: argparse.Namespace) -> int:
     needs_credentials = not (args.command == "send" and args.dry_run)
     try:
         if needs_credentials:
@@ -354,7 +593,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = send if args.command == "send" else check_auth
         return asyncio.run(run(args))
     except ConfigurationError as exc:
-        print(f"rehook: {exc}", file=sys.stderr)
+        message = str(exc)
+        if "credentials are missing" in message:
+            message = (
+                "Rehook credentials are missing: pass --api-key and --api-secret, "
+                f"or set {API_KEY_ENV} and {API_SECRET_ENV}"
+            )
+        print(f"rehook: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

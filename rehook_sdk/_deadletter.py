@@ -43,7 +43,7 @@ from ._handle import entry_call
 from ._outcome import Outcome, OutcomeStatus, Reason
 from ._queue import Data, Meta
 
-__all__ = ["DEAD_LETTER_VERSION", "DeadLetterWriter"]
+__all__ = ["DEAD_LETTER_VERSION", "DeadLetterWriter", "outcome_line"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -57,7 +57,7 @@ _BATCH = 256
 _IDLE = 0.5
 
 
-def _line(outcome: Outcome) -> bytes:
+def outcome_line(outcome: Outcome) -> bytes:
     """
     The line for ``outcome``. Never raises: what strict JSON cannot carry is written as readable text instead.
     """
@@ -261,7 +261,7 @@ class DeadLetterWriter:
         if not batch:
             return
         try:
-            os.write(self._fd, b"".join([_line(outcome) for outcome in batch]))
+            os.write(self._fd, b"".join([outcome_line(outcome) for outcome in batch]))
         except Exception as exc:  # a full disk must not kill the writer: say how much is lost
             self._failures += len(batch)
             logger.error(

@@ -70,3 +70,20 @@ def test_quick_delivery_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert results["huge_bodies"]["delivered"] == results["huge_bodies"]["answers"]
     assert set(results["caller_cost"]["us_per_call"]) == {"queued", "dropped", "dropped_dead_letter_file_log"}
     assert "| storm_401 |" in result.stdout
+
+
+def test_quick_cli_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    """benchmarks/cli.py --quick sends tracks and identifies through `rehook send` and measures a dry run's RSS."""
+    out = tmp_path / "cli.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "cli.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick", "--json", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    for kind in ("track", "identify"):
+        assert data[kind]["delivered"] == data["calls"]
+        assert data[kind]["calls_per_second"] > 0
+        assert data[kind]["fake_cpu_seconds"] >= 0
+    assert data["dry_run_large"]["file_mib"] > data["dry_run_small"]["file_mib"]
+    assert data["identify_over_track"] > 0

@@ -73,6 +73,34 @@ async def test_identify_upserts_and_merges_metadata(fake: FakeRehook) -> None:
     assert fake.customers["u1"]["referral_code"] == "NEW1"
 
 
+async def test_codes_and_referrals_follow_changes(fake: FakeRehook) -> None:
+    """The fake's code and referral indexes (what keeps each request O(1)) follow a code that changes owner, and a
+    friend who signs up again with another advocate's code."""
+    async with fake.client(conversion_events={"signup"}) as client:
+        await client.identify("adv1", {"referral_code": "OLD1"})
+        await client.identify("adv1", {"referral_code": "NEW1"})  # OLD1 is free again
+        taken = await client.identify("adv2", {"referral_code": "NEW1"})
+        reused = await client.identify("adv2", {"referral_code": "OLD1"})
+        await client.identify("friend", {})
+        await client.track("signup", {"referral_code": "NEW1"}, user_id="friend")
+        await client.track("signup", {"referral_code": "OLD1"}, user_id="friend")  # now referred by adv2
+
+    assert (taken.http_status, reused.http_status) == (400, 200)
+    assert fake.customers["friend"]["referred_by"] == "adv2"
+    token = base64.b64encode(f"{fake.api_key}:{fake.api_secret}".encode()).decode()
+    async with aiohttp.ClientSession(headers={"Authorization": f"Basic {token}"}) as http:
+        async with http.get(f"{fake.url}/customers/validate-code/OLD1") as answer:
+            assert (await answer.json())["source_id"] == "adv2"
+        async with http.get(f"{fake.url}/customers/referral/list/adv1") as answer:
+            assert answer.status == 404  # adv1 lost its only friend
+        async with http.get(f"{fake.url}/customers/referral/list/adv2") as answer:
+            [friend] = await answer.json()
+        async with http.get(f"{fake.url}/customers/adv2") as answer:
+            adv2 = await answer.json()
+    assert friend["source_id"] == "friend"
+    assert adv2["referral_count"] == 1
+
+
 async def test_conversion_event_rule_in_the_fake(fake: FakeRehook) -> None:
     """The fake enforces conversion events even when the client does not know about them."""
     fake.conversion_events = frozenset({"purchase"})

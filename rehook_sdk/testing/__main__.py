@@ -11,8 +11,10 @@ import contextlib
 from ._fake import DEFAULT_API_KEY, DEFAULT_API_SECRET, FakeRehook
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rehook_sdk.testing", description=__doc__)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """
+    The fake server's options: shared by ``python -m rehook_sdk.testing`` and ``rehook fake-server``.
+    """
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="API key the fake accepts")
@@ -29,7 +31,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reset-rate", type=float, default=0.0, help="drop the connection of this fraction")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
     parser.add_argument("--no-record", action="store_true", help="keep counters only (for long load runs)")
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m rehook_sdk.testing") -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
+    add_arguments(parser)
+    serve(parser.parse_args(argv))
+
+
+def serve(args: argparse.Namespace) -> None:
+    """
+    Run the fake until Ctrl-C; then print what it received.
+    """
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
 
@@ -49,7 +62,14 @@ async def _serve(args: argparse.Namespace) -> None:
         print(f"Fake Rehook listening on {fake.url}", flush=True)
         print(f"  REHOOK_BASE_URL={fake.url} REHOOK_API_KEY={fake.api_key} REHOOK_API_SECRET={fake.api_secret}")
         print("Ctrl-C to stop.", flush=True)
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            print(
+                f"Fake Rehook stopped: {fake.request_count} requests, {len(fake.delivered_keys)} calls delivered, "
+                f"{fake.duplicates} duplicates, {len(fake.customers)} customers, {len(fake.events)} events recorded",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -144,6 +144,10 @@ class FakeRehook:
         self.requests: list[RecordedRequest] = []
         self.customers: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
+        # Indexes, so that every request costs O(1) however many customers there are: referral code -> owner's
+        # source_id, and advocate's source_id -> the source_ids of the friends it referred (in order).
+        self._code_owner: dict[str, str] = {}
+        self._referred: dict[str, dict[str, None]] = {}
         self.duplicates = 0
         self.url = ""
 
@@ -361,11 +365,21 @@ class FakeRehook:
         )
 
     def _new_code(self) -> str:
-        taken = {c["referral_code"] for c in self.customers.values()}
         while True:
             code = "".join(secrets.choice(string.ascii_uppercase) for _ in range(6))
-            if code not in taken:
+            if code not in self._code_owner:
                 return code
+
+    def _owner(self, code: Any) -> dict[str, Any] | None:
+        owner = self._code_owner.get(code) if isinstance(code, str) else None
+        return self.customers.get(owner) if owner is not None else None
+
+    def _set_code(self, customer: dict[str, Any], code: str) -> None:
+        old = customer.get("referral_code")
+        if old is not None and self._code_owner.get(old) == customer["source_id"]:
+            del self._code_owner[old]
+        customer["referral_code"] = code
+        self._code_owner[code] = customer["source_id"]
 
     async def _identify(self, request: web.Request, body: Any) -> web.Response:
         if not isinstance(body, dict) or not isinstance(body.get("source_id"), str) or not body["source_id"]:
@@ -378,7 +392,7 @@ class FakeRehook:
             return _error(400, "INVALID_REQUEST", "referral_code must be a string or null")
         source_id: str = body["source_id"]
         if code is not None:
-            owner = next((c for c in self.customers.values() if c["referral_code"] == code), None)
+            owner = self._owner(code)
             if owner is not None and owner["source_id"] != source_id:
                 return _error(400, "REFERRAL_CODE_TAKEN", f"referral code {code!r} belongs to another customer")
         customer = self.customers.get(source_id)
@@ -387,11 +401,12 @@ class FakeRehook:
                 "id": f"cust_{next(self._ids)}",
                 "source_id": source_id,
                 "metadata": {},
-                "referral_code": code or self._new_code(),
+                "referral_code": None,
                 "referred_by": None,
             }
+            self._set_code(customer, code or self._new_code())
         elif code is not None:
-            customer["referral_code"] = code
+            self._set_code(customer, code)
         customer["metadata"].update(metadata)
         return web.json_response(customer)
 
@@ -409,10 +424,13 @@ class FakeRehook:
         if name in self.conversion_events and not code:
             return _error(400, "MISSING_REFERRAL_CODE", f"{name!r} is a conversion event: referral_code is required")
         if code and name in self.conversion_events:
-            advocate = next((c for c in self.customers.values() if c["referral_code"] == code), None)
+            advocate = self._owner(code)
             friend = self.customers.get(source_id)
             if advocate is not None and friend is not None and advocate is not friend:
+                if friend["referred_by"] is not None:
+                    self._referred.get(friend["referred_by"], {}).pop(source_id, None)
                 friend["referred_by"] = advocate["source_id"]
+                self._referred.setdefault(advocate["source_id"], {})[source_id] = None
         event = {"id": f"evt_{next(self._ids)}", "event_name": name, "source_id": source_id, "metadata": metadata}
         if self._record_requests:
             self.events.append(event)
@@ -429,20 +447,20 @@ class FakeRehook:
 
     async def _validate_code(self, request: web.Request, body: Any) -> web.Response:
         code = request.match_info["code"]
-        owner = next((c for c in self.customers.values() if c["referral_code"] == code), None)
+        owner = self._owner(code)
         if owner is None:
             return _error(404, "NOT_FOUND_CODE", f"referral code {code!r} does not exist")
         return web.json_response(self._public(owner))
 
     async def _referrals(self, request: web.Request, body: Any) -> web.Response:
         source_id = request.match_info["source_id"]
-        referred = [self._public(c) for c in self.customers.values() if c["referred_by"] == source_id]
+        referred = [self._public(self.customers[friend]) for friend in self._referred.get(source_id, {})]
         if not referred:
             return _error(404, "NOT_FOUND_REFERRALS", "no successful referrals")
         return web.json_response(referred)
 
     def _public(self, customer: dict[str, Any]) -> dict[str, Any]:
-        referrals = sum(1 for c in self.customers.values() if c["referred_by"] == customer["source_id"])
+        referrals = len(self._referred.get(customer["source_id"], {}))
         return {
             "id": customer["id"],
             "source_id": customer["source_id"],
