@@ -45,11 +45,12 @@ def write_calls(path: Path, kind: str, count: int, pad: int = 0) -> None:
             out.write(json.dumps(call) + "\n")
 
 
-def start_fake(source: str | None) -> tuple[subprocess.Popen[str], str]:
+def start_fake(source: str | None, latency: float) -> tuple[subprocess.Popen[str], str]:
     # source: another checkout whose fake to run (to compare with an earlier version); default this one's.
     env = {**os.environ, "PYTHONPATH": source} if source else None
+    extra = ["--latency", str(latency)] if latency else []
     fake = subprocess.Popen(
-        [sys.executable, "-m", "rehook_sdk.testing", "--port", "0", "--no-record"],
+        [sys.executable, "-m", "rehook_sdk.testing", "--port", "0", "--no-record", *extra],
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -62,7 +63,7 @@ def start_fake(source: str | None) -> tuple[subprocess.Popen[str], str]:
     return fake, url
 
 
-def send(path: Path, url: str, fake_pid: int, *extra: str) -> dict[str, Any]:
+def send(path: Path, url: str, fake_pid: int, *extra: str, cli_from: str | None = None) -> dict[str, Any]:
     env = {**os.environ, "REHOOK_BASE_URL": url, "REHOOK_API_KEY": "test_key", "REHOOK_API_SECRET": "test_secret"}
     code = (
         "import resource, sys; from rehook_sdk._cli import main; "
@@ -76,7 +77,8 @@ def send(path: Path, url: str, fake_pid: int, *extra: str) -> dict[str, Any]:
     quiet = "--dry-run" in extra  # its output is one line per call: not kept
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env=env,
+        env={**env, "PYTHONPATH": cli_from} if cli_from else env,
+        cwd=cli_from,
         stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -84,7 +86,7 @@ def send(path: Path, url: str, fake_pid: int, *extra: str) -> dict[str, Any]:
     )
     result.stdout = result.stdout or ""
     elapsed = time.perf_counter() - started
-    if result.returncode != 0:
+    if result.returncode != 0 and not cli_from:
         raise SystemExit(f"rehook send failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     hwm, cpu = result.stderr.rsplit("figures", 1)[1].split()
     return {
@@ -105,6 +107,9 @@ def main() -> None:
     options.add_argument("--calls", type=int, default=None, help="calls per kind (default 30000; --quick 2000)")
     options.add_argument("--fake-from", default=None, metavar="DIR", help="run the fake of another checkout")
     options.add_argument("--no-memory", action="store_true", help="skip the dry-run memory figures")
+    options.add_argument("--latency", type=float, default=0.0, help="the fake's answer latency, seconds")
+    options.add_argument("--cli-from", default=None, metavar="DIR", help="run the CLI of another checkout")
+    options.add_argument("--kinds", default="track,identify", help="which calls to send (default track,identify)")
     args = options.parse_args()
     count = args.calls or (2_000 if args.quick else 30_000)
     big_mib = 20 if args.quick else 1024
@@ -116,12 +121,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        fake, url = start_fake(args.fake_from)
+        fake, url = start_fake(args.fake_from, args.latency)
         try:
-            for kind in ("track", "identify"):
+            for kind in args.kinds.split(","):
                 path = tmp / f"{kind}.jsonl"
                 write_calls(path, kind, count)
-                run = send(path, url, fake.pid)
+                run = send(path, url, fake.pid, cli_from=args.cli_from)
                 run["calls_per_second"] = round(count / run["seconds"])
                 figures[kind] = run
                 print(f"{count} {kind}: {run}", flush=True)
@@ -141,9 +146,10 @@ def main() -> None:
             figures[f"dry_run_{label}"] = run
             print(f"dry run, {run['file_mib']} MiB file: {run}", flush=True)
             path.unlink()
-    ratio = figures["identify"]["calls_per_second"] / figures["track"]["calls_per_second"]
-    figures["identify_over_track"] = round(ratio, 3)
-    print(f"identifies/s over tracks/s: {ratio:.3f}")
+    if "identify" in figures and "track" in figures:
+        ratio = figures["identify"]["calls_per_second"] / figures["track"]["calls_per_second"]
+        figures["identify_over_track"] = round(ratio, 3)
+        print(f"identifies/s over tracks/s: {ratio:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
 

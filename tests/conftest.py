@@ -13,8 +13,6 @@ from hypothesis import HealthCheck, settings
 from rehook_sdk import RehookClient
 from rehook_sdk.testing import FakeRehook
 
-pytest_plugins = ["rehook_sdk.testing.pytest_plugin"]
-
 # CI (the default) replays the same generated examples every run: a new example that fails must not surface as a
 # red CI run on an unrelated change. `HYPOTHESIS_PROFILE=explore` draws new examples each run (see DEVELOPERS.md).
 settings.register_profile(

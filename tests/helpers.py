@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import os
 import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -29,25 +28,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> Non
         # Polling is right here: what the fake received or a counter has no event to wait on.
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.002)
-
-
-@contextlib.contextmanager
-def fake_in_thread(**settings: Any) -> Iterator[FakeRehook]:
-    """
-    A FakeRehook served by its own event loop in a background thread, for tests of blocking (sync) code.
-    """
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="fake-rehook", daemon=True)
-    thread.start()
-    fake = FakeRehook(**settings)
-    asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
-    try:
-        yield fake
-    finally:
-        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 def start_tracking_threads(

@@ -13,12 +13,12 @@ import pytest
 
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import fake_in_thread, run_script
+from .helpers import run_script
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeRehook]:
-    with fake_in_thread() as running:
+    with FakeRehook.in_thread() as running:
         yield running
 
 

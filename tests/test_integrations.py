@@ -22,8 +22,6 @@ from rehook_sdk.integrations.aiohttp import REHOOK, rehook_cleanup_ctx
 from rehook_sdk.integrations.starlette import get_rehook, rehook_lifespan, running_client
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import fake_in_thread
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 
 import aiohttp_app
@@ -76,7 +74,7 @@ async def test_aiohttp_cleanup_ctx_with_factory_and_custom_key(fake: FakeRehook)
 @pytest.fixture
 def threaded_fake() -> Iterator[FakeRehook]:
     """The fake on its own thread: Starlette's TestClient blocks the test's thread."""
-    with fake_in_thread(conversion_events={"signup"}) as fake:
+    with FakeRehook.in_thread(conversion_events={"signup"}) as fake:
         yield fake
 
 

@@ -22,13 +22,13 @@ from rehook_sdk import (
 )
 from rehook_sdk.testing import FakeRehook
 
-from .helpers import fake_in_thread, run_script, start_tracking_threads
+from .helpers import run_script, start_tracking_threads
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeRehook]:
     """The fake Rehook on its own thread, since these tests block."""
-    with fake_in_thread(conversion_events={"signup"}) as fake:
+    with FakeRehook.in_thread(conversion_events={"signup"}) as fake:
         yield fake
 
 

@@ -31,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reset-rate", type=float, default=0.0, help="drop the connection of this fraction")
     parser.add_argument("--seed", type=int, default=None, help="seed of the random faults")
     parser.add_argument("--no-record", action="store_true", help="keep counters only (for long load runs)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds each request waits before its answer")
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m rehook_sdk.testing") -> None:
@@ -55,6 +56,7 @@ async def _serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         record=not args.no_record,
+        latency=args.latency,
     )
     if args.error_rate or args.reset_rate:
         fake.random_faults(error_rate=args.error_rate, status=args.status, reset_rate=args.reset_rate, seed=args.seed)

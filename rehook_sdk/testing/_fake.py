@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import itertools
 import json
 import random
 import secrets
 import string
+import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from types import TracebackType
 from typing import Any, Self
 
@@ -111,6 +113,7 @@ class FakeRehook:
         host: str = "127.0.0.1",
         port: int = 0,
         record: bool = True,
+        latency: float = 0.0,
     ) -> None:
         """
         Args:
@@ -121,7 +124,10 @@ class FakeRehook:
             port: Port, 0 for any free one.
             record: Keep every request and event in `requests` and `events` (off for long soak runs: then only
                 the counters, `duplicates` and `delivered_digest` are kept).
+            latency: Seconds every request waits before it is handled (a slow Rehook for load tests); the
+                attribute of that name may be changed at any time.
         """
+        self.latency = latency
         self.api_key = api_key
         self.api_secret = api_secret
         self.conversion_events = frozenset(conversion_events)
@@ -167,6 +173,8 @@ class FakeRehook:
         route("GET", "/customers/{source_id}", self._endpoint(self._get_customer))
         # Not Rehook's: lets a test in another process read what this fake saw (no credentials needed).
         app.router.add_get("/_fake/summary", self._summary)
+        app.router.add_get("/_fake/events", self._list_events)
+        app.router.add_get("/_fake/customers", self._list_customers)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port)
@@ -189,6 +197,30 @@ class FakeRehook:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
+
+    @classmethod
+    @contextlib.contextmanager
+    def in_thread(cls, **settings: Any) -> Iterator[FakeRehook]:
+        """
+        A started fake served by its own event loop in a background thread, for synchronous code and tests
+        (Django, Flask, scripts): ``with FakeRehook.in_thread(conversion_events={"signup"}) as fake: ...``.
+
+        Args:
+            settings: What `FakeRehook` takes. Configure faults from the test's thread; they are read per request.
+        """
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="fake-rehook", daemon=True)
+        thread.start()
+        fake = cls(**settings)
+        try:
+            asyncio.run_coroutine_threadsafe(fake.start(), loop).result(30)
+            yield fake
+        finally:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(30)
+            loop.close()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -284,6 +316,13 @@ class FakeRehook:
         authorized = request.headers.get("Authorization") == self._auth
         key = request.headers.get(IDEMPOTENCY_HEADER)
         fault = self._faults.popleft() if self._faults else self._random_fault()
+        if self.latency > 0 and (fault is None or fault.kind != "hang"):
+            wait = asyncio.ensure_future(asyncio.sleep(self.latency))
+            self._delays.add(wait)
+            try:
+                await wait
+            finally:
+                self._delays.discard(wait)
         if fault is not None and fault.kind == "hang":
             self._record(request, body, key, authorized, None, received_at)
             forever: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -361,8 +400,17 @@ class FakeRehook:
                 "delivered": len(self._delivered_keys),
                 "duplicates": self.duplicates,
                 "delivered_digest": self.delivered_digest,
+                "customers": len(self.customers),
+                "events": len(self.events),
+                "recording": self._record_requests,
             }
         )
+
+    async def _list_events(self, request: web.Request) -> web.Response:
+        return _page(request, self.events)
+
+    async def _list_customers(self, request: web.Request) -> web.Response:
+        return _page(request, self.customers.values(), self._public)
 
     def _new_code(self) -> str:
         while True:
@@ -469,3 +517,16 @@ class FakeRehook:
             "referral_count": referrals,
             "referral_link": f"https://rehook.example/r/{customer['referral_code']}",
         }
+
+
+def _page(request: web.Request, items: Iterable[Any], view: Callable[[Any], Any] | None = None) -> web.Response:
+    # ?offset=0&limit=100 (at most 1000): {"total", "offset", "limit", "items"}, in the order they were recorded.
+    try:
+        offset = max(0, int(request.query.get("offset", "0")))
+        limit = min(1000, max(1, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return _error(400, "INVALID_REQUEST", "offset and limit must be whole numbers")
+    listed = list(itertools.islice(items, offset, offset + limit))
+    total = len(items) if isinstance(items, Sized) else offset + len(listed)
+    page = [view(item) for item in listed] if view is not None else listed
+    return web.json_response({"total": total, "offset": offset, "limit": limit, "items": page})
