@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -209,8 +209,10 @@ class RehookClient:
         policy = retry if retry is not None else RetryPolicy()
         mode = _delivery(delivery)
 
+        make_transport = type(self)._make_transport  # from the class: the closure must not hold the client
+
         def make_flusher(session: aiohttp.ClientSession | None) -> Flusher:
-            transport = Transport(
+            transport = make_transport(
                 url, api_key, api_secret, request_timeout=float(request_timeout), concurrency=senders, session=session
             )
             return Flusher(
@@ -232,6 +234,10 @@ class RehookClient:
         _LIVE_CLIENTS.add(self)
         if atexit_timeout is not None:
             _exit.watch(self)
+
+    # The transport the senders use; rehook_sdk.testing's in-memory client replaces it (nothing else should),
+    # with a class or a staticmethod.
+    _make_transport: Callable[..., Transport] = Transport
 
     def _new_flusher(self, session: aiohttp.ClientSession | None) -> Flusher:
         flusher = self._make_flusher(session)

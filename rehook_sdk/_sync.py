@@ -81,6 +81,9 @@ class SyncRehookClient:
         settings: Any other `RehookClient` setting (not ``session``).
     """
 
+    # The client this one drives; rehook_sdk.testing's in-memory client replaces it (nothing else should).
+    _client_class: type[RehookClient] = RehookClient
+
     def __init__(
         self,
         api_key: str | None = None,
@@ -92,7 +95,7 @@ class SyncRehookClient:
         self._closed = False
         # Validates everything now, in the caller. The exit drain is this wrapper's (see _drain_at_exit), not the
         # inner client's.
-        self._client = RehookClient(api_key, api_secret, atexit_timeout=None, **settings)
+        self._client = self._client_class(api_key, api_secret, atexit_timeout=None, **settings)
         self._atexit_timeout = atexit_timeout
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

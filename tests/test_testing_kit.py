@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from rehook_sdk import SyncRehookClient
+from rehook_sdk import Reason, SyncRehookClient
 from rehook_sdk.testing import FakeRehook
 
 USER_TESTS = """
@@ -142,3 +142,43 @@ def test_the_fake_lists_what_it_received_page_by_page() -> None:
         "events": 5,
         "recording": True,
     }
+
+
+async def test_a_memory_client_needs_no_server() -> None:
+    """memory_client(): the fake's rules, faults and records, without a server (the fake is never started)."""
+    fake = FakeRehook(conversion_events={"signup"})
+    fake.fail_next(1, status=503)
+    async with fake.memory_client() as client:
+        identify = await client.identify("adv", {"referral_code": "ADV1"})  # 503, then delivered on the retry
+        signup = await client.track("signup", {"referral_code": "ADV1"}, user_id="friend", message_id="m1")
+        missing = await client.track("signup", {}, user_id="other")  # the client's own rule: never sent
+        fake.disconnect_next(1)
+        lost = await client.track("e", user_id="u1", message_id="m2")  # sent again: at least once
+        await client.check_auth()
+
+    assert (identify.delivered, identify.attempts) == (True, 2)
+    assert signup.delivered
+    assert missing.reason is Reason.MISSING_REFERRAL_CODE
+    assert (lost.delivered, lost.attempts) == (True, 2)
+    assert fake.url == ""  # no server was ever started
+    assert [(r.path, r.status) for r in fake.requests] == [
+        ("/customers", 503),
+        ("/customers", 200),
+        ("/events/invoke", 200),
+        ("/events/invoke", None),
+        ("/events/invoke", 200),
+        ("/events/segment/check-auth", 200),
+    ]
+    assert fake.events[0]["metadata"] == {"referral_code": "ADV1"}
+    assert fake.customers["adv"]["referral_code"] == "ADV1"
+    assert fake.delivered_keys == {identify.message_id, "m1", "m2"}
+
+
+def test_a_memory_sync_client_and_wrong_credentials() -> None:
+    fake = FakeRehook()
+    with fake.memory_sync_client() as client:
+        assert client.identify("u1", {"plan": "pro"}).result(10).delivered
+    with fake.memory_sync_client(api_secret="wrong") as client:
+        refused = client.track("e", user_id="u1").result(10)
+    assert (refused.reason, refused.http_status) == (Reason.REJECTED, 401)
+    assert fake.customers["u1"]["metadata"] == {"plan": "pro"}

@@ -17,6 +17,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
+from collections.abc import Mapping as MappingABC
 from types import TracebackType
 from typing import Any, Self
 
@@ -26,6 +27,7 @@ from aiohttp import web
 from .._client import RehookClient
 from .._constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
 from .._retry import RetryPolicy
+from .._sync import SyncRehookClient
 
 __all__ = ["FakeRehook", "RecordedRequest"]
 
@@ -57,7 +59,7 @@ class RecordedRequest:
     received_at: float
 
 
-_Endpoint = Callable[[web.Request, Any], Awaitable[web.Response]]
+_Endpoint = Callable[[MappingABC[str, str], Any], Awaitable[web.Response]]
 
 
 @attrs.frozen
@@ -239,6 +241,28 @@ class FakeRehook:
         settings.setdefault("conversion_events", self.conversion_events)
         return RehookClient(self.api_key, self.api_secret, **settings)
 
+    def memory_client(self, **settings: Any) -> RehookClient:
+        """
+        A `RehookClient` whose requests this fake answers in memory, without a server or a socket: the same
+        rules, scripted faults, records (`requests`, `customers`, `events`) and counters as over HTTP. The fake
+        need not be started. For unit tests: ``client = FakeRehook().memory_client()``.
+
+        Args:
+            settings: Any other `RehookClient` settings; they win over these defaults (this fake's
+                credentials and conversion events, retries that do not really wait).
+        """
+        from ._memory import memory_client
+
+        return memory_client(self, **settings)
+
+    def memory_sync_client(self, **settings: Any) -> SyncRehookClient:
+        """
+        `memory_client`, as a `SyncRehookClient` for synchronous code.
+        """
+        from ._memory import memory_sync_client
+
+        return memory_sync_client(self, **settings)
+
     # -- scripted faults ---------------------------------------------------------------------------------
 
     def fail_next(self, count: int = 1, *, status: int = 503, retry_after: str | None = None, body: Any = None) -> None:
@@ -315,36 +339,40 @@ class FakeRehook:
             body = None
         authorized = request.headers.get("Authorization") == self._auth
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        fault = self._faults.popleft() if self._faults else self._random_fault()
-        if self.latency > 0 and (fault is None or fault.kind != "hang"):
-            wait = asyncio.ensure_future(asyncio.sleep(self.latency))
-            self._delays.add(wait)
-            try:
-                await wait
-            finally:
-                self._delays.discard(wait)
-        if fault is not None and fault.kind == "hang":
-            self._record(request, body, key, authorized, None, received_at)
-            forever: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._delays.add(forever)
-            try:
-                await forever  # cancelled by stop()
-            finally:
-                self._delays.discard(forever)
-        if fault is not None and fault.kind == "delay":
-            sleep = asyncio.ensure_future(asyncio.sleep(fault.seconds))
-            self._delays.add(sleep)
-            try:
-                await sleep
-            finally:
-                self._delays.discard(sleep)
-            fault = None
-        if fault is not None and fault.kind == "disconnect":
-            self._record(request, body, key, authorized, None, received_at)
+        response = await self._respond(
+            request.method, request.path, request.match_info, body, key, authorized, received_at, endpoint
+        )
+        if response is None:  # a scripted disconnect
             assert request.transport is not None
             request.transport.abort()
             raise asyncio.CancelledError  # aiohttp ends the handler quietly; the client sees a lost connection
-        response: web.StreamResponse
+        return response
+
+    async def _respond(
+        self,
+        method: str,
+        path: str,
+        match: MappingABC[str, str],
+        body: Any,
+        key: str | None,
+        authorized: bool,
+        received_at: float,
+        endpoint: _Endpoint,
+    ) -> web.Response | None:
+        # One request, over HTTP or in memory (memory_client()): faults, rules, bookkeeping. None: disconnect.
+        fault = self._faults.popleft() if self._faults else self._random_fault()
+        if self.latency > 0 and (fault is None or fault.kind != "hang"):
+            await self._wait(asyncio.ensure_future(asyncio.sleep(self.latency)))
+        if fault is not None and fault.kind == "hang":
+            self._record(method, path, body, key, authorized, None, received_at)
+            await self._wait(asyncio.get_running_loop().create_future())  # cancelled by stop()
+        if fault is not None and fault.kind == "delay":
+            await self._wait(asyncio.ensure_future(asyncio.sleep(fault.seconds)))
+            fault = None
+        if fault is not None and fault.kind == "disconnect":
+            self._record(method, path, body, key, authorized, None, received_at)
+            return None
+        response: web.Response
         if fault is not None:
             response = (
                 web.json_response(fault.body, status=fault.status)
@@ -356,15 +384,23 @@ class FakeRehook:
         elif not authorized:
             response = _error(401, "UNAUTHORIZED", "invalid API key or secret")
         else:
-            response = await endpoint(request, body)
-        if request.method == "POST" and key is not None and 200 <= response.status < 300:
+            response = await endpoint(match, body)
+        if method == "POST" and key is not None and 200 <= response.status < 300:
             if key in self._delivered_keys:
                 self.duplicates += 1
             else:
                 self.delivered_digest = (self.delivered_digest + key_digest(key)) % 2**64
             self._delivered_keys.add(key)
-        self._record(request, body, key, authorized, response.status, received_at)
+        self._record(method, path, body, key, authorized, response.status, received_at)
         return response
+
+    async def _wait(self, waiting: asyncio.Future[Any]) -> None:
+        # A delayed or hanging request: stop() cancels it, so that it never holds the shutdown.
+        self._delays.add(waiting)
+        try:
+            await waiting
+        finally:
+            self._delays.discard(waiting)
 
     def _random_fault(self) -> _Fault | None:
         if self._reset_rate or self._error_rate:
@@ -376,15 +412,15 @@ class FakeRehook:
         return None
 
     def _record(
-        self, request: web.Request, body: Any, key: str | None, authorized: bool, status: int | None, at: float
+        self, method: str, path: str, body: Any, key: str | None, authorized: bool, status: int | None, at: float
     ) -> None:
         self.request_count += 1
         if not self._record_requests:
             return
         self.requests.append(
             RecordedRequest(
-                method=request.method,
-                path=request.path,
+                method=method,
+                path=path,
                 json=body,
                 idempotency_key=key,
                 authorized=authorized,
@@ -429,7 +465,7 @@ class FakeRehook:
         customer["referral_code"] = code
         self._code_owner[code] = customer["source_id"]
 
-    async def _identify(self, request: web.Request, body: Any) -> web.Response:
+    async def _identify(self, match: MappingABC[str, str], body: Any) -> web.Response:
         if not isinstance(body, dict) or not isinstance(body.get("source_id"), str) or not body["source_id"]:
             return _error(400, "INVALID_REQUEST", "source_id is required")
         metadata = body.get("metadata", {})
@@ -458,7 +494,7 @@ class FakeRehook:
         customer["metadata"].update(metadata)
         return web.json_response(customer)
 
-    async def _track(self, request: web.Request, body: Any) -> web.Response:
+    async def _track(self, match: MappingABC[str, str], body: Any) -> web.Response:
         if not isinstance(body, dict):
             return _error(400, "INVALID_REQUEST", "a JSON object is required")
         name, source_id, metadata = body.get("event_name"), body.get("source_id"), body.get("metadata", {})
@@ -484,24 +520,24 @@ class FakeRehook:
             self.events.append(event)
         return web.json_response({"status": "ok", "event": event})
 
-    async def _check_auth(self, request: web.Request, body: Any) -> web.Response:
+    async def _check_auth(self, match: MappingABC[str, str], body: Any) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def _get_customer(self, request: web.Request, body: Any) -> web.Response:
-        customer = self.customers.get(request.match_info["source_id"])
+    async def _get_customer(self, match: MappingABC[str, str], body: Any) -> web.Response:
+        customer = self.customers.get(match["source_id"])
         if customer is None:
             return _error(404, "NOT_FOUND_CUSTOMER", "no customer with that source_id")
         return web.json_response(self._public(customer))
 
-    async def _validate_code(self, request: web.Request, body: Any) -> web.Response:
-        code = request.match_info["code"]
+    async def _validate_code(self, match: MappingABC[str, str], body: Any) -> web.Response:
+        code = match["code"]
         owner = self._owner(code)
         if owner is None:
             return _error(404, "NOT_FOUND_CODE", f"referral code {code!r} does not exist")
         return web.json_response(self._public(owner))
 
-    async def _referrals(self, request: web.Request, body: Any) -> web.Response:
-        source_id = request.match_info["source_id"]
+    async def _referrals(self, match: MappingABC[str, str], body: Any) -> web.Response:
+        source_id = match["source_id"]
         referred = [self._public(self.customers[friend]) for friend in self._referred.get(source_id, {})]
         if not referred:
             return _error(404, "NOT_FOUND_REFERRALS", "no successful referrals")
