@@ -2,22 +2,11 @@
 // seeded random audience names. Writes JSON to stdout. Deterministic. Regenerate with
 //   npm ci && npm run generate            (in tests/conformance)
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+import { prng, version } from "./common.mjs";
 
 const require = createRequire(import.meta.url);
 const snakeCase = require("lodash.snakecase");
-const version = (name) => JSON.parse(readFileSync(new URL(`./node_modules/${name}/package.json`, import.meta.url))).version;
 
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(20261203);
 const pick = (items) => items[Math.floor(random() * items.length)];
 

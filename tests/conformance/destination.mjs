@@ -6,12 +6,11 @@
 // Writes JSON to stdout. Deterministic. Regenerate with
 //   npm ci && npm run generate            (in tests/conformance)
 import { createRequire } from "node:module";
+import { version, message } from "./common.mjs";
 
 const require = createRequire(import.meta.url);
 const { Destination, defaultValues } = require("@segment/actions-core");
 const { parseFql, validate } = require("@segment/destination-subscriptions");
-import { readFileSync } from "node:fs";
-const version = (name) => JSON.parse(readFileSync(new URL(`./node_modules/${name}/package.json`, import.meta.url))).version;
 const versions = Object.fromEntries(["@segment/actions-core", "@segment/destination-subscriptions", "liquidjs"].map((n) => [n, version(n)]));
 
 // -- the destination, as Segment defines it (facts: field names, types, required, defaults, subscriptions) ------
@@ -263,11 +262,6 @@ subscriptions.find((s) => s.protoKey).mapping.metadata = JSON.parse('{"__proto__
 // -- Segment's results ---------------------------------------------------------------------------------------
 
 const validateMapping = require(new URL("./node_modules/@segment/actions-core/dist/cjs/mapping-kit/validate.js", import.meta.url).pathname).default;
-const message = (error) => {
-  // mapping-kit's validation throws an AggregateError of ValidationErrors; keep their messages, not the stack.
-  if (error && typeof error[Symbol.iterator] === "function") return [...error].map((e) => e.message).join(" ");
-  return String(error && error.message ? error.message : error);
-};
 const results = [];
 for (const subscription of subscriptions) {
   let refused = null;

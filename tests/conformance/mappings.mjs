@@ -5,24 +5,13 @@
 // the error it throws. Deterministic. Regenerate with
 //   npm ci && npm run generate            (in tests/conformance)
 import { createRequire } from "node:module";
-import { readFileSync } from "node:fs";
+import { prng, version, message } from "./common.mjs";
 
 const require = createRequire(import.meta.url);
 const { transform } = require("@segment/actions-core");
 const validateMapping = require(new URL("./node_modules/@segment/actions-core/dist/cjs/mapping-kit/validate.js", import.meta.url).pathname).default;
-const version = (name) => JSON.parse(readFileSync(new URL(`./node_modules/${name}/package.json`, import.meta.url))).version;
 const versions = Object.fromEntries(["@segment/actions-core", "liquidjs"].map((n) => [n, version(n)]));
 
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(20261202);
 const pick = (items) => items[Math.floor(random() * items.length)];
 const chance = (p) => random() < p;
@@ -95,10 +84,6 @@ for (let i = 0; i < 400; i++) {
 
 // -- mapping-kit's results -----------------------------------------------------------------------------------
 
-const message = (error) => {
-  if (error && typeof error[Symbol.iterator] === "function") return [...error].map((e) => e.message).join(" ");
-  return String(error && error.message ? error.message : error);
-};
 const results = mappings.map((mapping) => {
   let refused = null;
   try {

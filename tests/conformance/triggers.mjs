@@ -5,6 +5,7 @@
 // Deterministic: hand-written edge cases, then seeded random triggers and events. Regenerate with
 //   npm ci && npm run generate            (in tests/conformance)
 import { createRequire } from "node:module";
+import { prng } from "./common.mjs";
 
 const require = createRequire(import.meta.url);
 const { parseFql, validate } = require("@segment/destination-subscriptions");
@@ -13,17 +14,6 @@ const versions = {
   "@segment/fql-ts": require("@segment/fql-ts/package.json").version,
 };
 
-// A small seeded PRNG (mulberry32), so the vectors are the same on every run.
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const random = prng(20261201);
 const pick = (items) => items[Math.floor(random() * items.length)];
 
