@@ -11,6 +11,7 @@ import enum
 import itertools
 import logging
 import os
+import re
 import threading
 import warnings
 import weakref
@@ -36,6 +37,7 @@ from ._constants import (
     DEFAULT_REQUEST_TIMEOUT,
 )
 from ._deadletter import DeadLetterWriter
+from ._encoding import header_problem
 from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
 from ._flusher import Flusher, deadline_after
 from ._handle import KIND_CODES, EventHandle
@@ -46,7 +48,7 @@ from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._stats import Stats
-from ._transport import Transport, check_base_url
+from ._transport import RESERVED_HEADERS, Transport, check_base_url
 from ._types import Call, CallType
 
 __all__ = ["RehookClient"]
@@ -102,6 +104,31 @@ def _delivery(value: object) -> Delivery:
         raise ConfigurationError(f"delivery must be a Delivery or one of {choices}, got {value!r}") from None
 
 
+def _extra_headers(headers: object) -> dict[str, str]:
+    """
+    ``headers=``, checked: str names and values a header can carry, none of the SDK's own.
+    """
+    if headers is None:
+        return {}
+    if not isinstance(headers, Mapping):
+        raise ConfigurationError(f"headers must be a mapping of str to str, not {type(headers).__qualname__}")
+    checked: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ConfigurationError(f"headers must map str to str, got {name!r}: {value!r}")
+        if not name or not _TOKEN.fullmatch(name):
+            raise ConfigurationError(f"headers: {name!r} is not a valid header name")
+        if (problem := header_problem(value)) is not None:
+            raise ConfigurationError(f"headers: the value of {name} {problem}")
+        if name.lower() in RESERVED_HEADERS:
+            raise ConfigurationError(f"headers: {name} is set by the SDK and cannot be replaced")
+        checked[name] = value
+    return checked
+
+
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
+
+
 def _positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
@@ -146,6 +173,9 @@ class RehookClient:
             The format is versioned and replayable (README, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
+        headers: Extra HTTP headers for every request (a proxy's or a gateway's); they may replace the
+            ``User-Agent`` (``rehook-sdk-python/<version> (python <x.y>; aiohttp <x.y>)``) but not
+            ``Authorization``, ``Content-Type`` or ``Idempotency-Key``.
         atexit_timeout: Seconds to keep delivering at interpreter exit when the client was not closed (never
             started, its loop ended without ``aclose()``, or still running in another thread); what is still left
             then is reported with a ``RuntimeWarning`` and the dead-letter file. ``None`` never drains at exit.
@@ -171,6 +201,7 @@ class RehookClient:
         on_error: Callback | None = None,
         dead_letter: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
+        headers: Mapping[str, str] | None = None,
         atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
@@ -184,7 +215,10 @@ class RehookClient:
             )
         if not _all_str((api_key, api_secret)):
             raise ConfigurationError("api_key and api_secret must be strings")
+        if base_url is not None and not str(base_url).strip():
+            raise ConfigurationError(f"base_url must be a URL, got {base_url!r}; leave it out for the default")
         url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+        extra_headers = _extra_headers(headers)
         if isinstance(conversion_events, str):
             raise ConfigurationError("conversion_events must be a collection of event names, not one str")
         events = frozenset(conversion_events)
@@ -213,7 +247,13 @@ class RehookClient:
 
         def make_flusher(session: aiohttp.ClientSession | None) -> Flusher:
             transport = make_transport(
-                url, api_key, api_secret, request_timeout=float(request_timeout), concurrency=senders, session=session
+                url,
+                api_key,
+                api_secret,
+                request_timeout=float(request_timeout),
+                concurrency=senders,
+                session=session,
+                headers=extra_headers,
             )
             return Flusher(
                 transport=transport,

@@ -4,6 +4,8 @@ Defaults in one place, so the README, the settings and the tests agree.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 DEFAULT_BASE_URL = "https://api.rehook.ai"
 API_KEY_ENV = "REHOOK_API_KEY"
 API_SECRET_ENV = "REHOOK_API_SECRET"
@@ -36,3 +38,8 @@ RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
 
 # Payload limits that keep a pathological value from stalling a sender.
 MAX_NESTING_DEPTH = 64
+
+try:
+    VERSION = version("rehook-sdk")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0.0.0"

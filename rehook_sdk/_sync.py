@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import functools
 import logging
 import os
@@ -49,6 +50,7 @@ class ClientSettings(TypedDict, total=False):
     mappings: Iterable[Mapping] | None
     on_error: Callback | None
     dead_letter: str | os.PathLike[str] | None
+    headers: collections.abc.Mapping[str, str] | None
 
 
 def _forward(

@@ -8,7 +8,8 @@ import base64
 import ipaddress
 import logging
 import socket
-from collections.abc import Coroutine
+import sys
+from collections.abc import Coroutine, Mapping
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -17,11 +18,19 @@ from yarl import URL
 
 from . import _exit
 from ._actions import Request
-from ._constants import IDEMPOTENCY_HEADER
+from ._constants import IDEMPOTENCY_HEADER, VERSION
 from ._exceptions import ConfigurationError
 from ._retry import parse_retry_after
 
-__all__ = ["Attempt", "Transport", "check_base_url"]
+__all__ = ["RESERVED_HEADERS", "USER_AGENT", "Attempt", "Transport", "check_base_url"]
+
+USER_AGENT = (
+    f"rehook-sdk-python/{VERSION} (python {sys.version_info.major}.{sys.version_info.minor}; "
+    f"aiohttp {aiohttp.__version__.rsplit('.', 1)[0]})"
+)
+"""What every request says it is, unless ``headers=`` gives another User-Agent."""
+RESERVED_HEADERS = frozenset({"authorization", "content-type", IDEMPOTENCY_HEADER.lower()})
+"""Headers ``headers=`` may not set: the SDK's own, which Rehook's answers depend on."""
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -104,11 +113,14 @@ class Transport:
         request_timeout: float,
         concurrency: int,
         session: aiohttp.ClientSession | None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
         # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
         token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._auth = "Basic " + token
+        # Every request carries these; the user's extra headers (checked by the client) may replace the User-Agent.
+        self._headers = {"User-Agent": USER_AGENT, **(headers or {}), "Authorization": self._auth}
         # What an answer must never carry into an outcome, a log line or the dead-letter file: a server or proxy
         # that echoes the request's Authorization header would otherwise hand the secret to all of them.
         self._secrets = tuple(
@@ -146,18 +158,21 @@ class Transport:
         A plain function returning `_request`'s coroutine, so that each request in flight holds one coroutine
         of this module rather than two.
         """
-        headers = {
-            "Authorization": self._auth,
-            "Content-Type": "application/json",
-            IDEMPOTENCY_HEADER: idempotency_key,
-        }
-        return self._request("POST", self._url(request.path), headers, request.body)
+        return self._request("POST", self._url(request.path), self.headers(idempotency_key), request.body)
+
+    def headers(self, idempotency_key: str | None) -> dict[str, str]:
+        """
+        The headers of one request: a POST (with its Idempotency-Key) or a GET (``None``).
+        """
+        if idempotency_key is None:
+            return dict(self._headers)
+        return {**self._headers, "Content-Type": "application/json", IDEMPOTENCY_HEADER: idempotency_key}
 
     async def get(self, path: str) -> Attempt:
         """
         GET ``path``; never raises for network trouble.
         """
-        return await self._request("GET", self._url(path), {"Authorization": self._auth}, None)
+        return await self._request("GET", self._url(path), self.headers(None), None)
 
     async def _request(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Attempt:
         session = self._session or self._get_session()

@@ -48,6 +48,7 @@ class RecordedRequest:
         authorized: Whether the Basic credentials matched.
         status: What the fake answered; ``None`` when a scripted fault dropped the connection.
         received_at: ``time.monotonic()`` when the request arrived.
+        headers: The request's headers (``Authorization`` shown as ``[redacted]``).
     """
 
     method: str
@@ -57,6 +58,7 @@ class RecordedRequest:
     authorized: bool
     status: int | None
     received_at: float
+    headers: MappingABC[str, str] = attrs.field(factory=dict)
 
 
 _Endpoint = Callable[[MappingABC[str, str], Any], Awaitable[web.Response]]
@@ -340,8 +342,9 @@ class FakeRehook:
         authorized = request.headers.get("Authorization") == self._auth
         key = request.headers.get(IDEMPOTENCY_HEADER)
         response = await self._respond(
-            request.method, request.path, request.match_info, body, key, authorized, received_at, endpoint
-        )
+            request.method, request.path, request.match_info, body, key, authorized, received_at, endpoint,
+            headers=request.headers,
+        )  # fmt: skip
         if response is None:  # a scripted disconnect
             assert request.transport is not None
             request.transport.abort()
@@ -358,19 +361,21 @@ class FakeRehook:
         authorized: bool,
         received_at: float,
         endpoint: _Endpoint,
+        *,
+        headers: MappingABC[str, str],
     ) -> web.Response | None:
         # One request, over HTTP or in memory (memory_client()): faults, rules, bookkeeping. None: disconnect.
         fault = self._faults.popleft() if self._faults else self._random_fault()
         if self.latency > 0 and (fault is None or fault.kind != "hang"):
             await self._wait(asyncio.ensure_future(asyncio.sleep(self.latency)))
         if fault is not None and fault.kind == "hang":
-            self._record(method, path, body, key, authorized, None, received_at)
+            self._record(method, path, body, key, authorized, None, received_at, headers)
             await self._wait(asyncio.get_running_loop().create_future())  # cancelled by stop()
         if fault is not None and fault.kind == "delay":
             await self._wait(asyncio.ensure_future(asyncio.sleep(fault.seconds)))
             fault = None
         if fault is not None and fault.kind == "disconnect":
-            self._record(method, path, body, key, authorized, None, received_at)
+            self._record(method, path, body, key, authorized, None, received_at, headers)
             return None
         response: web.Response
         if fault is not None:
@@ -391,7 +396,7 @@ class FakeRehook:
             else:
                 self.delivered_digest = (self.delivered_digest + key_digest(key)) % 2**64
             self._delivered_keys.add(key)
-        self._record(method, path, body, key, authorized, response.status, received_at)
+        self._record(method, path, body, key, authorized, response.status, received_at, headers)
         return response
 
     async def _wait(self, waiting: asyncio.Future[Any]) -> None:
@@ -412,7 +417,15 @@ class FakeRehook:
         return None
 
     def _record(
-        self, method: str, path: str, body: Any, key: str | None, authorized: bool, status: int | None, at: float
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        key: str | None,
+        authorized: bool,
+        status: int | None,
+        at: float,
+        headers: MappingABC[str, str],
     ) -> None:
         self.request_count += 1
         if not self._record_requests:
@@ -426,6 +439,7 @@ class FakeRehook:
                 authorized=authorized,
                 status=status,
                 received_at=at,
+                headers={k: "[redacted]" if k.lower() == "authorization" else v for k, v in headers.items()},
             )
         )
 

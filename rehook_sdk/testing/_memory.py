@@ -52,7 +52,9 @@ class _MemoryTransport(Transport):
         if endpoint is None:
             return Attempt(status=404, body='{"code": "NOT_FOUND"}')
         parsed = json.loads(body) if body else None
-        response = await fake._respond(method, path, {}, parsed, key, self._authorized, time.monotonic(), endpoint)
+        response = await fake._respond(
+            method, path, {}, parsed, key, self._authorized, time.monotonic(), endpoint, headers=self.headers(key)
+        )
         if response is None:  # a scripted disconnect: the request reached the fake, no answer came back
             return Attempt(error="the connection was reset (scripted disconnect)", maybe_sent=True)
         return Attempt(
