@@ -31,6 +31,7 @@ from ._exceptions import AuthenticationError, ConfigurationError, RehookError
 from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._outcome import Outcome, OutcomeStatus, Reason
+from ._outcome_log import calls
 from ._retry import RetryPolicy
 from ._router import Router
 from ._types import CallType
@@ -366,7 +367,7 @@ async def _drain(
     where = f"after {position}" if position else "before the first line"
     resume = " ".join(["rehook send", *args.files, "--skip", str(tally.read)])
     print(
-        f"rehook: interrupted: stopped reading {where} ({tally.read} lines read, {tally.accepted} calls accepted); "
+        f"rehook: interrupted: stopped reading {where} ({tally.read} lines read, {calls(tally.accepted)} accepted); "
         f"to send the rest later: {resume}\n"
         f"rehook: delivering the calls already read (at most {args.drain_timeout:g} s; Ctrl-C twice more to stop "
         f"now and write what is left to {failed_to})",
@@ -385,7 +386,7 @@ def _take(lines: Iterator[tuple[str, int, str | BadLine]], n: int) -> list[tuple
 
 def _report_failed_file(path: str, resendable: int, *, keep: bool) -> None:
     if resendable:
-        print(f"rehook: {resendable} calls that can be sent again are in {path} (replay: rehook send {path})")
+        print(f"rehook: {calls(resendable)} to send again, in {path} (replay: rehook send {path})")
     elif not keep and os.path.exists(path) and os.path.getsize(path) == 0:
         os.remove(path)  # nothing failed: leave no empty file behind
 

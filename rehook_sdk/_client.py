@@ -44,6 +44,7 @@ from ._handle import KIND_CODES, EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mappings import Mapping as RehookMapping
 from ._outcome import Outcome, Reason
+from ._outcome_log import calls
 from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
@@ -767,7 +768,7 @@ class RehookClient:
         try:
             lost = await self._flusher.stop(deadline)
             if lost:
-                logger.warning("aclose() deadline passed; %d calls failed as shutdown_timeout", lost)
+                logger.warning("aclose() deadline passed; %s failed as shutdown_timeout", calls(lost))
         finally:
             self._state = _State.CLOSED
 
@@ -859,7 +860,7 @@ class RehookClient:
             except RuntimeError:
                 _ORPHANS.discard(flusher)
         _warn(
-            f"unclosed RehookClient with {pending} calls still without an outcome; "
+            f"unclosed RehookClient with {calls(pending)} still without an outcome; "
             "use 'async with RehookClient(...)' or 'await client.aclose()'",
             ResourceWarning,
             source=self,

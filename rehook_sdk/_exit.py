@@ -25,6 +25,8 @@ import warnings
 import weakref
 from typing import Protocol
 
+from ._outcome_log import calls
+
 __all__ = ["ExitDrain", "hold", "release", "watch"]
 
 logger = logging.getLogger("rehook_sdk")
@@ -94,7 +96,8 @@ def _drain_all() -> None:
             where = f"; they are in the dead-letter file {dead_letter}" if dead_letter else ""
             # At exit nobody is left to read outcomes, and logging may not be configured: say it where it is seen.
             warnings.warn(
-                f"rehook_sdk: {lost} calls were not delivered before the interpreter exited{where}. Close the "
+                f"rehook_sdk: {calls(lost)} {'was' if lost == 1 else 'were'} not delivered before the interpreter "
+                f"exited{where}. Close the "
                 "client (aclose() or close()) with a longer timeout, or raise atexit_timeout.",
                 RuntimeWarning,
                 stacklevel=1,

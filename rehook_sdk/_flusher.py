@@ -23,7 +23,7 @@ from ._encoding import safe_repr
 from ._handle import Board, entry_call
 from ._mappings import CompiledMapping
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
-from ._outcome_log import OutcomeLog
+from ._outcome_log import OutcomeLog, calls
 from ._queue import Data, EventQueue, Meta
 from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
@@ -337,13 +337,13 @@ class Flusher:
         await self.transport.close()
         if queued:
             logger.warning(
-                "the event loop stopped without aclose(); %d queued calls wait for this client's next event loop "
-                "or the interpreter's exit",
-                queued,
+                "the event loop stopped without aclose(); %s still queued, kept for this client's next event "
+                "loop or the interpreter's exit",
+                calls(queued),
             )
         if lost:
             message = (
-                f"the event loop stopped without aclose(); {lost} calls in flight failed as shutdown_timeout "
+                f"the event loop stopped without aclose(); {calls(lost)} in flight failed as shutdown_timeout "
                 "(Rehook may have received them)"
             )
             logger.warning("%s", message)

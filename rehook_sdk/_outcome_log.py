@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ._outcome import Outcome, OutcomeStatus, Reason
 
-__all__ = ["DEFAULT_LOG_INTERVAL", "OutcomeLog"]
+__all__ = ["DEFAULT_LOG_INTERVAL", "OutcomeLog", "calls"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -101,7 +101,7 @@ class OutcomeLog:
         Log ``count`` calls that ended alike (the calls ended in bulk at a deadline) in one line.
         """
         if count and logger.isEnabledFor(logging.WARNING):
-            logger.warning("%d calls %s as %s: %s", count, status.value, reason.value, message)
+            logger.warning("%s %s as %s: %s", calls(count), status.value, reason.value, message)
 
     def flush(self) -> None:
         """
@@ -115,7 +115,14 @@ class OutcomeLog:
                     tally.count, tally.last, tally.since = 0, now, now
             self._timer_due = False
         for reason, status, count, seconds in due:
-            logger.warning("%d more calls %s as %s in the last %.1f s", count, status.value, reason.value, seconds)
+            logger.warning(
+                "%d more %s %s as %s in the last %.1f s",
+                count,
+                "call" if count == 1 else "calls",
+                status.value,
+                reason.value,
+                seconds,
+            )
 
     def _arm_timer(self) -> None:
         # Under the lock. One timer at a time; it runs on the client's loop, whichever thread counted the call.
@@ -130,3 +137,10 @@ class OutcomeLog:
             loop.call_soon_threadsafe(loop.call_later, self._interval, self.flush)
         except RuntimeError:  # the loop closed meanwhile: the next line or the close says it
             self._timer_due = False
+
+
+def calls(count: int) -> str:
+    """
+    ``"1 call"``, ``"2 calls"``: how every message counts calls.
+    """
+    return f"{count} call" if count == 1 else f"{count} calls"

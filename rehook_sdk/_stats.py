@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -42,14 +43,32 @@ class Stats:
     in_flight: int
 
     def __repr__(self) -> str:
+        # Valid Python: eval() with Stats and Reason in scope gives an equal snapshot.
         def by_reason(counts: Mapping[Reason, int]) -> str:
-            return "{" + ", ".join(f"{reason.value}: {n}" for reason, n in sorted(counts.items())) + "}"
+            return "{" + ", ".join(f"Reason.{reason.name}: {n}" for reason, n in sorted(counts.items())) + "}"
 
         return (
             f"Stats(accepted={self.accepted}, delivered={self.delivered}, dropped={by_reason(self.dropped)}, "
             f"failed={by_reason(self.failed)}, retried={self.retried}, in_queue={self.in_queue}, "
             f"in_flight={self.in_flight})"
         )
+
+    def as_dict(self) -> dict[str, Any]:
+        """
+        The snapshot as plain JSON-ready data, reasons by their names (``{"missing_user_id": 1}``), totals included:
+        for metrics exporters, health endpoints and logs.
+        """
+        return {
+            "accepted": self.accepted,
+            "delivered": self.delivered,
+            "dropped": {reason.value: n for reason, n in sorted(self.dropped.items())},
+            "failed": {reason.value: n for reason, n in sorted(self.failed.items())},
+            "dropped_total": self.dropped_total,
+            "failed_total": self.failed_total,
+            "retried": self.retried,
+            "in_queue": self.in_queue,
+            "in_flight": self.in_flight,
+        }
 
     @property
     def dropped_total(self) -> int:

@@ -24,6 +24,7 @@ from ._exceptions import ClientStateError
 from ._handle import EventHandle
 from ._mappings import Mapping
 from ._outcome import Reason
+from ._outcome_log import calls
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
 
@@ -226,7 +227,7 @@ class SyncRehookClient:
         if self._closed or self._atexit_timeout is None:
             return 0, None
         before = self.stats()
-        logger.info("draining %d calls at exit (up to %s s)", before.in_queue + before.in_flight, self._atexit_timeout)
+        logger.info("draining %s at exit (up to %s s)", calls(before.in_queue + before.in_flight), self._atexit_timeout)
         self.close(self._atexit_timeout)
         return exit_report(self._client._flusher, before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0))
 

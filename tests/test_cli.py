@@ -99,7 +99,7 @@ async def test_default_failed_file_is_named_and_kept(fake: FakeRehook, tmp_path:
 
     [failed] = failed_files(tmp_path)
     assert code == 1
-    assert f"1 calls that can be sent again are in {failed.name}" in out
+    assert f"1 call to send again, in {failed.name}" in out
     assert json.loads(failed.read_text())["call"]["event"] == "Order Completed"
 
 
@@ -124,7 +124,7 @@ async def test_failed_calls_are_written_and_replayed(fake: FakeRehook, tmp_path:
     code, out, _ = await rehook(fake, "send", str(calls), "--failed-to", str(failed), "--max-attempts", "1")
 
     assert code == 1
-    assert f"3 calls that can be sent again are in {failed}" in out
+    assert f"3 calls to send again, in {failed}" in out
     assert len(failed.read_text().splitlines()) == 3
     fake.clear_faults()
     code, out, _ = await rehook(fake, "send", str(failed))

@@ -262,10 +262,10 @@ async def test_loop_stopped_without_aclose(
         with pytest.warns(RuntimeWarning, match="5 calls in flight failed as shutdown_timeout"):
             await asyncio.to_thread(app)
         assert run.count(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT) == 5
-        assert "15 queued calls wait for this client's next event loop" in caplog.text
+        assert "15 calls still queued, kept for this client's next event loop" in caplog.text
     else:
         await asyncio.to_thread(app)  # no warning: nothing was lost
-        assert "20 queued calls wait for this client's next event loop" in caplog.text
+        assert "20 calls still queued, kept for this client's next event loop" in caplog.text
     await client.aclose()  # on this loop: the client starts over here and delivers what waited
     assert run.count(OutcomeStatus.DELIVERED) == (15 if delivery is Delivery.AT_MOST_ONCE else 20)
     assert run.callbacks == collections.Counter(range(20))

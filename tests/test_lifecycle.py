@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from rehook_sdk import (
     Reason,
     RehookClient,
     RetryPolicy,
+    Stats,
     _client,
 )
 from rehook_sdk.testing import FakeRehook
@@ -408,7 +410,7 @@ async def test_unclosed_client_warns_and_still_delivers(fake: FakeRehook) -> Non
     holder = [fake.client()]
     handle = holder[0].track("e", user_id="u1")
 
-    with pytest.warns(ResourceWarning, match="unclosed RehookClient with 1 calls"):
+    with pytest.warns(ResourceWarning, match="unclosed RehookClient with 1 call still"):
         holder.clear()  # the last reference: the client is collected here
 
     assert (await handle).delivered
@@ -500,12 +502,27 @@ async def test_flush_and_aclose_from_another_loop_raise(fake: FakeRehook) -> Non
         await asyncio.to_thread(elsewhere)
 
 
-async def test_stats_repr_is_readable(client: RehookClient) -> None:
-    """repr(stats) names reasons by their values, for logs and the REPL."""
+async def test_stats_repr_is_valid_python_and_as_dict_is_plain_data(client: RehookClient) -> None:
+    """repr(stats) evaluates back to an equal snapshot; as_dict() names reasons by their values, with totals."""
     await client.track("e")
-    assert repr(client.stats()) == (
-        "Stats(accepted=1, delivered=0, dropped={missing_user_id: 1}, failed={}, retried=0, in_queue=0, in_flight=0)"
+    stats = client.stats()
+    assert repr(stats) == (
+        "Stats(accepted=1, delivered=0, dropped={Reason.MISSING_USER_ID: 1}, failed={}, retried=0, in_queue=0, "
+        "in_flight=0)"
     )
+    assert eval(repr(stats), {"Stats": Stats, "Reason": Reason}) == stats
+    assert stats.as_dict() == {
+        "accepted": 1,
+        "delivered": 0,
+        "dropped": {"missing_user_id": 1},
+        "failed": {},
+        "dropped_total": 1,
+        "failed_total": 0,
+        "retried": 0,
+        "in_queue": 0,
+        "in_flight": 0,
+    }
+    assert json.loads(json.dumps(stats.as_dict())) == stats.as_dict()
 
 
 async def test_at_most_once_a_call_waiting_to_be_retried_survives_the_loops_end(fake: FakeRehook) -> None:

@@ -188,7 +188,7 @@ def test_atexit_drain_has_a_deadline(fake: FakeRehook) -> None:
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 20
     # The lost call is reported where it is seen without any logging set up: a RuntimeWarning on stderr.
-    assert "RuntimeWarning: rehook_sdk: 1 calls were not delivered before the interpreter exited" in result.stderr
+    assert "RuntimeWarning: rehook_sdk: 1 call was not delivered before the interpreter exited" in result.stderr
 
 
 def test_fork_child_sends_its_own_calls_and_never_the_parents(fake: FakeRehook) -> None:
