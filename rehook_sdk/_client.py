@@ -35,6 +35,7 @@ from ._constants import (
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
+    DISABLED_ENV,
 )
 from ._deadletter import DeadLetterWriter
 from ._encoding import header_problem
@@ -103,6 +104,26 @@ def _delivery(value: object) -> Delivery:
     except ValueError:
         choices = ", ".join(repr(d.value) for d in Delivery)
         raise ConfigurationError(f"delivery must be a Delivery or one of {choices}, got {value!r}") from None
+
+
+_DISABLED_MESSAGE = "the client is disabled (enabled=False or REHOOK_DISABLED): nothing is sent"
+_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
+
+
+def _enabled(enabled: object) -> bool:
+    """
+    ``enabled=``, else ``$REHOOK_DISABLED`` (1/true/yes/on disables; 0/false/no/off or unset does not).
+    """
+    if enabled is not None:
+        if not isinstance(enabled, bool):
+            raise ConfigurationError(f"enabled must be True, False or None, got {enabled!r}")
+        return enabled
+    value = os.environ.get(DISABLED_ENV, "").strip().lower()
+    if value in _TRUE:
+        return False
+    if value in _FALSE:
+        return True
+    raise ConfigurationError(f"{DISABLED_ENV} must be 1/true/yes/on or 0/false/no/off, got {value!r}")
 
 
 def _extra_headers(headers: object) -> dict[str, str]:
@@ -174,6 +195,10 @@ class RehookClient:
             The format is versioned and replayable (README, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
+        enabled: ``False`` keeps every call from leaving the process (test and staging environments): calls end
+            dropped as ``disabled`` at once, counted in `stats`, with no log line, dead-letter line or
+            ``on_error`` call, and credentials may be absent. ``None`` (the default) reads ``$REHOOK_DISABLED``
+            (``1``/``true``/``yes``/``on`` disable).
         headers: Extra HTTP headers for every request (a proxy's or a gateway's); they may replace the
             ``User-Agent`` (``rehook-sdk-python/<version> (python <x.y>; aiohttp <x.y>)``) but not
             ``Authorization``, ``Content-Type`` or ``Idempotency-Key``.
@@ -203,12 +228,17 @@ class RehookClient:
         dead_letter: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        enabled: bool | None = None,
         atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
         self._state = _State.NOT_STARTED
+        self._disabled = not _enabled(enabled)
         api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         api_secret = api_secret if api_secret is not None else os.environ.get(API_SECRET_ENV)
+        if self._disabled:  # nothing will be sent: credentials may be absent (test and staging environments)
+            api_key, api_secret = api_key or "disabled", api_secret or "disabled"
+            logger.info("a RehookClient is disabled: its calls end dropped as 'disabled' and nothing is sent")
         if not api_key or not api_secret:
             raise ConfigurationError(
                 "Rehook credentials are missing: pass api_key and api_secret, "
@@ -621,6 +651,11 @@ class RehookClient:
         self, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, callback: Callback | None
     ) -> EventHandle:
         # The hot path: a call from a task of the client's own loop while it runs.
+        if self._disabled:
+            call = handle.call
+            outcome = Outcome._for(call, Reason.DISABLED, _DISABLED_MESSAGE, message_id=call.message_id)
+            self._flusher.settle_quietly(meta[0], call, outcome)
+            return handle
         if self._state is _State.RUNNING and _get_running_loop() is self._loop:
             if not self._flusher.queue.put_on_loop(meta, data):
                 self._drop_at_once(handle, Reason.QUEUE_FULL)
@@ -779,7 +814,10 @@ class RehookClient:
         Raises:
             AuthenticationError: Rehook answered 401 (or 403): the credentials are wrong.
             RehookError: Rehook could not be reached, or answered something unexpected.
+            ClientStateError: the client is closed, runs on another loop, or is disabled (nothing is sent).
         """
+        if self._disabled:
+            raise ClientStateError(f"check_auth() sends a request, and {_DISABLED_MESSAGE}")
         with self._lock:
             self._ensure_on(asyncio.get_running_loop())
         if self._state is not _State.RUNNING:

@@ -294,6 +294,14 @@ class Flusher:
             self.log.note(outcome, level=logging.DEBUG if quiet else logging.WARNING)
         self._report(token, call, outcome)
 
+    def settle_quietly(self, token: int, call: Call, outcome: Outcome) -> None:
+        """
+        Count ``outcome`` and hand it to the board, nothing else: no log line, dead-letter line or on_error (for a
+        disabled client, whose calls are dropped on purpose).
+        """
+        self.counters.record(outcome)
+        self.board.resolve(token, call, outcome)
+
     def _report(self, token: int, call: Call, outcome: Outcome) -> None:
         self._in_flight.pop(token, None)
         self.counters.record(outcome)

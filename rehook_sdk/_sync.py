@@ -52,6 +52,7 @@ class ClientSettings(TypedDict, total=False):
     on_error: Callback | None
     dead_letter: str | os.PathLike[str] | None
     headers: collections.abc.Mapping[str, str] | None
+    enabled: bool | None
 
 
 def _forward(
