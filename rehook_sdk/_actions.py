@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from ._constants import CUSTOMERS_PATH, EVENTS_PATH
+from ._constants import CUSTOMERS_PATH, DEFAULT_MAX_PAYLOAD_BYTES, EVENTS_PATH
 from ._encoding import PayloadError, json_safe, text_problem
 from ._jsvalues import UNDEFINED, js_string
 from ._outcome import Reason
@@ -140,6 +140,7 @@ def build_request(
     conversion_events: frozenset[str],
     *,
     trusted: bool,
+    max_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
 ) -> Request | tuple[Reason, str]:
     """
     Apply Rehook's rules to resolved ``fields`` and build the request, or say why the action is dropped.
@@ -149,6 +150,7 @@ def build_request(
         fields: The mapping's resolved fields (missing ones absent).
         call: The call, for messages and the anonymous-only rule.
         conversion_events: Event names that need ``metadata.referral_code``.
+        max_bytes: The largest body sent; a larger one drops the action as ``payload_too_large``.
         trusted: The fields came from directives over the JSON-safe event, so they need no second
             conversion; values from a user's callable are converted here.
     """
@@ -185,6 +187,11 @@ def build_request(
         except PayloadError as exc:
             return Reason.INVALID_PAYLOAD, str(exc)
     try:
-        return Request(path, _encode(body).encode())
+        encoded = _encode(body).encode()
     except (ValueError, UnicodeEncodeError) as exc:  # the checks above should leave nothing for this net to catch
         return Reason.INVALID_PAYLOAD, f"the request body cannot be encoded: {exc}"
+    if len(encoded) > max_bytes:
+        return Reason.PAYLOAD_TOO_LARGE, (
+            f"the request body is {len(encoded):,} bytes, more than max_payload_bytes ({max_bytes:,})"
+        )
+    return Request(path, encoded)

@@ -33,6 +33,7 @@ from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
     DISABLED_ENV,
@@ -195,6 +196,12 @@ class RehookClient:
             The format is versioned and replayable (README, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
+        max_payload_bytes: The largest request body sent (1 MiB); a call whose body is larger ends dropped as
+            ``payload_too_large``, naming the size, before any upload.
+        before_send: Called on the sender side with each `Call` before it is mapped: return it (changed with
+            ``attrs.evolve`` to enrich or redact it) or ``None`` to drop it (``before_send``). The call it returns
+            is the one sent, reported in the `Outcome` and written to the dead-letter file. An exception ends the
+            call as ``invalid_payload``, naming it (logged once per distinct error, with its traceback).
         enabled: ``False`` keeps every call from leaving the process (test and staging environments): calls end
             dropped as ``disabled`` at once, counted in `stats`, with no log line, dead-letter line or
             ``on_error`` call, and credentials may be absent. ``None`` (the default) reads ``$REHOOK_DISABLED``
@@ -228,6 +235,8 @@ class RehookClient:
         dead_letter: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        before_send: Callable[[Call], Call | None] | None = None,
         enabled: bool | None = None,
         atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
     ) -> None:
@@ -270,7 +279,13 @@ class RehookClient:
         self._closing: asyncio.Task[None] | None = None
         senders = _positive_int(concurrency, "concurrency")
         queue_size = _positive_int(max_queue_size, "max_queue_size")
-        router = Router(compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings), events)
+        if before_send is not None and not callable(before_send):
+            raise ConfigurationError("before_send must be callable")
+        router = Router(
+            compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings),
+            events,
+            max_payload_bytes=_positive_int(max_payload_bytes, "max_payload_bytes"),
+        )
         policy = retry if retry is not None else RetryPolicy()
         mode = _delivery(delivery)
 
@@ -295,6 +310,7 @@ class RehookClient:
                 delivery=mode,
                 on_error=on_error,
                 dead_letter=DeadLetterWriter(dead_letter) if dead_letter is not None else None,
+                before_send=before_send,
             )
 
         self._make_flusher = make_flusher

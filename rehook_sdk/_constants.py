@@ -11,6 +11,7 @@ API_KEY_ENV = "REHOOK_API_KEY"
 API_SECRET_ENV = "REHOOK_API_SECRET"
 BASE_URL_ENV = "REHOOK_BASE_URL"
 DISABLED_ENV = "REHOOK_DISABLED"
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024  # what the fake (aiohttp's default client_max_size) accepts
 
 CUSTOMERS_PATH = "/customers"
 EVENTS_PATH = "/events/invoke"

@@ -53,6 +53,7 @@ class Flusher:
         delivery: Delivery,
         on_error: Callable[[Outcome], object] | None,
         dead_letter: DeadLetterWriter | None = None,
+        before_send: Callable[[Call], Call | None] | None = None,
     ) -> None:
         self.queue = EventQueue(max_queue_size)
         self.board = Board()
@@ -64,6 +65,8 @@ class Flusher:
         self._delivery = delivery
         self._on_error = on_error
         self._dead_letter = dead_letter
+        self._before_send = before_send
+        self._before_send_errors: set[str] = set()  # each distinct error of before_send is logged once, in full
         self._in_flight: dict[int, Call] = {}  # token -> call, for the calls the senders hold
         self._tasks: set[asyncio.Task[None]] = set()
         self._auth_failure: Attempt | None = None
@@ -402,6 +405,12 @@ class Flusher:
         """
         # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by the random
         # module itself): unique keys without a getrandom() system call per event.
+        if self._before_send is not None:
+            changed = self._run_before_send(call)
+            if isinstance(changed, tuple):
+                self.finish(token, call, Outcome._for(call, changed[0], changed[1]))
+                return 0
+            call = changed
         message_id = call.message_id or f"{random.getrandbits(128):032x}"
         routed = self._router.route(call, message_id)
         if isinstance(routed, tuple):
@@ -436,6 +445,29 @@ class Flusher:
             raise
         self.finish(token, call, Outcome._of(call, tuple(results), message_id))
         return sum(r.attempts for r in results)
+
+    def _run_before_send(self, call: Call) -> Call | tuple[Reason, str]:
+        # The user's hook, on the sender side: the call it returns is the one mapped, sent, reported and written to
+        # the dead-letter file; None drops it. What it raises ends the call, never the sender.
+        assert self._before_send is not None
+        try:
+            changed = self._before_send(call)
+        except Exception as exc:
+            described = safe_repr(exc)
+            if described not in self._before_send_errors:
+                self._before_send_errors.add(described)
+                logger.error("before_send raised %s (logged once per distinct error)", described, exc_info=exc)
+            return Reason.INVALID_PAYLOAD, f"before_send raised {described}"
+        if changed is None:
+            return Reason.BEFORE_SEND, "before_send returned None: the call is not sent"
+        returned: object = changed  # what the hook really returned, whatever its annotation says
+        if not isinstance(returned, Call):
+            kind = type(returned).__qualname__
+            return (
+                Reason.INVALID_PAYLOAD,
+                f"before_send must return the Call (changed with attrs.evolve) or None, not {kind}",
+            )
+        return returned
 
     def _requeue_at_loop_end(self, token: int, call: Call, message_id: str, actions: int, on_the_wire: bool) -> bool:
         """

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from ._actions import Request, build_request
+from ._constants import DEFAULT_MAX_PAYLOAD_BYTES
 from ._encoding import PayloadError, header_problem, json_safe, safe_repr
 from ._event import segment_event
 from ._mappings import DEFAULT_MAPPINGS, CompiledMapping
@@ -40,10 +41,16 @@ class Router:
     """
 
     def __init__(
-        self, mappings: Sequence[CompiledMapping], conversion_events: frozenset[str], *, shortcut: bool = True
+        self,
+        mappings: Sequence[CompiledMapping],
+        conversion_events: frozenset[str],
+        *,
+        shortcut: bool = True,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self._mappings = tuple(mappings)
         self._conversion_events = conversion_events
+        self._max = max_payload_bytes
         # With exactly the default mappings, route() takes a shortcut that resolves their fields directly,
         # without building the Segment event (about 6 us less per call in the sender); the tests check that it
         # gives the same steps as the general path.
@@ -89,7 +96,14 @@ class Router:
                     Step(mapping, None, (Reason.INVALID_PAYLOAD, f"resolving the fields failed: {safe_repr(exc)}"))
                 )
                 continue
-            built = build_request(mapping.action, fields, call, self._conversion_events, trusted=mapping.trusted)
+            built = build_request(
+                mapping.action,
+                fields,
+                call,
+                self._conversion_events,
+                trusted=mapping.trusted,
+                max_bytes=self._max,
+            )
             if isinstance(built, Request):
                 steps.append(Step(mapping, built))
             else:
@@ -136,7 +150,7 @@ class Router:
                 )
         except PayloadError as exc:
             return Reason.INVALID_PAYLOAD, str(exc)
-        built = build_request(mapping.action, fields, call, self._conversion_events, trusted=True)
+        built = build_request(mapping.action, fields, call, self._conversion_events, trusted=True, max_bytes=self._max)
         if isinstance(built, Request):
             return [Step(mapping, built)]
         return [Step(mapping, None, built)]

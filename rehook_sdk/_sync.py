@@ -27,6 +27,7 @@ from ._outcome import Reason
 from ._outcome_log import calls
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
+from ._types import Call
 
 __all__ = ["ClientSettings", "SyncRehookClient"]
 
@@ -52,6 +53,8 @@ class ClientSettings(TypedDict, total=False):
     on_error: Callback | None
     dead_letter: str | os.PathLike[str] | None
     headers: collections.abc.Mapping[str, str] | None
+    max_payload_bytes: int
+    before_send: Callable[[Call], Call | None] | None
     enabled: bool | None
 
 
