@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self
+from uuid import UUID
 
 import aiohttp
 
@@ -363,12 +364,12 @@ class RehookClient:
 
     def identify(
         self,
-        user_id: str | int | Mapping[str, Any] | None = None,
+        user_id: str | int | UUID | Mapping[str, Any] | None = None,
         traits: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         *,
-        anonymous_id: str | int | None = None,
+        anonymous_id: str | int | UUID | None = None,
         timestamp: Any = None,
         context: Mapping[str, Any] | None = None,
         integrations: Mapping[str, Any] | None = None,
@@ -435,8 +436,8 @@ class RehookClient:
         options: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         *,
-        user_id: str | int | None = None,
-        anonymous_id: str | int | None = None,
+        user_id: str | int | UUID | None = None,
+        anonymous_id: str | int | UUID | None = None,
         timestamp: Any = None,
         context: Mapping[str, Any] | None = None,
         integrations: Mapping[str, Any] | None = None,
@@ -503,8 +504,8 @@ class RehookClient:
         options: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         *,
-        user_id: str | int | None = None,
-        anonymous_id: str | int | None = None,
+        user_id: str | int | UUID | None = None,
+        anonymous_id: str | int | UUID | None = None,
         timestamp: Any = None,
         context: Mapping[str, Any] | None = None,
         integrations: Mapping[str, Any] | None = None,
@@ -529,8 +530,8 @@ class RehookClient:
         options: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         *,
-        user_id: str | int | None = None,
-        anonymous_id: str | int | None = None,
+        user_id: str | int | UUID | None = None,
+        anonymous_id: str | int | UUID | None = None,
         timestamp: Any = None,
         context: Mapping[str, Any] | None = None,
         integrations: Mapping[str, Any] | None = None,
@@ -562,13 +563,13 @@ class RehookClient:
 
     def group(
         self,
-        group_id: str | int | None = None,
+        group_id: str | int | UUID | None = None,
         traits: Mapping[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         *,
-        user_id: str | int | None = None,
-        anonymous_id: str | int | None = None,
+        user_id: str | int | UUID | None = None,
+        anonymous_id: str | int | UUID | None = None,
         timestamp: Any = None,
         context: Mapping[str, Any] | None = None,
         integrations: Mapping[str, Any] | None = None,
@@ -587,8 +588,8 @@ class RehookClient:
 
     def alias(
         self,
-        user_id: str | int | None = None,
-        previous_id: str | int | None = None,
+        user_id: str | int | UUID | None = None,
+        previous_id: str | int | UUID | None = None,
         options: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         *,
@@ -610,7 +611,7 @@ class RehookClient:
 
     def audience(
         self,
-        user_id: str | int,
+        user_id: str | int | UUID,
         audience_name: str,
         member: bool = True,
         callback: Callback | None = None,

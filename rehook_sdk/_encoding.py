@@ -8,7 +8,8 @@ Rules (also in the README, "What gets sent"):
   default, `sys.set_int_max_str_digits`).
 - NaN and +/-Infinity cannot be written as JSON numbers: the event is dropped as ``invalid_payload``.
 - datetime, date and time become ISO 8601 strings (a naive datetime stays naive: no zone is invented).
-- Decimal becomes a JSON number (an integral Decimal an int, otherwise a float); a non-finite one is invalid.
+- Decimal becomes a JSON number (an integral Decimal an int, otherwise a float); a non-finite one, or one beyond
+  the double range (about 1.8e308), is invalid.
 - UUID becomes its canonical string; an Enum member becomes its value (converted by these same rules).
 - tuple, list, set and frozenset become arrays (sets sorted when their items can be sorted).
 - bytes and bytearray must be UTF-8 and become strings.
@@ -24,6 +25,7 @@ import decimal
 import enum
 import math
 import re
+import sys
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -37,6 +39,8 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # Ints inside these bounds can always be written in decimal (the interpreter refuses from 4,300 digits by default);
 # outside them the check runs, so the common case costs two comparisons.
 _INT_BOUND = 10**4000
+
+_DOUBLE_MAX = decimal.Decimal(sys.float_info.max)
 
 
 def safe_repr(value: object) -> str:
@@ -173,6 +177,9 @@ def _convert(value: Any, path: str, depth: int, seen: set[int]) -> Any:
     if isinstance(value, decimal.Decimal):
         if not value.is_finite():
             raise PayloadError(path, f"Decimal {value} is not a JSON number")
+        if abs(value) > _DOUBLE_MAX:
+            # Rehook (and every JSON reader with double numbers) would read it as Infinity.
+            raise PayloadError(path, f"Decimal {value} is beyond what a JSON number holds (about 1.8e308)")
         if value == value.to_integral_value():
             return _checked_int(int(value), path)
         return float(value)

@@ -72,6 +72,8 @@ async def test_python_values_are_made_json_safe(client: RehookClient, fake: Fake
         ({"price": math.nan}, "properties.price", "not a JSON number"),
         ({"price": math.inf}, "properties.price", "not a JSON number"),
         ({"price": decimal.Decimal("NaN")}, "properties.price", "not a JSON number"),
+        ({"price": decimal.Decimal("1e400")}, "properties.price", "beyond what a JSON number holds"),
+        ({"price": decimal.Decimal("-1.5e309")}, "properties.price", "beyond what a JSON number holds"),
         ({"items": [{"bad": object()}]}, "properties.items[0].bad", "object value cannot be sent"),
         ({"raw": b"\xff\xfe"}, "properties.raw", "not UTF-8"),
         ({"k": {(1, 2): "tuple key"}}, "properties.k", "keys must be strings"),

@@ -12,6 +12,7 @@ import decimal
 import enum
 import json
 import math
+import sys
 import uuid
 from typing import Any
 
@@ -80,7 +81,7 @@ def expected(value: Any, path: str = "properties", depth: int = 0, seen: frozens
     if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
-        if not value.is_finite():
+        if not value.is_finite() or abs(value) > decimal.Decimal(sys.float_info.max):  # Infinity to JSON readers
             raise Invalid(path)
         return expected(int(value), path) if value == value.to_integral_value() else float(value)
     if isinstance(value, uuid.UUID):

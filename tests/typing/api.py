@@ -5,6 +5,7 @@ The public API as a user calls it; type-checked by mypy --strict, never run.
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from rehook_sdk import (
     Delivery,
@@ -122,3 +123,19 @@ def integrations_usage() -> None:
     api = FastAPI(lifespan=rehook_lifespan(RehookClient("k", "s")))
     dependency = Annotated[RehookClient, Depends(get_rehook)]
     print(client, api, dependency)
+
+
+async def ids_as_the_readme_says(client: RehookClient) -> None:
+    # A UUID or an int id is accepted wherever a str is (it becomes its string).
+    user = uuid.uuid4()
+    handles: list[EventHandle] = [
+        client.identify(user, {"plan": "pro"}),
+        client.track("e", user_id=user, anonymous_id=7),
+        client.page("Home", user_id=42),
+        client.screen("Home", user_id=user),
+        client.group(user, user_id=user),
+        client.alias(user, previous_id=7),
+        client.audience(user, "VIP"),
+    ]
+    for handle in handles:
+        await handle
