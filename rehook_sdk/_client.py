@@ -52,7 +52,7 @@ from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._stats import Stats
-from ._transport import RESERVED_HEADERS, Transport, check_base_url
+from ._transport import RESERVED_HEADERS, Transport, check_base_url, proxy_for
 from ._types import Call, CallType
 
 __all__ = ["RehookClient"]
@@ -197,6 +197,9 @@ class RehookClient:
             The format is versioned and replayable (README, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
+        proxy: An HTTP(S) proxy URL for every request (``http://user:password@proxy:3128``); its password is a
+            secret like the API secret. By default the environment's ``HTTPS_PROXY``/``HTTP_PROXY`` (minus
+            ``NO_PROXY``), read when the client is made; loopback hosts never take the environment's proxy.
         max_payload_bytes: The largest request body sent (1 MiB); a call whose body is larger ends dropped as
             ``payload_too_large``, naming the size, before any upload.
         before_send: Called on the sender side with each `Call` before it is mapped: return it (changed with
@@ -236,6 +239,7 @@ class RehookClient:
         dead_letter: str | os.PathLike[str] | None = None,
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
+        proxy: str | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         before_send: Callable[[Call], Call | None] | None = None,
         enabled: bool | None = None,
@@ -260,6 +264,7 @@ class RehookClient:
             raise ConfigurationError(f"base_url must be a URL, got {base_url!r}; leave it out for the default")
         url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
         extra_headers = _extra_headers(headers)
+        proxy_url = proxy_for(url, proxy)
         if isinstance(conversion_events, str):
             raise ConfigurationError("conversion_events must be a collection of event names, not one str")
         events = frozenset(conversion_events)
@@ -301,6 +306,7 @@ class RehookClient:
                 concurrency=senders,
                 session=session,
                 headers=extra_headers,
+                proxy=proxy_url,
             )
             return Flusher(
                 transport=transport,

@@ -53,6 +53,7 @@ class ClientSettings(TypedDict, total=False):
     on_error: Callback | None
     dead_letter: str | os.PathLike[str] | None
     headers: collections.abc.Mapping[str, str] | None
+    proxy: str | None
     max_payload_bytes: int
     before_send: Callable[[Call], Call | None] | None
     enabled: bool | None

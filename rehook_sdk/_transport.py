@@ -9,6 +9,7 @@ import ipaddress
 import logging
 import socket
 import sys
+import urllib.request
 from collections.abc import Coroutine, Mapping
 from typing import Any, NamedTuple
 
@@ -22,7 +23,7 @@ from ._constants import IDEMPOTENCY_HEADER, VERSION
 from ._exceptions import ConfigurationError
 from ._retry import parse_retry_after
 
-__all__ = ["RESERVED_HEADERS", "USER_AGENT", "Attempt", "Transport", "check_base_url"]
+__all__ = ["RESERVED_HEADERS", "USER_AGENT", "Attempt", "Transport", "check_base_url", "proxy_for"]
 
 USER_AGENT = (
     f"rehook-sdk-python/{VERSION} (python {sys.version_info.major}.{sys.version_info.minor}; "
@@ -90,6 +91,41 @@ def check_base_url(base_url: str) -> URL:
     return url
 
 
+def proxy_for(base_url: URL, proxy: str | None) -> URL | None:
+    """
+    The proxy requests to ``base_url`` go through: ``proxy`` when given, else the environment's
+    (``HTTPS_PROXY``/``HTTP_PROXY``, lower case too, minus ``NO_PROXY``), read once here. Loopback hosts (a local
+    fake Rehook) never take the environment's proxy, which could not reach them.
+
+    Raises:
+        ConfigurationError: ``proxy`` is not an http(s) URL with a host.
+    """
+    if proxy is not None:
+        if not isinstance(proxy, str):
+            raise ConfigurationError(f"proxy must be a URL str, not {type(proxy).__qualname__}")
+        url = URL(proxy)
+        if url.scheme not in ("http", "https") or not url.host:
+            # The URL is not repeated: it may hold a password.
+            raise ConfigurationError("proxy must be an http:// or https:// URL with a host (user:password@ allowed)")
+        return url
+    host = base_url.host or ""
+    if _is_loopback(host):
+        return None
+    found = urllib.request.getproxies_environment().get(base_url.scheme)
+    if not found or urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]  # untyped, stdlib
+        return None
+    url = URL(found if "://" in found else f"http://{found}")
+    return url if url.scheme in ("http", "https") and url.host else None
+
+
+def _proxy_secrets(proxy: URL | None) -> tuple[str, ...]:
+    # A proxy's password, and its Basic form, are secrets like the API secret.
+    if proxy is None or proxy.password is None:
+        return ()
+    basic = base64.b64encode(f"{proxy.user or ''}:{proxy.password}".encode()).decode("ascii")
+    return (proxy.password, basic, f"{proxy.user or ''}:{proxy.password}")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -114,8 +150,10 @@ class Transport:
         concurrency: int,
         session: aiohttp.ClientSession | None,
         headers: Mapping[str, str] | None = None,
+        proxy: URL | None = None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
+        self._proxy = proxy
         # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
         token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._auth = "Basic " + token
@@ -123,8 +161,11 @@ class Transport:
         self._headers = {"User-Agent": USER_AGENT, **(headers or {}), "Authorization": self._auth}
         # What an answer must never carry into an outcome, a log line or the dead-letter file: a server or proxy
         # that echoes the request's Authorization header would otherwise hand the secret to all of them.
+        proxied = _proxy_secrets(proxy)
         self._secrets = tuple(
-            sorted({s for s in (token, api_secret, api_key) if len(s) >= _MIN_REDACTED}, key=len, reverse=True)
+            sorted(
+                {s for s in (token, api_secret, api_key, *proxied) if len(s) >= _MIN_REDACTED}, key=len, reverse=True
+            )
         )
         self._timeout = aiohttp.ClientTimeout(total=request_timeout)
         self._concurrency = concurrency
@@ -181,7 +222,7 @@ class Transport:
         prefix = bytearray()
         try:
             async with session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False
+                method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False, proxy=self._proxy
             ) as response:
                 status = response.status
                 # Retry-After matters only on the answers that are retried; 2xx skip the header lookup.

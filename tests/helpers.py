@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from yarl import URL
 
 from rehook_sdk import Delivery, EventHandle, Outcome, OutcomeStatus, Reason, RehookClient
 from rehook_sdk.testing import FakeRehook
@@ -119,3 +122,68 @@ def run_script(code: str, fake: FakeRehook | None = None, timeout: float = 60) -
         check=False,
         env=env,
     )
+
+
+class ForwardProxy:
+    """
+    A forwarding HTTP proxy on loopback, as egress proxies work for plain http: the client sends each request in
+    absolute form (``POST http://host:port/path``) with its Proxy-Authorization; the proxy checks it (407 when
+    ``credentials`` are set and do not match), forwards the request to the origin, relays the answer and closes.
+    It records what it forwarded.
+    """
+
+    def __init__(self, credentials: tuple[str, str] | None = None) -> None:
+        self._credentials = credentials
+        self.forwarded: list[tuple[str, str, str | None]] = []  # method, absolute target, Proxy-Authorization
+        self.refused = 0
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> ForwardProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            request_line, *header_lines = head.split("\r\n")[:-2]
+            method, target, _ = request_line.split(" ", 2)
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in header_lines)}
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            auth = headers.get("proxy-authorization")
+            if self._credentials is not None:
+                expected = "Basic " + base64.b64encode(":".join(self._credentials).encode()).decode()
+                if auth != expected:
+                    self.refused += 1
+                    writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                    return
+            self.forwarded.append((method, target, auth))
+            origin = URL(target)
+            upstream_reader, upstream_writer = await asyncio.open_connection(origin.host, origin.port)
+            kept = [
+                line
+                for line in header_lines
+                if line.partition(":")[0].strip().lower() not in ("proxy-authorization", "connection")
+            ]
+            upstream_writer.write(
+                f"{method} {origin.raw_path_qs} HTTP/1.1\r\n".encode("latin-1")
+                + "".join(f"{line}\r\n" for line in kept).encode("latin-1")
+                + b"Connection: close\r\n\r\n"
+                + body
+            )
+            await upstream_writer.drain()
+            writer.write(await upstream_reader.read())  # the whole answer: the origin closes after it
+            upstream_writer.close()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
