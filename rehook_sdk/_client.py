@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import re
+import ssl as ssl_module
 import threading
 import warnings
 import weakref
@@ -52,7 +53,7 @@ from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._stats import Stats
-from ._transport import RESERVED_HEADERS, Transport, check_base_url, proxy_for
+from ._transport import RESERVED_HEADERS, Transport, check_base_url, check_ssl, proxy_for
 from ._types import Call, CallType
 
 __all__ = ["RehookClient"]
@@ -200,6 +201,9 @@ class RehookClient:
         proxy: An HTTP(S) proxy URL for every request (``http://user:password@proxy:3128``); its password is a
             secret like the API secret. By default the environment's ``HTTPS_PROXY``/``HTTP_PROXY`` (minus
             ``NO_PROXY``), read when the client is made; loopback hosts never take the environment's proxy.
+        ssl: An `ssl.SSLContext` to verify Rehook (or a TLS-inspecting proxy) with: a corporate CA bundle
+            (``ssl.create_default_context(cafile=...)``), client certificates. It must verify: verification
+            cannot be turned off.
         max_payload_bytes: The largest request body sent (1 MiB); a call whose body is larger ends dropped as
             ``payload_too_large``, naming the size, before any upload.
         before_send: Called on the sender side with each `Call` before it is mapped: return it (changed with
@@ -240,6 +244,7 @@ class RehookClient:
         session: aiohttp.ClientSession | None = None,
         headers: Mapping[str, str] | None = None,
         proxy: str | None = None,
+        ssl: ssl_module.SSLContext | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         before_send: Callable[[Call], Call | None] | None = None,
         enabled: bool | None = None,
@@ -265,6 +270,7 @@ class RehookClient:
         url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
         extra_headers = _extra_headers(headers)
         proxy_url = proxy_for(url, proxy)
+        ssl_context = check_ssl(ssl)
         if isinstance(conversion_events, str):
             raise ConfigurationError("conversion_events must be a collection of event names, not one str")
         events = frozenset(conversion_events)
@@ -307,6 +313,7 @@ class RehookClient:
                 session=session,
                 headers=extra_headers,
                 proxy=proxy_url,
+                ssl_context=ssl_context,
             )
             return Flusher(
                 transport=transport,

@@ -10,6 +10,7 @@ import collections.abc
 import functools
 import logging
 import os
+import ssl
 import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
@@ -54,6 +55,7 @@ class ClientSettings(TypedDict, total=False):
     dead_letter: str | os.PathLike[str] | None
     headers: collections.abc.Mapping[str, str] | None
     proxy: str | None
+    ssl: ssl.SSLContext | None
     max_payload_bytes: int
     before_send: Callable[[Call], Call | None] | None
     enabled: bool | None

@@ -8,6 +8,7 @@ import base64
 import ipaddress
 import logging
 import socket
+import ssl
 import sys
 import urllib.request
 from collections.abc import Coroutine, Mapping
@@ -23,7 +24,7 @@ from ._constants import IDEMPOTENCY_HEADER, VERSION
 from ._exceptions import ConfigurationError
 from ._retry import parse_retry_after
 
-__all__ = ["RESERVED_HEADERS", "USER_AGENT", "Attempt", "Transport", "check_base_url", "proxy_for"]
+__all__ = ["RESERVED_HEADERS", "USER_AGENT", "Attempt", "Transport", "check_base_url", "check_ssl", "proxy_for"]
 
 USER_AGENT = (
     f"rehook-sdk-python/{VERSION} (python {sys.version_info.major}.{sys.version_info.minor}; "
@@ -91,6 +92,28 @@ def check_base_url(base_url: str) -> URL:
     return url
 
 
+def check_ssl(context: object) -> ssl.SSLContext | None:
+    """
+    ``ssl=``: a client `ssl.SSLContext` (a CA bundle, client certificates) that still verifies the server.
+
+    Raises:
+        ConfigurationError: anything else; verification cannot be turned off.
+    """
+    if context is None:
+        return None
+    if not isinstance(context, ssl.SSLContext):
+        raise ConfigurationError(
+            f"ssl must be an ssl.SSLContext (for example ssl.create_default_context(cafile=...)), not {context!r}; "
+            "TLS verification cannot be turned off"
+        )
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        raise ConfigurationError(
+            "ssl: this SSLContext does not verify the server (verify_mode CERT_REQUIRED and check_hostname are "
+            "needed); TLS verification cannot be turned off"
+        )
+    return context
+
+
 def proxy_for(base_url: URL, proxy: str | None) -> URL | None:
     """
     The proxy requests to ``base_url`` go through: ``proxy`` when given, else the environment's
@@ -151,9 +174,11 @@ class Transport:
         session: aiohttp.ClientSession | None,
         headers: Mapping[str, str] | None = None,
         proxy: URL | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._base = str(base_url).rstrip("/")
         self._proxy = proxy
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True  # True: the default
         # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
         token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
         self._auth = "Basic " + token
@@ -222,7 +247,14 @@ class Transport:
         prefix = bytearray()
         try:
             async with session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout, allow_redirects=False, proxy=self._proxy
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                proxy=self._proxy,
+                ssl=self._ssl,
             ) as response:
                 status = response.status
                 # Retry-After matters only on the answers that are retried; 2xx skip the header lookup.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from rehook_sdk import AuthenticationError, Reason, RehookClient, RetryPolicy, SyncRehookClient
+from rehook_sdk import AuthenticationError, ConfigurationError, Reason, RehookClient, RetryPolicy, SyncRehookClient
 from rehook_sdk.testing import FakeRehook
 
 SECRET = "s3cr3t-value-that-must-not-leak"
@@ -53,9 +53,12 @@ async def _exercise(fake: FakeRehook, tmp_path: Path, caplog: pytest.LogCaptureF
 
 
 def test_no_switch_disables_tls_verification() -> None:
-    """The client has no setting that turns certificate checks off."""
+    """The client has no setting that turns certificate checks off: ssl= takes only a context that verifies."""
     settings = set(inspect.signature(RehookClient).parameters)
-    assert not settings & {"ssl", "verify", "verify_ssl", "insecure", "ssl_context"}
+    assert not settings & {"verify", "verify_ssl", "insecure", "ssl_context"}
+    for off in (False, 0, "none"):
+        with pytest.raises(ConfigurationError, match="TLS verification cannot be turned off"):
+            RehookClient("k", "s", ssl=off)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import itertools
 import json
 import random
 import secrets
+import ssl
 import string
 import threading
 import time
@@ -118,6 +119,7 @@ class FakeRehook:
         port: int = 0,
         record: bool = True,
         latency: float = 0.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """
         Args:
@@ -130,7 +132,10 @@ class FakeRehook:
                 the counters, `duplicates` and `delivered_digest` are kept).
             latency: Seconds every request waits before it is handled (a slow Rehook for load tests); the
                 attribute of that name may be changed at any time.
+            ssl_context: Serve https with this server context (a certificate from your test CA), to test a
+                client's ``ssl=`` trust settings; `url` then starts with ``https://``.
         """
+        self._ssl_context = ssl_context
         self.latency = latency
         self.api_key = api_key
         self.api_secret = api_secret
@@ -181,11 +186,11 @@ class FakeRehook:
         app.router.add_get("/_fake/customers", self._list_customers)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self._host, self._port)
+        self._site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context)
         await self._site.start()
         host, port = self._runner.addresses[0][:2]
         self._port = port  # a restart after stop() reuses the same port
-        self.url = f"http://{host}:{port}"
+        self.url = f"{'https' if self._ssl_context is not None else 'http'}://{host}:{port}"
 
     async def stop(self) -> None:
         """
