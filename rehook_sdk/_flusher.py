@@ -498,6 +498,7 @@ class Flusher:
         probing = False
         gate = self._reachability
         last = Attempt()
+        debug = logger.isEnabledFor(logging.DEBUG)  # once per request: the lines below cost nothing otherwise
         try:
             while True:
                 if self._auth_failure is not None:
@@ -519,10 +520,22 @@ class Flusher:
                         continue
                 attempts += 1
                 sending = True
+                if debug:
+                    logger.debug(
+                        "POST %s, message id %s, attempt %d", request.path, key, attempts, extra=_fields(key, attempts)
+                    )
                 last = await self.transport.post(request, key)
                 sending = False
                 gate.note(last)
                 status = last.status
+                if debug:
+                    logger.debug(
+                        "answer to message id %s, attempt %d: %s",
+                        key,
+                        attempts,
+                        f"HTTP {status}" if status is not None else last.error,
+                        extra=_fields(key, attempts, status),
+                    )
                 if status is not None and 200 <= status < 300:
                     results.append(
                         ActionResult(
@@ -557,7 +570,17 @@ class Flusher:
                         await gate.probe_failed(last)
                     continue
                 backoff = backoff or Backoff(self._retry)
-                await asyncio.sleep(backoff.next_wait(last.retry_after))
+                wait = backoff.next_wait(last.retry_after)
+                if debug:
+                    logger.debug(
+                        "retrying message id %s in %.3f s (attempt %d of %d next)",
+                        key,
+                        wait,
+                        attempts + 1,
+                        self._retry.max_attempts,
+                        extra=_fields(key, attempts, status),
+                    )
+                await asyncio.sleep(wait)
         except asyncio.CancelledError:
             where = "while its request was in flight" if sending else "while it waited to be retried"
             message = f"the client stopped {where}" + (": Rehook may have received it" if sending else "")
@@ -632,3 +655,8 @@ def deadline_after(loop: asyncio.AbstractEventLoop, timeout: float | None) -> fl
     if timeout is None or math.isinf(timeout):
         return None
     return loop.time() + max(0.0, timeout)
+
+
+def _fields(message_id: str, attempt: int, http_status: int | None = None) -> dict[str, object]:
+    # The structured fields of a DEBUG line about one request (extra=).
+    return {"rehook_message_id": message_id, "rehook_attempt": attempt, "rehook_http_status": http_status}

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ._outcome import Outcome, OutcomeStatus, Reason
 
-__all__ = ["DEFAULT_LOG_INTERVAL", "OutcomeLog", "calls"]
+__all__ = ["DEFAULT_LOG_INTERVAL", "OutcomeLog", "calls", "fields"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -75,7 +75,7 @@ class OutcomeLog:
         Log ``outcome`` now if its reason was not logged within the interval, else count it.
         """
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s", describe(outcome))
+            logger.debug("%s", describe(outcome), extra=fields(outcome))
         if level == logging.DEBUG or not logger.isEnabledFor(level):
             return
         assert outcome.reason is not None
@@ -91,17 +91,19 @@ class OutcomeLog:
                 return
             count, since = tally.count, tally.since
             tally.count, tally.last, tally.since = 0, now, now
+        extra = fields(outcome, count + 1)
         if count:
-            logger.warning("%s (and %d more since %.1f s ago)", describe(outcome), count, now - since)
+            logger.warning("%s (and %d more since %.1f s ago)", describe(outcome), count, now - since, extra=extra)
         else:
-            logger.warning("%s", describe(outcome))
+            logger.warning("%s", describe(outcome), extra=extra)
 
     def note_many(self, status: OutcomeStatus, reason: Reason, count: int, message: str) -> None:
         """
         Log ``count`` calls that ended alike (the calls ended in bulk at a deadline) in one line.
         """
         if count and logger.isEnabledFor(logging.WARNING):
-            logger.warning("%s %s as %s: %s", calls(count), status.value, reason.value, message)
+            extra = {"rehook_status": status.value, "rehook_reason": reason.value, "rehook_count": count}
+            logger.warning("%s %s as %s: %s", calls(count), status.value, reason.value, message, extra=extra)
 
     def flush(self) -> None:
         """
@@ -122,6 +124,7 @@ class OutcomeLog:
                 status.value,
                 reason.value,
                 seconds,
+                extra={"rehook_status": status.value, "rehook_reason": reason.value, "rehook_count": count},
             )
 
     def _arm_timer(self) -> None:
@@ -144,3 +147,16 @@ def calls(count: int) -> str:
     ``"1 call"``, ``"2 calls"``: how every message counts calls.
     """
     return f"{count} call" if count == 1 else f"{count} calls"
+
+
+def fields(outcome: Outcome, count: int = 1) -> dict[str, object]:
+    """
+    The structured fields of a record about ``outcome`` (``extra=``): what log processors filter and group on.
+    """
+    return {
+        "rehook_status": outcome.status.value,
+        "rehook_reason": outcome.reason.value if outcome.reason is not None else None,
+        "rehook_message_id": outcome.message_id,
+        "rehook_http_status": outcome.http_status,
+        "rehook_count": count,
+    }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import inspect
+import logging
 import re
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def test_readme_has_examples() -> None:
 @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
 async def test_readme_example_runs(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The example runs without error, with top-level await as the README writes it."""
+    # An example may configure the rehook_sdk logger (the Logging recipe): it must not outlive its test.
+    sdk_logger = logging.getLogger("rehook_sdk")
+    handlers, level = list(sdk_logger.handlers), sdk_logger.level
+    try:
+        await _run_block(source, monkeypatch)
+    finally:
+        sdk_logger.handlers[:] = handlers
+        sdk_logger.setLevel(level)  # also clears the loggers' isEnabledFor caches
+
+
+async def _run_block(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     async with FakeRehook(api_key="API_KEY", api_secret="API_SECRET", conversion_events={"signup"}) as fake:
         monkeypatch.setenv("REHOOK_BASE_URL", fake.url)
         monkeypatch.setenv("REHOOK_API_KEY", "API_KEY")
