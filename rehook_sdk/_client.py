@@ -22,6 +22,7 @@ from typing import Any, Literal, Self
 from uuid import UUID
 
 import aiohttp
+import attrs
 
 from . import _exit
 from ._audience import audience_key, engage_context
@@ -129,6 +130,33 @@ def _enabled(enabled: object) -> bool:
     raise ConfigurationError(f"{DISABLED_ENV} must be 1/true/yes/on or 0/false/no/off, got {value!r}")
 
 
+def _str_keyed(value: object, name: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigurationError(f"{name} must be a mapping with str keys, not {type(value).__qualname__}")
+    return dict(value) or None
+
+
+_PROPERTY_CALLS = frozenset({CallType.TRACK, CallType.PAGE, CallType.SCREEN})
+
+
+def _defaults(context: dict[str, Any] | None, properties: dict[str, Any] | None) -> Callable[[Call], Call] | None:
+    # The client-wide context and properties, merged into each call on the sender side (the call's own keys win).
+    if context is None and properties is None:
+        return None
+
+    def merge(call: Call) -> Call:
+        changes: dict[str, Any] = {}
+        if context is not None:
+            changes["context"] = {**context, **(call.context or {})}
+        if properties is not None and call.type in _PROPERTY_CALLS:
+            changes["properties"] = {**properties, **(call.properties or {})}
+        return attrs.evolve(call, **changes) if changes else call
+
+    return merge
+
+
 def _extra_headers(headers: object) -> dict[str, str]:
     """
     ``headers=``, checked: str names and values a header can carry, none of the SDK's own.
@@ -210,6 +238,11 @@ class RehookClient:
             ``attrs.evolve`` to enrich or redact it) or ``None`` to drop it (``before_send``). The call it returns
             is the one sent, reported in the `Outcome` and written to the dead-letter file. An exception ends the
             call as ``invalid_payload``, naming it (logged once per distinct error, with its traceback).
+        context: Context merged into every call's ``context`` (analytics.js's), the call's own keys winning:
+            ``{"app": {"name": "shop", "version": "2.1"}}``. Copied when the client is made.
+        default_properties: Properties merged into every track, page and screen call's properties (PostHog's
+            super properties), the call's own keys winning. Copied when the client is made. Both are merged on
+            the sender side, before ``before_send`` and the mappings.
         enabled: ``False`` keeps every call from leaving the process (test and staging environments): calls end
             dropped as ``disabled`` at once, counted in `stats`, with no log line, dead-letter line or
             ``on_error`` call, and credentials may be absent. ``None`` (the default) reads ``$REHOOK_DISABLED``
@@ -247,6 +280,8 @@ class RehookClient:
         ssl: ssl_module.SSLContext | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         before_send: Callable[[Call], Call | None] | None = None,
+        context: Mapping[str, Any] | None = None,
+        default_properties: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
         atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
     ) -> None:
@@ -293,6 +328,7 @@ class RehookClient:
         queue_size = _positive_int(max_queue_size, "max_queue_size")
         if before_send is not None and not callable(before_send):
             raise ConfigurationError("before_send must be callable")
+        defaults = _defaults(_str_keyed(context, "context"), _str_keyed(default_properties, "default_properties"))
         router = Router(
             compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings),
             events,
@@ -325,6 +361,7 @@ class RehookClient:
                 on_error=on_error,
                 dead_letter=DeadLetterWriter(dead_letter) if dead_letter is not None else None,
                 before_send=before_send,
+                defaults=defaults,
             )
 
         self._make_flusher = make_flusher

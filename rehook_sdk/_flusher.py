@@ -54,6 +54,7 @@ class Flusher:
         on_error: Callable[[Outcome], object] | None,
         dead_letter: DeadLetterWriter | None = None,
         before_send: Callable[[Call], Call | None] | None = None,
+        defaults: Callable[[Call], Call] | None = None,
     ) -> None:
         self.queue = EventQueue(max_queue_size)
         self.board = Board()
@@ -66,6 +67,7 @@ class Flusher:
         self._on_error = on_error
         self._dead_letter = dead_letter
         self._before_send = before_send
+        self._defaults = defaults
         self._before_send_errors: set[str] = set()  # each distinct error of before_send is logged once, in full
         self._in_flight: dict[int, Call] = {}  # token -> call, for the calls the senders hold
         self._tasks: set[asyncio.Task[None]] = set()
@@ -405,6 +407,8 @@ class Flusher:
         """
         # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by the random
         # module itself): unique keys without a getrandom() system call per event.
+        if self._defaults is not None:
+            call = self._defaults(call)
         if self._before_send is not None:
             changed = self._run_before_send(call)
             if isinstance(changed, tuple):

@@ -58,6 +58,8 @@ class ClientSettings(TypedDict, total=False):
     ssl: ssl.SSLContext | None
     max_payload_bytes: int
     before_send: Callable[[Call], Call | None] | None
+    context: collections.abc.Mapping[str, Any] | None
+    default_properties: collections.abc.Mapping[str, Any] | None
     enabled: bool | None
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from rehook_sdk import Call, ConfigurationError, OutcomeStatus, Reason, RehookClient
+from rehook_sdk import Call, ConfigurationError, Mapping, OutcomeStatus, Reason, RehookClient
 from rehook_sdk.testing import FakeRehook
 
 
@@ -92,3 +92,43 @@ async def test_the_default_limit_is_what_the_fake_accepts(fake: FakeRehook) -> N
 def test_bad_hook_settings_are_refused(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         RehookClient("k", "s", **settings)  # type: ignore[arg-type]
+
+
+async def test_client_wide_context_and_properties_are_merged_with_the_calls_winning(fake: FakeRehook) -> None:
+    seen: list[Call] = []
+
+    def look(call: Call) -> Call:
+        seen.append(call)
+        return call
+
+    metadata = {"app": {"@path": "$.context.app.name"}, "ip": {"@path": "$.context.ip"}}
+    mapping = Mapping(trigger='type = "track" and properties.tier = "gold"', action="track_event")
+    identify_mapping = Mapping(trigger='type = "identify"', action="identify_user", fields={"metadata": metadata})
+    defaults = {"tier": "gold", "source": "web"}
+    async with fake.client(
+        context={"app": {"name": "shop"}, "ip": "0.0.0.0"},
+        default_properties=defaults,
+        before_send=look,
+        mappings=[mapping, identify_mapping],
+    ) as client:
+        defaulted = await client.track("e", {"total": 5}, user_id="u1")
+        overridden = await client.track("e", {"source": "app"}, user_id="u2", context={"ip": "1.2.3.4"})
+        silver = await client.track("e", {"tier": "silver"}, user_id="u3")  # the trigger reads the merged properties
+        identified = await client.identify("u4", {"plan": "pro"})
+    defaults["tier"] = "changed later"  # copied when the client was made
+
+    assert (defaulted.delivered, overridden.delivered, identified.delivered) == (True, True, True)
+    assert silver.reason is Reason.NO_MATCHING_MAPPING
+    assert [r.json["metadata"] for r in fake.requests] == [
+        {"tier": "gold", "source": "web", "total": 5},
+        {"tier": "gold", "source": "app"},
+        {"app": "shop", "ip": "0.0.0.0"},  # identify: the context, not the default properties
+    ]
+    assert seen[1].context == {"app": {"name": "shop"}, "ip": "1.2.3.4"}  # before_send sees the merged call
+    assert seen[3].traits == {"plan": "pro"}
+
+
+@pytest.mark.parametrize("setting", ["context", "default_properties"])
+def test_client_wide_defaults_must_be_str_keyed_mappings(setting: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"{setting} must be a mapping with str keys"):
+        RehookClient("k", "s", **{setting: {1: "x"}})  # type: ignore[arg-type]
