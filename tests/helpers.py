@@ -129,7 +129,7 @@ class ForwardProxy:
     A forwarding HTTP proxy on loopback, as egress proxies work for plain http: the client sends each request in
     absolute form (``POST http://host:port/path``) with its Proxy-Authorization; the proxy checks it (407 when
     ``credentials`` are set and do not match), forwards the request to the origin, relays the answer and closes.
-    It records what it forwarded.
+    It records what it forwarded. ``CONNECT host:port`` (https) opens a tunnel to the origin.
     """
 
     def __init__(self, credentials: tuple[str, str] | None = None) -> None:
@@ -165,6 +165,13 @@ class ForwardProxy:
                     writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
                     return
             self.forwarded.append((method, target, auth))
+            if method == "CONNECT":  # https: a tunnel to host:port, the TLS inside it is the client's and the origin's
+                host, _, port = target.rpartition(":")
+                upstream_reader, upstream_writer = await asyncio.open_connection(host, int(port))
+                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                await writer.drain()
+                await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+                return
             origin = URL(target)
             upstream_reader, upstream_writer = await asyncio.open_connection(origin.host, origin.port)
             kept = [
@@ -186,4 +193,17 @@ class ForwardProxy:
         finally:
             with contextlib.suppress(ConnectionError):
                 await writer.drain()
+            writer.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # One direction of a tunnel, until its end closes.
+    try:
+        while chunk := await reader.read(65536):
+            writer.write(chunk)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        with contextlib.suppress(ConnectionError, RuntimeError):
             writer.close()

@@ -17,6 +17,8 @@ import pytest
 from rehook_sdk import ConfigurationError, OutcomeStatus, RehookClient
 from rehook_sdk.testing import FakeRehook
 
+from .helpers import ForwardProxy
+
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test CA")
 
 
@@ -73,3 +75,17 @@ def test_verification_cannot_be_turned_off(setting: object) -> None:
     lax.verify_mode = ssl.CERT_NONE
     with pytest.raises(ConfigurationError, match="does not verify the server"):
         RehookClient("k", "s", ssl=lax)
+
+
+async def test_https_goes_through_a_proxy_tunnel_with_the_proxys_credentials(tls_fake: FakeRehook, ca: Path) -> None:
+    """An https base URL through an explicit proxy: CONNECT with Proxy-Authorization, TLS to Rehook inside."""
+    trusting = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+    async with ForwardProxy(credentials=("team", "s3cret-pw")) as proxy:
+        proxied = proxy.url.replace("http://", "http://team:s3cret-pw@")
+        async with tls_fake.client(ssl=trusting, proxy=proxied) as client:
+            outcome = await client.track("e", user_id="u1")
+    assert outcome.delivered
+    host_port = tls_fake.url.removeprefix("https://")
+    assert [(method, target) for method, target, _ in proxy.forwarded] == [("CONNECT", host_port)]
+    assert proxy.forwarded[0][2] is not None
+    assert len(tls_fake.requests) == 1
