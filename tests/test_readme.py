@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rehook_sdk import RehookClient
 from rehook_sdk.testing import FakeRehook
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -48,3 +49,11 @@ async def _run_block(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
         else:
             # Blocking code (the sync client) runs in a thread, as in a real sync program: this loop serves the fake.
             await asyncio.to_thread(exec, code, {"__name__": "readme"})
+
+
+def test_the_configuration_section_shows_every_setting() -> None:
+    """Each RehookClient setting appears, with its default, in the README's Configuration example."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Configuration") : text.index("## Delivery guarantees")]
+    settings = [name for name in inspect.signature(RehookClient).parameters if name not in ("api_key", "api_secret")]
+    assert [name for name in settings if f"    {name}=" not in section] == []
