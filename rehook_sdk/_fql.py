@@ -404,11 +404,10 @@ class _Parser:
         return nodes[0] if nodes else None
 
     def group(self, opened: _Token, tokens: deque[_Token]) -> _Node:
-        # Segment's group runs to the first ')' whatever it closes; what follows is read one level up.
+        # Segment's group runs to the first ')' whatever it closes; what follows is read one level up. balance()
+        # has made sure that there is one.
         inner: deque[_Token] = deque()
         while True:
-            if not tokens:
-                raise self.fail("'(' is never closed", opened)
             tok = tokens.popleft()
             if tok.type == "parenright":
                 break
@@ -417,13 +416,10 @@ class _Parser:
             inner.append(tok)
         if not inner:
             raise self.refuse("parentheses", "empty parentheses", tok)
-        if inner[-1].type == "eos":
-            raise self.fail("'(' is never closed", opened)
         cut = any(t.type == "parenleft" for t in inner)
         inner.append(_Token("eos", "eos", tok.pos))
         node = self.parse(inner)
-        if node is None:
-            raise self.refuse("parentheses", "empty parentheses", opened)
+        assert node is not None  # parse() refuses whatever in a non-empty group is not a condition
         if cut and tokens and tokens[0].type != "parenright":
             self.notes.append(
                 "a pair of parentheses ends at the ')' of the contains() or match() in it; as in Segment, what "

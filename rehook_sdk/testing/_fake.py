@@ -17,7 +17,7 @@ import string
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
+from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
 from collections.abc import Mapping as MappingABC
 from types import TracebackType
 from typing import Any, Self
@@ -574,7 +574,7 @@ class FakeRehook:
         }
 
 
-def _page(request: web.Request, items: Iterable[Any], view: Callable[[Any], Any] | None = None) -> web.Response:
+def _page(request: web.Request, items: Collection[Any], view: Callable[[Any], Any] | None = None) -> web.Response:
     # ?offset=0&limit=100 (at most 1000): {"total", "offset", "limit", "items"}, in the order they were recorded.
     try:
         offset = max(0, int(request.query.get("offset", "0")))
@@ -582,6 +582,5 @@ def _page(request: web.Request, items: Iterable[Any], view: Callable[[Any], Any]
     except ValueError:
         return _error(400, "INVALID_REQUEST", "offset and limit must be whole numbers")
     listed = list(itertools.islice(items, offset, offset + limit))
-    total = len(items) if isinstance(items, Sized) else offset + len(listed)
     page = [view(item) for item in listed] if view is not None else listed
-    return web.json_response({"total": total, "offset": offset, "limit": limit, "items": page})
+    return web.json_response({"total": len(items), "offset": offset, "limit": limit, "items": page})
