@@ -259,7 +259,10 @@ class Flusher:
         stranded = list(self._in_flight.items())
         self._in_flight.clear()
         for token, call in stranded:
-            self._report(token, call, Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message, maybe_delivered=True))
+            outcome = Outcome._for(
+                call, Reason.SHUTDOWN_TIMEOUT, message, message_id=call.message_id, maybe_delivered=True
+            )
+            self._report(token, call, outcome)
 
     def _end_entries(self, metas: Sequence[Meta], datas: Sequence[Data], message: str) -> None:
         """
@@ -372,7 +375,11 @@ class Flusher:
         while True:
             meta, data = await queue.get()
             token = meta[0]
-            call = in_flight[token] = entry_call(meta, data)
+            # The SDK's messageId for a call without one, made as the sender takes it, so that the call every
+            # outcome, hook, log line and dead-letter line carries has the id its requests carry. 128 random bits
+            # from the module PRNG (seeded from os.urandom, reseeded in forked children by the random module
+            # itself): unique keys without a getrandom() system call per event.
+            call = in_flight[token] = entry_call(meta, data, f"{random.getrandbits(128):032x}")
             sent = 0
             try:
                 sent = await self._process(token, call)
@@ -405,8 +412,6 @@ class Flusher:
         """
         Route, send and end one call; return how many requests it made.
         """
-        # 128 random bits from the module PRNG (seeded from os.urandom, reseeded in forked children by the random
-        # module itself): unique keys without a getrandom() system call per event.
         if self._defaults is not None:
             call = self._defaults(call)
         if self._before_send is not None:
@@ -415,7 +420,10 @@ class Flusher:
                 self.finish(token, call, Outcome._for(call, changed[0], changed[1]))
                 return 0
             call = changed
-        message_id = call.message_id or f"{random.getrandbits(128):032x}"
+        message_id = call.message_id
+        if message_id is None:  # before_send returned a call without one
+            message_id = f"{random.getrandbits(128):032x}"
+            call = attrs.evolve(call, message_id=message_id)
         routed = self._router.route(call, message_id)
         if isinstance(routed, tuple):
             self.finish(token, call, Outcome._for(call, routed[0], routed[1]))
@@ -433,7 +441,7 @@ class Flusher:
                 await self._deliver(step.mapping, step.request, key, results)
         except asyncio.CancelledError:
             on_the_wire = bool(results) and results[-1].maybe_delivered
-            if self._requeue_at_loop_end(token, call, message_id, len(routed), on_the_wire):
+            if self._requeue_at_loop_end(token, call, len(routed), on_the_wire):
                 raise
             for step in routed[len(results) :]:
                 results.append(
@@ -473,7 +481,7 @@ class Flusher:
             )
         return returned
 
-    def _requeue_at_loop_end(self, token: int, call: Call, message_id: str, actions: int, on_the_wire: bool) -> bool:
+    def _requeue_at_loop_end(self, token: int, call: Call, actions: int, on_the_wire: bool) -> bool:
         """
         The loop is ending without aclose() under this call: put it back at the front of the queue for the client's
         next loop or the exit drain, as a retry with the same Idempotency-Key, when that cannot duplicate it against
@@ -487,8 +495,7 @@ class Flusher:
             return False
         if self._in_flight.pop(token, None) is None:
             return False
-        kept = call if call.message_id is not None else attrs.evolve(call, message_id=message_id)
-        self.queue.requeue((token, kept, -1, None, None), None)
+        self.queue.requeue((token, call, -1, None, None), None)
         self.counters.retry()
         return True
 

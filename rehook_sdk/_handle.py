@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
+import attrs
+
 from ._outcome import Outcome
 from ._types import Call, CallType
 
@@ -214,10 +216,11 @@ class EventHandle:
     @property
     def message_id(self) -> str | None:
         """
-        The call's messageId: the one you gave, or once the call has its outcome, the one the SDK made.
+        The call's messageId: the one you gave, or once the call has its outcome, the one the SDK gave it
+        (``outcome.call.message_id``).
         """
         outcome = self.outcome
-        return outcome.message_id if outcome is not None and outcome.message_id else self.call.message_id
+        return outcome.call.message_id if outcome is not None else self.call.message_id
 
     def __repr__(self) -> str:
         outcome = self.outcome
@@ -287,21 +290,30 @@ KIND_CODES: dict[CallType, int] = {CallType.IDENTIFY: 0, CallType.TRACK: 1}
 CODE_KINDS: tuple[CallType, ...] = (CallType.IDENTIFY, CallType.TRACK)
 
 
-def build_call(kind: CallType | None, user_id: str | None, event: str | None, data: dict[str, Any] | None) -> Call:
+def build_call(
+    kind: CallType | None,
+    user_id: str | None,
+    event: str | None,
+    data: dict[str, Any] | None,
+    message_id: str | None = None,
+) -> Call:
     """
     The `Call` of a fast-path track/identify, from the fields it was queued with.
     """
     if kind is CallType.IDENTIFY:
-        return Call(type=CallType.IDENTIFY, user_id=user_id, traits=data)
+        return Call(type=CallType.IDENTIFY, user_id=user_id, traits=data, message_id=message_id)
     assert kind is CallType.TRACK
-    return Call(type=CallType.TRACK, user_id=user_id, event=event, properties=data)
+    return Call(type=CallType.TRACK, user_id=user_id, event=event, properties=data, message_id=message_id)
 
 
-def entry_call(meta: tuple[Any, ...], data: dict[str, Any] | None) -> Call:
+def entry_call(meta: tuple[Any, ...], data: dict[str, Any] | None, message_id: str | None = None) -> Call:
     """
-    The `Call` of a queued entry: the one queued on the general path, or one built from the fast path's fields.
+    The `Call` of a queued entry: the one queued on the general path, or one built from the fast path's fields;
+    with ``message_id``, a call without a messageId of its own gets that one.
     """
     call: Call | None = meta[1]
-    if call is not None:
-        return call
-    return build_call(CODE_KINDS[meta[2]], meta[3], meta[4], data)
+    if call is None:
+        return build_call(CODE_KINDS[meta[2]], meta[3], meta[4], data, message_id)
+    if call.message_id is None and message_id is not None:
+        return attrs.evolve(call, message_id=message_id)
+    return call

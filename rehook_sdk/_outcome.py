@@ -118,8 +118,8 @@ class Outcome:
         status: delivered, dropped or failed.
         reason: Why it was dropped or failed; ``None`` when delivered.
         message: A sentence for humans (logs, dashboards). Never contains the API secret.
-        message_id: The ``Idempotency-Key`` the requests carried (the call's messageId, or one the SDK made);
-            ``None`` when nothing was ever sent.
+        message_id: The ``Idempotency-Key`` the requests carried: ``call.message_id`` (yours, or the one the SDK
+            gave the call when a sender took it); ``None`` when nothing was ever sent.
         http_status: Rehook's last HTTP status, if any answer came.
         response_body: Rehook's last response body (text), if any answer came.
         attempts: How many HTTP requests were made for this call.

@@ -64,7 +64,8 @@ class Call:
         context: analytics.js ``context``, plus any unknown ``options`` keys (as analytics.js does).
         integrations: analytics.js ``integrations``.
         timestamp: When the call happened, if the user said so (Rehook's API takes no timestamp).
-        message_id: The user's ``messageId``, used as the ``Idempotency-Key`` header when given.
+        message_id: ``messageId``, sent as the ``Idempotency-Key`` header: the user's, or (in the call that
+            ``before_send`` and outcomes see) a random one the SDK gave it when a sender took it.
     """
 
     type: CallType

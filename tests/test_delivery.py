@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 
-from rehook_sdk import CallType, Mapping, OutcomeStatus, Reason, RehookClient
+from rehook_sdk import Call, CallType, Mapping, OutcomeStatus, Reason, RehookClient
 from rehook_sdk.testing import FakeRehook
 
 
@@ -92,6 +92,36 @@ async def test_message_id_becomes_the_idempotency_key(client: RehookClient, fake
 
     assert (first.message_id, second.message_id) == ("m-1", "m-2")
     assert [r.idempotency_key for r in fake.requests] == ["m-1", "m-2"]
+
+
+async def test_the_call_carries_the_message_id_its_requests_carry(fake: FakeRehook) -> None:
+    """One source of truth: the SDK's messageId is the call's (outcome.call, the handle), on every path."""
+
+    seen: list[str | None] = []
+
+    def fresh(call: Call) -> Call:  # a before_send that builds a new Call, without the id
+        seen.append(call.message_id)
+        return Call(type=call.type, user_id=call.user_id, event=call.event)
+
+    async with fake.client() as client:
+        fast = client.track("a", user_id="u1")
+        general = client.track("b", {}, {"context": {"ip": "1.2.3.4"}}, user_id="u1")
+        dropped = client.track("c")  # missing_user_id: nothing sent, yet the call has its id
+        given = client.track("d", user_id="u1", message_id="m-1")
+        outcomes = [await h for h in (fast, general, dropped, given)]
+    async with fake.client(before_send=fresh) as hooked:
+        rebuilt = await hooked.track("e", user_id="u1")
+
+    sent = [o for o in outcomes if o.delivered] + [rebuilt]
+    assert [r.idempotency_key for r in fake.requests] == [o.call.message_id for o in sent]
+    assert all(o.message_id == o.call.message_id for o in sent)
+    assert [h.message_id for h in (fast, general, dropped, given)] == [o.call.message_id for o in outcomes]
+    assert given.message_id == "m-1"
+    assert outcomes[2].reason is Reason.MISSING_USER_ID
+    assert outcomes[2].message_id is None  # nothing was sent
+    assert outcomes[2].call.message_id is not None
+    assert len({o.call.message_id for o in [*outcomes, rebuilt]}) == 5
+    assert seen[0] is not None  # the hook sees the id; a call it returns without one gets a new one
 
 
 async def test_identify_without_referral_code_omits_it(client: RehookClient, fake: FakeRehook) -> None:
