@@ -16,6 +16,8 @@ Figures (all from one run on the same machine, so compare the ratios):
 3. Backlog: bytes per queued event with the server paused (tracemalloc), and the longest event-loop stall during
    that burst (a 1 ms ticker's worst lateness).
 4. Drain: seconds for aclose() to deliver queued events at 20 ms latency, against events * 0.020 / 64.
+5. Metrics: track() mean and client CPU per delivered event (0 ms server) without opentelemetry-api, with the API
+   and no provider set (OpenTelemetry's default), and with the OpenTelemetry SDK and an in-memory reader.
 """
 
 from __future__ import annotations
@@ -124,6 +126,41 @@ async def caller_cost(url: str, n: int) -> dict[str, float]:
         "floor_mean_us": floor["mean_us"],
         "floor_p99_us": floor["p99_us"],
     }
+
+
+# -- 5. metrics -------------------------------------------------------------------------------------------------
+
+
+async def metrics_cost(url: str, n: int, variant: str) -> dict[str, float]:
+    """
+    One run of n tracks with metrics ``variant``: "absent" (as without opentelemetry-api), "api" (the API's
+    default provider), "sdk" (the OpenTelemetry SDK with an in-memory reader, collected once at the end).
+    """
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    import rehook_sdk._metrics as metrics_module
+
+    api = metrics_module._api
+    settings: dict[str, Any] = {}
+    reader = InMemoryMetricReader()
+    if variant == "absent":
+        metrics_module._api = lambda: None  # what an environment without the package sees
+    elif variant == "sdk":
+        settings["meter_provider"] = MeterProvider(metric_readers=[reader])
+    try:
+        async with client_for(url, n, **settings) as client:
+            assert (client._flusher.metrics is None) == (variant == "absent")
+            cpu0 = time.process_time()
+            caller = _summary(await _timed_calls(client.track, n))
+            await client.flush()
+            cpu = time.process_time() - cpu0
+            assert client.stats().delivered == n
+    finally:
+        metrics_module._api = api
+    if variant == "sdk":
+        assert reader.get_metrics_data() is not None
+    return {"track_mean_us": caller["mean_us"], "cpu_us_per_event": cpu / n * 1e6}
 
 
 # -- 2. throughput ----------------------------------------------------------------------------------------------
@@ -317,9 +354,9 @@ def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
 
 async def run(quick: bool, runs: int) -> dict[str, Any]:
     sizes = (
-        {"caller": 5_000, "tp0": 500, "tp20": 640, "backlog": 5_000, "drain": 640}
+        {"caller": 5_000, "tp0": 500, "tp20": 640, "backlog": 5_000, "drain": 640, "metrics": 500}
         if quick
-        else {"caller": 100_000, "tp0": 20_000, "tp20": 20_000, "backlog": 100_000, "drain": 10_000}
+        else {"caller": 100_000, "tp0": 20_000, "tp20": 20_000, "backlog": 100_000, "drain": 10_000, "metrics": 20_000}
     )
     fast, slow = Server(0), Server(20)
     results: dict[str, Any] = {}
@@ -353,6 +390,12 @@ async def run(quick: bool, runs: int) -> dict[str, Any]:
             "n": sizes["drain"],
             **median_of([await drain(slow.url, sizes["drain"], 20) for _ in range(runs)]),
         }
+        variants = ("absent", "api", "sdk")
+        samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        for _ in range(runs):  # interleaved, so that all three see the same machine
+            for variant in variants:
+                samples[variant].append(await metrics_cost(fast.url, sizes["metrics"], variant))
+        results["metrics"] = {"n": sizes["metrics"], **{v: median_of(samples[v]) for v in variants}}
     finally:
         fast.close()
         slow.close()
@@ -395,7 +438,9 @@ def lookup(results: dict[str, Any], dotted: str) -> float:
 def table(results: dict[str, Any], info: dict[str, Any]) -> Iterator[str]:
     yield f"{info['date']}, {info['cpu']} ({info['cores']} cores), Python {info['python']}, aiohttp {info['aiohttp']}"
     yield f"client on core {info['client_core']}, server on core {info['server_core']}"
-    c, t0, t20, b, d = (results[k] for k in ("caller_cost", "throughput_0ms", "throughput_20ms", "backlog", "drain"))
+    c, t0, t20, b, d, m = (
+        results[k] for k in ("caller_cost", "throughput_0ms", "throughput_20ms", "backlog", "drain", "metrics")
+    )
     yield ""
     yield "| figure | rehook-sdk | reference | target | met |"
     yield "|---|---|---|---|---|"
@@ -411,6 +456,8 @@ def table(results: dict[str, Any], info: dict[str, Any]) -> Iterator[str]:
         ("longest loop stall, ms", b["max_stall_ms"], f"{b['full_collections_during_burst']:.0f} full GC; yielding every 1,000 calls: {b['max_stall_ms_1000_per_yield']:.1f} ms, {b['full_collections_during_burst_1000_per_yield']:.0f} full GC; one full GC {b['full_gc_ms']:.1f} ms", "backlog.max_stall_ms"),
         ("drain s", d["seconds"], f"theoretical {d['theoretical_s']:.3f}", None),
         ("  drain / theoretical", d["ratio"], "", "drain.ratio"),
+        ("metrics: track() mean, us, API / SDK", m["api"]["track_mean_us"], f"SDK {m['sdk']['track_mean_us']:.2f}, without the API {m['absent']['track_mean_us']:.2f}", None),
+        ("metrics: CPU us per event, API / SDK", m["api"]["cpu_us_per_event"], f"SDK {m['sdk']['cpu_us_per_event']:.1f}, without the API {m['absent']['cpu_us_per_event']:.1f}", None),
     ]  # fmt: skip
     targets = {key: (op, bound) for key, op, bound in TARGETS}
     for label, value, reference, key in rows:

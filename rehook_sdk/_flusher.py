@@ -13,7 +13,8 @@ import random
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from time import monotonic
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -22,6 +23,7 @@ from ._deadletter import DeadLetterWriter
 from ._encoding import safe_repr
 from ._handle import Board, entry_call
 from ._mappings import CompiledMapping
+from ._metrics import metrics_for
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._outcome_log import OutcomeLog, calls
 from ._queue import Data, EventQueue, Meta
@@ -31,6 +33,9 @@ from ._router import Router
 from ._stats import Counters, Stats
 from ._transport import Attempt, Transport
 from ._types import Call
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 __all__ = ["Flusher"]
 
@@ -55,6 +60,8 @@ class Flusher:
         dead_letter: DeadLetterWriter | None = None,
         before_send: Callable[[Call], Call | None] | None = None,
         defaults: Callable[[Call], Call] | None = None,
+        meter_provider: MeterProvider | None = None,
+        metrics_name: str = "",
     ) -> None:
         self.queue = EventQueue(max_queue_size)
         self.board = Board()
@@ -70,6 +77,9 @@ class Flusher:
         self._defaults = defaults
         self._before_send_errors: set[str] = set()  # each distinct error of before_send is logged once, in full
         self._in_flight: dict[int, Call] = {}  # token -> call, for the calls the senders hold
+        self.metrics = metrics_for(
+            meter_provider, metrics_name, self.counters, self.queue, max_queue_size, self._in_flight
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._auth_failure: Attempt | None = None
         self._stopping = False
@@ -382,7 +392,7 @@ class Flusher:
             call = in_flight[token] = entry_call(meta, data, f"{random.getrandbits(128):032x}")
             sent = 0
             try:
-                sent = await self._process(token, call)
+                sent = await self._process(token, call, meta[5])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in this package must not kill a sender or lose the call
@@ -408,16 +418,17 @@ class Flusher:
         self._quick = 0
         self._refill_scheduled = False
 
-    async def _process(self, token: int, call: Call) -> int:
+    async def _process(self, token: int, call: Call, accepted: float) -> int:
         """
-        Route, send and end one call; return how many requests it made.
+        Route, send and end one call (accepted at ``accepted`` on the monotonic clock, when the client times calls);
+        return how many requests it made.
         """
         if self._defaults is not None:
             call = self._defaults(call)
         if self._before_send is not None:
             changed = self._run_before_send(call)
             if isinstance(changed, tuple):
-                self.finish(token, call, Outcome._for(call, changed[0], changed[1]))
+                self._end(token, call, Outcome._for(call, changed[0], changed[1]), accepted)
                 return 0
             call = changed
         message_id = call.message_id
@@ -426,7 +437,7 @@ class Flusher:
             call = attrs.evolve(call, message_id=message_id)
         routed = self._router.route(call, message_id)
         if isinstance(routed, tuple):
-            self.finish(token, call, Outcome._for(call, routed[0], routed[1]))
+            self._end(token, call, Outcome._for(call, routed[0], routed[1]), accepted)
             return 0
         results: list[ActionResult] = []
         keyed = len(routed) > 1  # several requests for one call: each needs its own Idempotency-Key
@@ -441,7 +452,7 @@ class Flusher:
                 await self._deliver(step.mapping, step.request, key, results)
         except asyncio.CancelledError:
             on_the_wire = bool(results) and results[-1].maybe_delivered
-            if self._requeue_at_loop_end(token, call, len(routed), on_the_wire):
+            if self._requeue_at_loop_end(token, call, accepted, len(routed), on_the_wire):
                 raise
             for step in routed[len(results) :]:
                 results.append(
@@ -453,10 +464,16 @@ class Flusher:
                     )
                 )
             if token in self._in_flight:
-                self.finish(token, call, Outcome._of(call, tuple(results), message_id))
+                self._end(token, call, Outcome._of(call, tuple(results), message_id), accepted)
             raise
-        self.finish(token, call, Outcome._of(call, tuple(results), message_id))
-        return sum(r.attempts for r in results)
+        outcome = Outcome._of(call, tuple(results), message_id)
+        self._end(token, call, outcome, accepted)
+        return outcome.attempts
+
+    def _end(self, token: int, call: Call, outcome: Outcome, accepted: float) -> None:
+        self.finish(token, call, outcome)
+        if accepted and self.metrics is not None:
+            self.metrics.call_ended(outcome, monotonic() - accepted)
 
     def _run_before_send(self, call: Call) -> Call | tuple[Reason, str]:
         # The user's hook, on the sender side: the call it returns is the one mapped, sent, reported and written to
@@ -481,7 +498,7 @@ class Flusher:
             )
         return returned
 
-    def _requeue_at_loop_end(self, token: int, call: Call, actions: int, on_the_wire: bool) -> bool:
+    def _requeue_at_loop_end(self, token: int, call: Call, accepted: float, actions: int, on_the_wire: bool) -> bool:
         """
         The loop is ending without aclose() under this call: put it back at the front of the queue for the client's
         next loop or the exit drain, as a retry with the same Idempotency-Key, when that cannot duplicate it against
@@ -495,7 +512,7 @@ class Flusher:
             return False
         if self._in_flight.pop(token, None) is None:
             return False
-        self.queue.requeue((token, call, -1, None, None), None)
+        self.queue.requeue((token, call, -1, None, None, accepted), None)
         self.counters.retry()
         return True
 
@@ -510,6 +527,8 @@ class Flusher:
         gate = self._reachability
         last = Attempt()
         debug = logger.isEnabledFor(logging.DEBUG)  # once per request: the lines below cost nothing otherwise
+        metrics = self.metrics
+        started = 0.0
         try:
             while True:
                 if self._auth_failure is not None:
@@ -535,8 +554,13 @@ class Flusher:
                     logger.debug(
                         "POST %s, message id %s, attempt %d", request.path, key, attempts, extra=_fields(key, attempts)
                     )
+                if metrics is not None:
+                    started = monotonic()
                 last = await self.transport.post(request, key)
                 sending = False
+                self.counters.requests += 1
+                if metrics is not None:
+                    metrics.request_done(mapping.action.value, last, monotonic() - started)
                 gate.note(last)
                 status = last.status
                 if debug:

@@ -29,8 +29,9 @@ from ._types import Call
 
 __all__ = ["Data", "Entry", "EventQueue", "Meta"]
 
-# (token, the Call or None, kind code, user id, event name)
-Meta = tuple[int, Call | None, int, str | None, str | None]
+# (token, the Call or None, kind code, user id, event name, when it was accepted: time.monotonic() when the client
+# times its calls for metrics, else 0.0)
+Meta = tuple[int, Call | None, int, str | None, str | None, float]
 Data = dict[str, Any] | None
 Entry = tuple[Meta, Data]
 

@@ -30,6 +30,7 @@ class Stats:
         dropped: Dropped calls by reason.
         failed: Failed calls by reason.
         retried: Retries made (an event retried twice counts 2).
+        requests: HTTP requests made to Rehook (every attempt of every call).
         in_queue: Calls waiting for a sender.
         in_flight: Calls a sender is working on (sending, or sleeping before a retry).
     """
@@ -41,6 +42,7 @@ class Stats:
     retried: int
     in_queue: int
     in_flight: int
+    requests: int = 0
 
     def __repr__(self) -> str:
         # Valid Python: eval() with Stats and Reason in scope gives an equal snapshot.
@@ -50,7 +52,7 @@ class Stats:
         return (
             f"Stats(accepted={self.accepted}, delivered={self.delivered}, dropped={by_reason(self.dropped)}, "
             f"failed={by_reason(self.failed)}, retried={self.retried}, in_queue={self.in_queue}, "
-            f"in_flight={self.in_flight})"
+            f"in_flight={self.in_flight}, requests={self.requests})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,6 +70,7 @@ class Stats:
             "retried": self.retried,
             "in_queue": self.in_queue,
             "in_flight": self.in_flight,
+            "requests": self.requests,
         }
 
     @property
@@ -94,6 +97,7 @@ class Counters:
         self._lock = threading.Lock()
         self.delivered = 0
         self.retried = 0
+        self.requests = 0  # written only by the senders, on the client's loop
         self._dropped: dict[Reason, int] = {}
         self._failed: dict[Reason, int] = {}
 
@@ -139,4 +143,5 @@ class Counters:
                 retried=self.retried,
                 in_queue=in_queue,
                 in_flight=in_flight,
+                requests=self.requests,
             )

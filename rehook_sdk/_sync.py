@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
-from typing import Any, Concatenate, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 from . import _exit
 from ._calls import Callback
@@ -29,6 +29,9 @@ from ._outcome_log import calls
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
 from ._types import Call
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
 
 __all__ = ["ClientSettings", "SyncRehookClient"]
 
@@ -55,12 +58,13 @@ class ClientSettings(TypedDict, total=False):
     dead_letter: str | os.PathLike[str] | None
     headers: collections.abc.Mapping[str, str] | None
     proxy: str | None
-    ssl: ssl.SSLContext | None
+    ssl: ssl.SSLContext | Literal["system"] | None
     max_payload_bytes: int
     before_send: Callable[[Call], Call | None] | None
     context: collections.abc.Mapping[str, Any] | None
     default_properties: collections.abc.Mapping[str, Any] | None
     enabled: bool | None
+    meter_provider: MeterProvider | None
 
 
 def _forward(

@@ -94,16 +94,27 @@ def check_base_url(base_url: str) -> URL:
 
 def check_ssl(context: object) -> ssl.SSLContext | None:
     """
-    ``ssl=``: a client `ssl.SSLContext` (a CA bundle, client certificates) that still verifies the server.
+    ``ssl=``: a client `ssl.SSLContext` (a CA bundle, client certificates) that still verifies the server, or
+    ``"system"``: the operating system's trust store, through the truststore package.
 
     Raises:
         ConfigurationError: anything else; verification cannot be turned off.
     """
     if context is None:
         return None
+    if context == "system":
+        try:
+            import truststore
+        except ImportError:
+            raise ConfigurationError(
+                "ssl='system' needs the truststore package: pip install 'rehook-sdk[truststore]'"
+            ) from None
+        system: ssl.SSLContext = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        return system
     if not isinstance(context, ssl.SSLContext):
         raise ConfigurationError(
-            f"ssl must be an ssl.SSLContext (for example ssl.create_default_context(cafile=...)), not {context!r}; "
+            f"ssl must be an ssl.SSLContext (for example ssl.create_default_context(cafile=...)) or 'system', "
+            f"not {context!r}; "
             "TLS verification cannot be turned off"
         )
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:

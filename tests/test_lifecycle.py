@@ -505,15 +505,16 @@ async def test_flush_and_aclose_from_another_loop_raise(fake: FakeRehook) -> Non
 async def test_stats_repr_is_valid_python_and_as_dict_is_plain_data(client: RehookClient) -> None:
     """repr(stats) evaluates back to an equal snapshot; as_dict() names reasons by their values, with totals."""
     await client.track("e")
+    await client.track("e", user_id="u1")
     stats = client.stats()
     assert repr(stats) == (
-        "Stats(accepted=1, delivered=0, dropped={Reason.MISSING_USER_ID: 1}, failed={}, retried=0, in_queue=0, "
-        "in_flight=0)"
+        "Stats(accepted=2, delivered=1, dropped={Reason.MISSING_USER_ID: 1}, failed={}, retried=0, in_queue=0, "
+        "in_flight=0, requests=1)"
     )
     assert eval(repr(stats), {"Stats": Stats, "Reason": Reason}) == stats
     assert stats.as_dict() == {
-        "accepted": 1,
-        "delivered": 0,
+        "accepted": 2,
+        "delivered": 1,
         "dropped": {"missing_user_id": 1},
         "failed": {},
         "dropped_total": 1,
@@ -521,6 +522,7 @@ async def test_stats_repr_is_valid_python_and_as_dict_is_plain_data(client: Reho
         "retried": 0,
         "in_queue": 0,
         "in_flight": 0,
+        "requests": 1,
     }
     assert json.loads(json.dumps(stats.as_dict())) == stats.as_dict()
 

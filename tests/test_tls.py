@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -64,6 +65,28 @@ async def test_without_it_the_unknown_ca_is_refused(tls_fake: FakeRehook) -> Non
     assert outcome.status is OutcomeStatus.FAILED
     assert "certificate verify failed" in outcome.message
     assert tls_fake.requests == []
+
+
+async def test_the_system_trust_store_through_truststore(
+    tls_fake: FakeRehook, ca: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssl="system" trusts what the operating system trusts: on Linux, OpenSSL's CA bundle (SSL_CERT_FILE here
+    stands for the test CA installed system-wide); the same client refuses the CA when the system does not trust it."""
+    async with tls_fake.client(ssl="system") as client:
+        refused = await client.track("e", user_id="u1")
+    assert "certificate verify failed" in refused.message
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca / "ca.pem"))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    async with tls_fake.client(ssl="system") as client:
+        outcome = await client.track("e", user_id="u1")
+    assert outcome.delivered
+
+
+def test_the_system_trust_store_needs_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "truststore", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'rehook-sdk\[truststore\]'"):
+        RehookClient("k", "s", ssl="system")
 
 
 @pytest.mark.parametrize("setting", ["off", False])

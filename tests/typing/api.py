@@ -139,3 +139,35 @@ async def ids_as_the_readme_says(client: RehookClient) -> None:
     ]
     for handle in handles:
         await handle
+
+
+async def production_settings() -> None:
+    import ssl
+
+    import attrs
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from rehook_sdk import Call
+
+    def redact(call: Call) -> Call | None:
+        return attrs.evolve(call, properties={**(call.properties or {}), "email": None})
+
+    async with RehookClient(
+        "k",
+        "s",
+        headers={"X-Team": "growth"},
+        proxy="http://user:password@proxy:3128",
+        ssl=ssl.create_default_context(),
+        max_payload_bytes=64 * 1024,
+        before_send=redact,
+        context={"app": {"name": "shop"}},
+        default_properties={"plan": "pro"},
+        enabled=False,
+        meter_provider=MeterProvider(metric_readers=[InMemoryMetricReader()]),
+    ) as client:
+        outcome = await client.track("e", user_id="u1")
+        sent: str | None = outcome.call.message_id
+        requests: int = client.stats().requests
+        as_dict: dict[str, object] = client.stats().as_dict()
+        print(sent, requests, as_dict)
