@@ -55,7 +55,16 @@ from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._stats import Stats
-from ._transport import RESERVED_HEADERS, Transport, check_base_url, check_ssl, proxy_for
+from ._transports import (
+    RESERVED_HEADERS,
+    Transport,
+    TransportName,
+    check_base_url,
+    check_ssl,
+    check_transport,
+    make_transport,
+    proxy_for,
+)
 from ._types import Call, CallType
 
 if TYPE_CHECKING:
@@ -255,6 +264,10 @@ class RehookClient:
         meter_provider: The OpenTelemetry ``MeterProvider`` to report metrics to (README, "Metrics"); by default
             the global one, when ``opentelemetry-api`` is installed (the ``otel`` extra). Until the application
             sets a provider, OpenTelemetry's default discards them. ``NoOpMeterProvider()`` turns them off.
+        transport: How requests are sent: ``"auto"`` (the default; ``$REHOOK_TRANSPORT`` when left out) posts
+            calls over the SDK's own keep-alive HTTP/1.1 connections (httptools) whenever there is no proxy and no
+            ``session``, and through aiohttp otherwise; ``"aiohttp"`` always uses aiohttp; ``"fast"`` refuses a
+            proxy or a session. ``check_auth`` always goes through aiohttp.
         headers: Extra HTTP headers for every request (a proxy's or a gateway's); they may replace the
             ``User-Agent`` (``rehook-sdk-python/<version> (python <x.y>; aiohttp <x.y>)``) but not
             ``Authorization``, ``Content-Type`` or ``Idempotency-Key``.
@@ -292,6 +305,7 @@ class RehookClient:
         default_properties: Mapping[str, Any] | None = None,
         enabled: bool | None = None,
         meter_provider: MeterProvider | None = None,
+        transport: TransportName | None = None,
         atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
@@ -326,6 +340,7 @@ class RehookClient:
             raise ConfigurationError("on_error must be callable")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
+        transport_name = check_transport(transport, proxy=proxy_url, session=session)
         if atexit_timeout is not None and not _non_negative_number(atexit_timeout):
             raise ConfigurationError(f"atexit_timeout must be a number >= 0 or None, got {atexit_timeout!r}")
         self._api_key = api_key
@@ -359,6 +374,7 @@ class RehookClient:
                 headers=extra_headers,
                 proxy=proxy_url,
                 ssl_context=ssl_context,
+                transport=transport_name,
             )
             return Flusher(
                 transport=transport,
@@ -386,7 +402,7 @@ class RehookClient:
 
     # The transport the senders use; rehook_sdk.testing's in-memory client replaces it (nothing else should),
     # with a class or a staticmethod.
-    _make_transport: Callable[..., Transport] = Transport
+    _make_transport: Callable[..., Transport] = staticmethod(make_transport)
 
     def _new_flusher(self, session: aiohttp.ClientSession | None) -> Flusher:
         flusher = self._make_flusher(session)

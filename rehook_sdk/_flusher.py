@@ -31,7 +31,7 @@ from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
 from ._stats import Counters, Stats
-from ._transport import Attempt, Transport
+from ._transports import Attempt, Transport
 from ._types import Call
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ._constants import VERSION
 from ._outcome import Outcome, OutcomeStatus
 from ._stats import Counters
-from ._transport import Attempt
+from ._transports import Attempt
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation

@@ -15,7 +15,7 @@ import asyncio
 import enum
 
 from ._retry import Backoff, RetryPolicy
-from ._transport import Attempt
+from ._transports import Attempt
 
 __all__ = ["UNREACHABLE_AFTER", "Reachability", "Turn"]
 

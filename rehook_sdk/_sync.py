@@ -28,6 +28,7 @@ from ._outcome import Reason
 from ._outcome_log import calls
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats
+from ._transports import TransportName
 from ._types import Call
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ class ClientSettings(TypedDict, total=False):
     default_properties: collections.abc.Mapping[str, Any] | None
     enabled: bool | None
     meter_provider: MeterProvider | None
+    transport: TransportName | None
 
 
 def _forward(

@@ -26,6 +26,16 @@ settings.register_profile("explore", parent=settings.get_profile("ci"), derandom
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(params=["auto", "aiohttp"])
+def both_transports(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """
+    Runs a test once with each transport: "auto" (the fast one wherever it can serve) and "aiohttp".
+    """
+    name: str = request.param
+    monkeypatch.setenv("REHOOK_TRANSPORT", name)
+    return name
+
+
 @pytest.fixture(autouse=True)
 async def nothing_left_behind() -> AsyncIterator[None]:
     """

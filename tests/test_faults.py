@@ -32,6 +32,9 @@ from .helpers import N, Run, check_promises, wait_until
 
 FAST = RetryPolicy(max_attempts=8, time_scale=0)
 
+# Every fault, through each transport (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 
 async def test_503_burst_then_recovery(fake: FakeRehook) -> None:
     """A burst of 503s: retried until Rehook recovers; everything delivered once."""

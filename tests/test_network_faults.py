@@ -26,6 +26,9 @@ CALLS = 60
 # per call, which made one run in ~40 fail somewhere among the 6 x 60 calls that must all be delivered.
 FAST = RetryPolicy(max_attempts=20, time_scale=0)
 
+# Every fault, through each transport (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("both_transports")
+
 
 @pytest.fixture
 async def proxy(fake: FakeRehook) -> AsyncIterator[FaultProxy]:

@@ -11,7 +11,7 @@ import pytest
 from yarl import URL
 
 from rehook_sdk import ConfigurationError, Reason, RehookClient
-from rehook_sdk._transport import proxy_for
+from rehook_sdk._transports import proxy_for
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import ForwardProxy

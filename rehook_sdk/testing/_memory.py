@@ -14,7 +14,7 @@ from .._client import RehookClient
 from .._constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH
 from .._retry import RetryPolicy, parse_retry_after
 from .._sync import SyncRehookClient
-from .._transport import Attempt, Transport
+from .._transports import AiohttpTransport, Attempt, Transport
 
 if TYPE_CHECKING:
     from .._actions import Request
@@ -25,7 +25,7 @@ __all__ = ["memory_client", "memory_sync_client"]
 _BASE_URL = "http://127.0.0.1:9"  # never dialled: the transport below answers every request itself
 
 
-class _MemoryTransport(Transport):
+class _MemoryTransport(AiohttpTransport):
     """
     A `Transport` that hands each request to a fake's rules instead of the network.
     """
@@ -72,6 +72,7 @@ class _MemoryTransport(Transport):
 
 def _client_class(fake: FakeRehook) -> type[RehookClient]:
     def make_transport(base_url: Any, api_key: str, api_secret: str, **settings: Any) -> Transport:
+        settings.pop("transport", None)
         return _MemoryTransport(fake, api_key, api_secret, base_url=base_url, **settings)
 
     class MemoryRehookClient(RehookClient):

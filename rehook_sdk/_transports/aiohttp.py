@@ -1,0 +1,198 @@
+"""
+HTTP to Rehook through aiohttp: one keep-alive session (the user's, or one of its own), proxies, and every answer or
+error turned into an `Attempt`. Serves everything the fast transport does not (see `rehook_sdk._transports`).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+from collections.abc import Coroutine, Mapping
+from typing import Any
+
+import aiohttp
+import aiohttp.abc
+from yarl import URL
+
+from .. import _exit
+from .._actions import Request
+from .._constants import IDEMPOTENCY_HEADER
+from .._retry import parse_retry_after
+from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
+
+__all__ = ["AiohttpTransport"]
+
+logger = logging.getLogger("rehook_sdk")
+
+
+class AiohttpTransport:
+    """
+    Sends requests to one Rehook base URL with one set of credentials, through aiohttp.
+    """
+
+    def __init__(
+        self,
+        base_url: URL,
+        api_key: str,
+        api_secret: str,
+        *,
+        request_timeout: float,
+        concurrency: int,
+        session: aiohttp.ClientSession | None,
+        headers: Mapping[str, str] | None = None,
+        proxy: URL | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._base = str(base_url).rstrip("/")
+        self._proxy = proxy
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True  # True: the default
+        self.credentials = credentials = Credentials(api_key, api_secret, headers, proxy)
+        self._headers = credentials.headers
+        self._timeout = aiohttp.ClientTimeout(total=request_timeout)
+        self._concurrency = concurrency
+        self._session = session
+        self._owns_session = session is None
+        self._urls: dict[str, URL] = {}
+
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base + path)
+        return url
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Created lazily inside the running loop, as aiohttp requires; limit matches the sender count so
+            # every sender has a connection and no more are opened.
+            # During the exit drain, names are resolved in this thread: aiohttp's default resolver needs an executor
+            # thread, which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
+            resolver = _BlockingResolver() if _exit.draining else None
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, limit_per_host=self._concurrency, resolver=resolver
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        return self._session
+
+    def post(self, request: Request, idempotency_key: str) -> Coroutine[Any, Any, Attempt]:
+        """
+        POST one request; never raises for network trouble (cancellation passes through). Await the result.
+
+        A plain function returning `_request`'s coroutine, so that each request in flight holds one coroutine
+        of this module rather than two.
+        """
+        return self._request("POST", self._url(request.path), self.headers(idempotency_key), request.body)
+
+    def headers(self, idempotency_key: str | None) -> dict[str, str]:
+        """
+        The headers of one request: a POST (with its Idempotency-Key) or a GET (``None``).
+        """
+        if idempotency_key is None:
+            return dict(self._headers)
+        return {**self._headers, "Content-Type": "application/json", IDEMPOTENCY_HEADER: idempotency_key}
+
+    async def get(self, path: str) -> Attempt:
+        """
+        GET ``path``; never raises for network trouble.
+        """
+        return await self._request("GET", self._url(path), self.headers(None), None)
+
+    async def _request(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Attempt:
+        session = self._session or self._get_session()
+        status: int | None = None
+        retry_after: float | None = None
+        prefix = bytearray()
+        try:
+            async with session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                proxy=self._proxy,
+                ssl=self._ssl,
+            ) as response:
+                status = response.status
+                # Retry-After matters only on the answers that are retried; 2xx skip the header lookup.
+                retry_after = None if status < 300 else parse_retry_after(response.headers.get("Retry-After"))
+                if not await _read_prefix(response.content, prefix):
+                    response.close()  # the rest stays unread: this connection cannot be reused
+                return Attempt(status=status, body=self._text(prefix), retry_after=retry_after)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if status is not None:
+                # The status line and headers came, then the body was cut, garbled or too slow. The answer is
+                # known: a 2xx was accepted (sending it again would duplicate it), any other status decides as usual.
+                return Attempt(status=status, body=self._text(prefix), retry_after=retry_after)
+            return self._no_answer(exc)
+
+    def _no_answer(self, exc: BaseException) -> Attempt:
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            # Refused, unreachable, DNS failure, TLS handshake: the request never left.
+            return Attempt(error=self._redact(f"cannot connect: {describe(exc)}"), unreachable=True)
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return Attempt(error=self._redact(f"connect timed out: {describe(exc)}"), unreachable=True)
+        if isinstance(exc, TimeoutError):
+            return Attempt(error=f"no answer within {self._timeout.total} s: {describe(exc)}", maybe_sent=True)
+        # Reset, disconnected, broken response head: the request may have reached Rehook.
+        return Attempt(error=self._redact(f"connection lost: {describe(exc)}"), maybe_sent=True)
+
+    def _text(self, prefix: bytearray) -> str:
+        return self.credentials.body_text(prefix)
+
+    def _redact(self, text: str) -> str:
+        return self.credentials.redact(text)
+
+    def rebind(self) -> None:
+        """
+        Forget a session whose event loop has closed (a client starting over on a new loop). A session of the
+        user's that belongs to a closed loop cannot send any more: from then on the transport makes its own.
+        """
+        session = self._session
+        if session is None or not session._loop.is_closed():
+            return
+        if not self._owns_session:
+            logger.warning("the aiohttp session given to RehookClient belongs to a closed event loop; using a new one")
+        self._session = None
+        self._owns_session = True
+
+    async def close(self) -> None:
+        """
+        Close the session if this transport created it; a user's session stays open.
+        """
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+        self._session = None if self._owns_session else self._session
+
+
+class _BlockingResolver(aiohttp.abc.AbstractResolver):
+    """
+    Resolves names with a blocking ``getaddrinfo`` in the loop's own thread: for the exit drain only.
+    """
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+        flags = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+        return [
+            aiohttp.abc.ResolveResult(
+                hostname=host, host=str(address[0]), port=int(address[1]), family=found, proto=proto, flags=flags
+            )
+            for found, _, proto, _, address in infos
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def _read_prefix(content: aiohttp.StreamReader, prefix: bytearray) -> bool:
+    """
+    Read at most `MAX_BODY_BYTES` of a body into ``prefix``; True when the whole body was read.
+    """
+    while len(prefix) < MAX_BODY_BYTES:
+        chunk = await content.read(MAX_BODY_BYTES - len(prefix))
+        if not chunk:
+            return True
+        prefix += chunk
+    return content.at_eof()

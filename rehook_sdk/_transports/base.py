@@ -1,0 +1,145 @@
+"""
+What every transport shares: the `Transport` protocol the flusher sends through (a prepared request in, an
+`Attempt` out), the headers every request carries, and how answers are kept and redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+from collections.abc import Coroutine, Mapping
+from typing import Any, NamedTuple, Protocol
+
+import aiohttp
+from yarl import URL
+
+from .._actions import Request
+from .._constants import IDEMPOTENCY_HEADER, VERSION
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "REDACTED",
+    "RESERVED_HEADERS",
+    "USER_AGENT",
+    "Attempt",
+    "Credentials",
+    "Transport",
+    "describe",
+]
+
+USER_AGENT = (
+    f"rehook-sdk-python/{VERSION} (python {sys.version_info.major}.{sys.version_info.minor}; "
+    f"aiohttp {aiohttp.__version__.rsplit('.', 1)[0]})"
+)
+"""What every request says it is, unless ``headers=`` gives another User-Agent."""
+RESERVED_HEADERS = frozenset({"authorization", "content-type", IDEMPOTENCY_HEADER.lower()})
+"""Headers ``headers=`` may not set: the SDK's own, which Rehook's answers depend on."""
+
+
+# Kept per outcome and in logs; Rehook's error bodies are small, a proxy's HTML page need not be kept whole.
+_MAX_BODY_CHARS = 8192
+# At most this much of any answer is read; the rest is never read, and its connection is closed instead of reused.
+# The status line decides the outcome, so a huge or endless body costs neither memory nor the event loop's time.
+MAX_BODY_BYTES = 64 * 1024
+# Secrets shorter than this are not searched for in answers: replacing a 2-letter secret would garble every text.
+_MIN_REDACTED = 4
+REDACTED = "[redacted]"
+
+
+class Attempt(NamedTuple):
+    """
+    What one HTTP request came to (a named tuple: one is made per request, in the sender's hot loop).
+
+    Attributes:
+        status: The HTTP status, or ``None`` when no answer came.
+        body: The response body as text (truncated), or ``None``.
+        retry_after: Seconds the server's Retry-After asked for, if any.
+        error: What went wrong when no answer came.
+        maybe_sent: No answer came, and the request may have reached Rehook (timeout, lost connection).
+        unreachable: No connection could be made: the request never left.
+    """
+
+    status: int | None = None
+    body: str | None = None
+    retry_after: float | None = None
+    error: str | None = None
+    maybe_sent: bool = False
+    unreachable: bool = False
+
+
+class Transport(Protocol):
+    """
+    How the flusher talks to Rehook. ``post`` and ``get`` never raise for network trouble (an `Attempt` says what
+    happened); cancellation passes through.
+    """
+
+    def post(self, request: Request, idempotency_key: str) -> Coroutine[Any, Any, Attempt]:
+        """
+        POST ``request`` with its Idempotency-Key (the coroutine is awaited by the sender).
+        """
+        ...
+
+    async def get(self, path: str) -> Attempt:
+        """
+        GET ``path`` (``check_auth``).
+        """
+        ...
+
+    def rebind(self) -> None:
+        """
+        Forget connections of an event loop that has closed: the client starts over on a new loop.
+        """
+        ...
+
+    async def close(self) -> None:
+        """
+        Close what this transport opened.
+        """
+        ...
+
+
+class Credentials:
+    """
+    The Basic authorization of one client, the headers every request carries, and the secrets no answer may carry
+    into an outcome, a log line or the dead-letter file (a server or proxy that echoes the request's
+    Authorization header would otherwise hand the secret to all of them).
+    """
+
+    def __init__(
+        self, api_key: str, api_secret: str, headers: Mapping[str, str] | None, proxy: URL | None = None
+    ) -> None:
+        # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
+        token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+        self.authorization = "Basic " + token
+        # Every request carries these; the user's extra headers (checked by the client) may replace the User-Agent.
+        self.headers = {"User-Agent": USER_AGENT, **(headers or {}), "Authorization": self.authorization}
+        proxied = _proxy_secrets(proxy)
+        self._secrets = tuple(
+            sorted(
+                {s for s in (token, api_secret, api_key, *proxied) if len(s) >= _MIN_REDACTED}, key=len, reverse=True
+            )
+        )
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def body_text(self, prefix: bytes | bytearray) -> str:
+        """
+        What an outcome keeps of an answer's body: its text, cut to a length logs can carry, secrets redacted.
+        """
+        return self.redact(prefix.decode("utf-8", errors="replace")[:_MAX_BODY_CHARS])
+
+
+def _proxy_secrets(proxy: URL | None) -> tuple[str, ...]:
+    # A proxy's password, and its Basic form, are secrets like the API secret.
+    if proxy is None or proxy.password is None:
+        return ()
+    basic = base64.b64encode(f"{proxy.user or ''}:{proxy.password}".encode()).decode("ascii")
+    return (proxy.password, basic, f"{proxy.user or ''}:{proxy.password}")
+
+
+def describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,300 @@
+"""
+The write hot path: keep-alive HTTP/1.1 connections on `asyncio.Protocol`, requests written from pre-encoded header
+bytes, answers parsed by httptools (llhttp, the parser uvicorn uses). It posts the two write endpoints only, and
+only straight to Rehook (https, or http to loopback; no proxy, no session of the user's); ``get`` (check_auth) goes
+through aiohttp.
+
+The "may have been sent" rules are the aiohttp transport's: a failure before the request was written (refused,
+DNS, TLS handshake, connect timeout) is ``unreachable``; after it was written, no status line is ``maybe_sent``;
+a status line, however the body ends, is the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Coroutine
+from typing import Any
+
+import httptools
+from yarl import URL
+
+from .. import _exit
+from .._actions import Request
+from .._constants import IDEMPOTENCY_HEADER
+from .._retry import parse_retry_after
+from .aiohttp import AiohttpTransport
+from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
+
+__all__ = ["FastTransport"]
+
+
+class _Answer(Exception):
+    """
+    The connection ended, or the answer could not be parsed, before the answer was complete.
+    """
+
+
+class _Connection(asyncio.Protocol):
+    """
+    One keep-alive connection: at most one request at a time, its answer parsed as the bytes arrive.
+    """
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.usable = True  # False once it cannot carry another request
+        self.status: int | None = None
+        self.retry_after: bytes | None = None
+        self.body = bytearray()
+        self.whole = False  # the body was read to its end (not cut at MAX_BODY_BYTES)
+
+    # -- one request ----------------------------------------------------------------------------------------
+
+    def send(self, data: bytes) -> asyncio.Future[None]:
+        """
+        Write one request; the future is done when its answer is (or with `_Answer` when it cannot be).
+        """
+        assert self.transport is not None
+        assert self.waiter is None
+        self.status = self.retry_after = None
+        self.body = bytearray()
+        self.whole = False
+        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return waiter
+
+    def _done(self, error: BaseException | None = None) -> None:
+        waiter, self.waiter = self.waiter, None
+        if error is not None:
+            self.usable = False
+        if waiter is not None and not waiter.done():
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    def abort(self) -> None:
+        self.usable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # bytes nobody asked for: the connection's state is unknown
+            self.abort()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.abort()
+            self._done(_Answer(f"a malformed answer: {describe(exc)}"))
+
+    def eof_received(self) -> bool:
+        self.usable = False
+        return False  # close the transport; connection_lost settles the request
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.usable = False
+        if self.waiter is not None:
+            self._done(_Answer(f"the connection closed before the answer was complete{_cause(exc)}"))
+
+    # -- httptools callbacks --------------------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 11 and name.lower() == b"retry-after":
+            self.retry_after = value
+
+    def on_headers_complete(self) -> None:
+        if self.waiter is None:  # a second answer to one request, in the same bytes
+            self.abort()
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
+            return
+        self.status = status
+        if not self.parser.should_keep_alive():
+            self.usable = False
+
+    def on_body(self, body: bytes) -> None:
+        if self.status is None or self.waiter is None:
+            return
+        room = MAX_BODY_BYTES - len(self.body)
+        if len(body) <= room:
+            self.body += body
+            return
+        # More than is ever read: the status decides; the rest is not read, and the connection is not reused.
+        self.body += body[:room]
+        self.abort()
+        self._done()
+
+    def on_message_complete(self) -> None:
+        if self.status is None or self.waiter is None:  # the end of an interim answer, or of one nobody asked for
+            return
+        self.whole = True
+        self._done()
+
+
+def _cause(exc: BaseException | None) -> str:
+    return f" ({describe(exc)})" if exc is not None else ""
+
+
+class FastTransport:
+    """
+    Posts to one Rehook base URL over keep-alive connections of its own, at most ``concurrency`` of them.
+    """
+
+    def __init__(
+        self,
+        base_url: URL,
+        api_key: str,
+        api_secret: str,
+        *,
+        request_timeout: float,
+        concurrency: int,
+        headers: dict[str, str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        # check_auth and anything else that is not a write: aiohttp, with the same settings.
+        self._slow = AiohttpTransport(
+            base_url,
+            api_key,
+            api_secret,
+            request_timeout=request_timeout,
+            concurrency=1,
+            session=None,
+            headers=headers,
+            ssl_context=ssl_context,
+        )
+        self.credentials = credentials = Credentials(api_key, api_secret, headers)
+        assert base_url.host is not None
+        self._host = base_url.host
+        self._port = base_url.port or (443 if base_url.scheme == "https" else 80)
+        self._ssl: ssl.SSLContext | None = None
+        if base_url.scheme == "https":
+            self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
+        self._timeout = request_timeout
+        self._concurrency = concurrency
+        self._prefix = base_url.raw_path.rstrip("/")
+        raw_host = base_url.raw_host or self._host
+        if ":" in raw_host:  # an IPv6 literal
+            raw_host = f"[{raw_host}]"
+        host_header = raw_host if base_url.is_default_port() else f"{raw_host}:{self._port}"
+        fixed = {"Host": host_header, **credentials.headers, "Content-Type": "application/json"}
+        self._fixed = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("utf-8")
+        self._heads: dict[str, bytes] = {}
+        self._idle: list[_Connection] = []
+
+    def _head(self, path: str) -> bytes:
+        head = self._heads.get(path)
+        if head is None:
+            head = self._heads[path] = f"POST {self._prefix}{path} HTTP/1.1\r\n".encode() + self._fixed
+        return head
+
+    def post(self, request: Request, idempotency_key: str) -> Coroutine[Any, Any, Attempt]:
+        body = request.body
+        data = b"".join(
+            (
+                self._heads.get(request.path) or self._head(request.path),
+                IDEMPOTENCY_HEADER.encode(),
+                b": ",
+                idempotency_key.encode("utf-8"),
+                b"\r\nContent-Length: ",
+                str(len(body)).encode(),
+                b"\r\n\r\n",
+                body,
+            )
+        )
+        return self._send(data)
+
+    async def _send(self, data: bytes) -> Attempt:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        connection = self._take_idle()
+        if connection is None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    connection = await self._connect(loop)
+            except TimeoutError as exc:
+                return Attempt(error=f"connect timed out: {describe(exc)} after {self._timeout} s", unreachable=True)
+            except Exception as exc:  # OSError, ssl.SSLError, socket.gaierror, a bad address
+                # Refused, unreachable, DNS failure, TLS handshake: the request never left.
+                return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), unreachable=True)
+        try:
+            waiter = connection.send(data)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+            except TimeoutError as exc:
+                connection.abort()
+                if connection.status is not None:
+                    return self._answer(connection)
+                return Attempt(error=f"no answer within {self._timeout} s: {describe(exc)}", maybe_sent=True)
+            except _Answer as exc:
+                if connection.status is not None:
+                    # The status line and headers came, then the body was cut or garbled: the answer is known.
+                    return self._answer(connection)
+                return Attempt(error=self.credentials.redact(f"connection lost: {exc}"), maybe_sent=True)
+        except BaseException:
+            connection.abort()  # cancelled mid-request: its state is unknown
+            raise
+        attempt = self._answer(connection)
+        if connection.usable and connection.whole and len(self._idle) < self._concurrency:
+            self._idle.append(connection)
+        else:
+            connection.abort()
+        return attempt
+
+    def _answer(self, connection: _Connection) -> Attempt:
+        status = connection.status
+        assert status is not None
+        raw = connection.retry_after
+        retry_after = parse_retry_after(raw.decode("latin-1")) if raw is not None and status >= 300 else None
+        body = self.credentials.body_text(connection.body) if connection.body else ""
+        return Attempt(status=status, body=body, retry_after=retry_after)
+
+    def _take_idle(self) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            connection = idle.pop()
+            if connection.usable and connection.transport is not None and not connection.transport.is_closing():
+                return connection
+            connection.abort()
+        return None
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
+        host: str = self._host
+        if _exit.draining:
+            # During the exit drain, names are resolved in this thread: the loop's resolver needs an executor thread,
+            # which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
+            host = str(socket.getaddrinfo(host, self._port, type=socket.SOCK_STREAM)[0][4][0])
+        _, connection = await loop.create_connection(
+            _Connection,
+            host,
+            self._port,
+            ssl=self._ssl,
+            server_hostname=self._host if self._ssl is not None else None,
+        )
+        return connection  # asyncio sets TCP_NODELAY on every TCP connection
+
+    async def get(self, path: str) -> Attempt:
+        return await self._slow.get(path)
+
+    def rebind(self) -> None:
+        # Connections of a closed loop cannot be used (nor closed through it): forget them.
+        self._idle.clear()
+        self._slow.rebind()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            if connection.transport is not None:
+                connection.transport.close()
+        await self._slow.close()
