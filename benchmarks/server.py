@@ -4,7 +4,7 @@ A tiny HTTP/1.1 server for the benchmark: answers every request ``200 {}`` after
 Raw asyncio, no framework, so that it costs as little CPU as possible; run it in its own process (pinned to its own
 core) so that it does not steal the client's CPU:
 
-    python benchmarks/server.py --port 0 --latency-ms 20 --cpu 1
+    python benchmarks/server.py --port 0 --latency-ms 20 --cpu 1 [--tls server.pem server.key]
 
 It prints ``listening on http://127.0.0.1:PORT`` once ready. ``GET /_count`` answers the number of POSTs so far.
 Stop it with SIGTERM; pause it with SIGSTOP (requests then wait in flight) and resume with SIGCONT.
@@ -18,6 +18,7 @@ import math
 import os
 import selectors
 import signal
+import ssl
 
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
@@ -75,11 +76,11 @@ class HTTPProtocol(asyncio.Protocol):
             self.transport.write(data)
 
 
-async def serve(port: int, latency: float) -> None:
+async def serve(port: int, latency: float, tls: ssl.SSLContext | None) -> None:
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: HTTPProtocol(latency, loop), "127.0.0.1", port, backlog=1024)
+    server = await loop.create_server(lambda: HTTPProtocol(latency, loop), "127.0.0.1", port, backlog=1024, ssl=tls)
     bound = server.sockets[0].getsockname()[1]
-    print(f"listening on http://127.0.0.1:{bound}", flush=True)
+    print(f"listening on {'https' if tls else 'http'}://127.0.0.1:{bound}", flush=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -108,12 +109,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU core")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None, help="serve https with this pair")
     args = parser.parse_args()
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*args.tls)
     if args.cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {args.cpu})
     selector = PreciseSelector()  # Linux (epoll), like the benchmark's core pinning
     with asyncio.Runner(loop_factory=lambda: asyncio.SelectorEventLoop(selector)) as runner:
-        runner.run(serve(args.port, args.latency_ms / 1000))
+        runner.run(serve(args.port, args.latency_ms / 1000, tls))
 
 
 if __name__ == "__main__":
