@@ -45,6 +45,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
         self.usable = True  # False once it cannot carry another request
         self.status: int | None = None
         self.retry_after: bytes | None = None
@@ -53,21 +54,31 @@ class _Connection(asyncio.Protocol):
 
     # -- one request ----------------------------------------------------------------------------------------
 
-    def send(self, data: bytes) -> asyncio.Future[None]:
+    def send(self, data: bytes, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[None]:
         """
-        Write one request; the future is done when its answer is (or with `_Answer` when it cannot be).
+        Write one request; the future is done when its answer is, with `_Answer` when it cannot be, or with
+        `TimeoutError` at ``deadline`` (loop time). One timer handle per request, rather than an
+        ``asyncio.timeout`` block around the await (a quarter of the transport's own time per request).
         """
         assert self.transport is not None
         assert self.waiter is None
         self.status = self.retry_after = None
         self.body = bytearray()
         self.whole = False
-        self.waiter = waiter = asyncio.get_running_loop().create_future()
+        self.waiter = waiter = loop.create_future()
+        self.timer = loop.call_at(deadline, self._timed_out)
         self.transport.write(data)
         return waiter
 
+    def _timed_out(self) -> None:
+        self.timer = None
+        self._done(TimeoutError())
+
     def _done(self, error: BaseException | None = None) -> None:
         waiter, self.waiter = self.waiter, None
+        timer, self.timer = self.timer, None
+        if timer is not None:
+            timer.cancel()
         if error is not None:
             self.usable = False
         if waiter is not None and not waiter.done():
@@ -78,6 +89,9 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.usable = False
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -228,10 +242,8 @@ class FastTransport:
                 # Refused, unreachable, DNS failure, TLS handshake: the request never left.
                 return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), unreachable=True)
         try:
-            waiter = connection.send(data)
             try:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
+                await connection.send(data, loop, deadline)
             except TimeoutError as exc:
                 connection.abort()
                 if connection.status is not None:
