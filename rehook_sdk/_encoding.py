@@ -120,12 +120,47 @@ def json_safe(value: Any, path: str) -> Any:
     Raises:
         PayloadError: naming the key path of the first value that cannot be carried.
     """
+    if _plain(value, 0):
+        # Already JSON as it stands (the common case): no copy, and no key paths formatted for messages never
+        # shown. It is encoded at once by the sender, and nothing on the way changes it.
+        return value
     try:
         return _convert(value, path, 0, set())
     except PayloadError:
         raise
     except Exception as exc:  # a user's object whose methods raise (isoformat, value, ...)
         raise PayloadError(path, f"reading it raised {safe_repr(exc)}") from None
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """
+    Whether ``value`` is JSON `_convert` would return unchanged: str (UTF-8-safe), int within the bounds, finite
+    float, bool, None, and dicts (str keys) and lists of those, nested less than `MAX_NESTING_DEPTH` (a container that
+    contains itself ends there too, and the walk then names the problem). Exact types only: anything else is walked.
+    """
+    kind = type(value)
+    if kind is str:
+        return value.isascii() or _SURROGATE.search(value) is None
+    if kind is int:
+        return bool(-_INT_BOUND < value < _INT_BOUND)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is bool or value is None:
+        return True
+    if kind is dict:
+        if depth >= MAX_NESTING_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or _SURROGATE.search(key) is None):
+                return False
+            if not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is list:
+        if depth >= MAX_NESTING_DEPTH:
+            return False
+        return all(_plain(item, depth + 1) for item in value)
+    return False
 
 
 def _convert(value: Any, path: str, depth: int, seen: set[int]) -> Any:

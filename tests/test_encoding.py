@@ -9,6 +9,7 @@ import decimal
 import enum
 import json
 import math
+import re
 import uuid
 from typing import Any
 
@@ -157,3 +158,47 @@ async def test_json_values_arrive_unchanged(client: RehookClient, fake: FakeReho
 
     assert outcome.delivered
     assert fake.requests[-1].json["metadata"] == json.loads(json.dumps(properties))
+
+
+mixed_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.sampled_from(["\ud800", "a\udfffb", 10**4100, decimal.Decimal("1.5"), dt.date(2026, 1, 2), uuid.UUID(int=7)])
+    | st.builds(tuple, st.lists(st.integers(), max_size=2)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.sampled_from(["\ud800", 1, True]), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(value=mixed_values)
+def test_the_plain_shortcut_never_changes_what_is_sent(value: Any) -> None:
+    """json_safe returns plain JSON as it is, without walking it; that shortcut gives exactly what the walk gives,
+    and everything else still goes through the walk (converted, or refused with its message)."""
+    from rehook_sdk._encoding import PayloadError, _convert, _plain, json_safe
+
+    try:
+        walked = _convert(value, "v", 0, set())
+    except PayloadError as exc:
+        assert not _plain(value, 0)
+        with pytest.raises(PayloadError, match=re.escape(exc.problem)):
+            json_safe(value, "v")
+        return
+    assert json_safe(value, "v") == walked
+    if _plain(value, 0):
+        assert json_safe(value, "v") is value
+        assert json.loads(json.dumps(value, allow_nan=False)) == walked
+
+
+def test_a_container_that_contains_itself_is_not_plain() -> None:
+    from rehook_sdk._encoding import _plain
+
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    assert not _plain(loop, 0)
+    assert not _plain([[[]]] * 1 + [loop], 0)

@@ -45,7 +45,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
-        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
         self.usable = True  # False once it cannot carry another request
         self.status: int | None = None
         self.retry_after: bytes | None = None
@@ -57,28 +57,23 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[None]:
         """
         Write one request; the future is done when its answer is, with `_Answer` when it cannot be, or with
-        `TimeoutError` at ``deadline`` (loop time). One timer handle per request, rather than an
-        ``asyncio.timeout`` block around the await (a quarter of the transport's own time per request).
+        `TimeoutError` once the transport's sweep finds ``deadline`` (loop time) passed.
         """
         assert self.transport is not None
         assert self.waiter is None
         self.status = self.retry_after = None
         self.body = bytearray()
         self.whole = False
+        self.deadline = deadline
         self.waiter = waiter = loop.create_future()
-        self.timer = loop.call_at(deadline, self._timed_out)
         self.transport.write(data)
         return waiter
 
-    def _timed_out(self) -> None:
-        self.timer = None
+    def time_out(self) -> None:
         self._done(TimeoutError())
 
     def _done(self, error: BaseException | None = None) -> None:
         waiter, self.waiter = self.waiter, None
-        timer, self.timer = self.timer, None
-        if timer is not None:
-            timer.cancel()
         if error is not None:
             self.usable = False
         if waiter is not None and not waiter.done():
@@ -89,9 +84,6 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.usable = False
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -205,6 +197,12 @@ class FastTransport:
         self._fixed = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("utf-8")
         self._heads: dict[str, bytes] = {}
         self._idle: list[_Connection] = []
+        # Deadlines: one sweep every _period while requests are in flight, rather than a timer per request (a
+        # timer handle and a heap push, then a cancelled handle left in the loop's heap, on every request). A
+        # request times out within _period after its deadline.
+        self._busy: set[_Connection] = set()
+        self._period = min(max(request_timeout / 8, 0.005), 0.1)
+        self._sweep_handle: asyncio.TimerHandle | None = None
 
     def _head(self, path: str) -> bytes:
         head = self._heads.get(path)
@@ -241,6 +239,10 @@ class FastTransport:
             except Exception as exc:  # OSError, ssl.SSLError, socket.gaierror, a bad address
                 # Refused, unreachable, DNS failure, TLS handshake: the request never left.
                 return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), unreachable=True)
+        busy = self._busy
+        busy.add(connection)
+        if self._sweep_handle is None:
+            self._sweep_handle = loop.call_later(self._period, self._sweep, loop)
         try:
             try:
                 await connection.send(data, loop, deadline)
@@ -257,12 +259,22 @@ class FastTransport:
         except BaseException:
             connection.abort()  # cancelled mid-request: its state is unknown
             raise
+        finally:
+            busy.discard(connection)
         attempt = self._answer(connection)
         if connection.usable and connection.whole and len(self._idle) < self._concurrency:
             self._idle.append(connection)
         else:
             connection.abort()
         return attempt
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sweep_handle = None
+        now = loop.time()
+        for connection in [c for c in self._busy if c.deadline <= now]:
+            connection.time_out()
+        if self._busy:
+            self._sweep_handle = loop.call_later(self._period, self._sweep, loop)
 
     def _answer(self, connection: _Connection) -> Attempt:
         status = connection.status
@@ -300,11 +312,16 @@ class FastTransport:
         return await self._slow.get(path)
 
     def rebind(self) -> None:
-        # Connections of a closed loop cannot be used (nor closed through it): forget them.
+        # Connections of a closed loop cannot be used (nor closed through it): forget them, and the sweep.
         self._idle.clear()
+        self._busy.clear()
+        self._sweep_handle = None
         self._slow.rebind()
 
     async def close(self) -> None:
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         idle, self._idle = self._idle, []
         for connection in idle:
             if connection.transport is not None:
