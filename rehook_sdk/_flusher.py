@@ -332,6 +332,21 @@ class Flusher:
                 except Exception:
                     logger.exception("on_error raised; the outcome is unchanged")
         self.board.resolve(token, call, outcome)
+        self._check_idle()
+
+    def _delivered_unobserved(self, token: int, accepted: float) -> None:
+        """
+        End a delivered call nothing can observe (no handle kept, no callback, no flush() waiting): counted, and no
+        `Outcome` built for nobody (delivered calls have no log line, dead-letter line or on_error call).
+        """
+        self._in_flight.pop(token, None)
+        self.counters.record_delivered()
+        self.board.resolve_unobserved(token)
+        self._check_idle()
+        if accepted and self.metrics is not None:
+            self.metrics.call_delivered(monotonic() - accepted)
+
+    def _check_idle(self) -> None:
         idle = self._idle
         if idle is not None and not self._in_flight and not len(self.queue) and not idle.done():
             idle.set_result(None)
@@ -466,6 +481,11 @@ class Flusher:
             if token in self._in_flight:
                 self._end(token, call, Outcome._of(call, tuple(results), message_id), accepted)
             raise
+        if len(results) == 1:
+            (result,) = results
+            if result.status is OutcomeStatus.DELIVERED and not self.board.watched(token):
+                self._delivered_unobserved(token, accepted)
+                return result.attempts
         outcome = Outcome._of(call, tuple(results), message_id)
         self._end(token, call, outcome, accepted)
         return outcome.attempts

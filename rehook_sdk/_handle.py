@@ -132,6 +132,17 @@ class Board:
         """
         self._lock = threading.Lock()
 
+    def resolve_unobserved(self, token: int) -> None:
+        """
+        ``token``'s outcome is known and `watched` said nothing observes it: only a flush() that began since needs
+        to hear of it (a handle that is gone never comes back; a callback is set when the call is made).
+        """
+        if self._countdowns:
+            with self._lock:
+                countdowns = list(self._countdowns)
+            for countdown in countdowns:
+                countdown.one_done(token)
+
     def resolve(self, token: int, call: Call, outcome: Outcome, *, run_callback: bool = True) -> None:
         """
         ``token``'s outcome is known: keep it for its handle, wake the waiters, run the callback. Once per token.

@@ -122,6 +122,16 @@ class ClientMetrics:
             attributes = self._call_attributes[key] = self.call_attributes(outcome.status, outcome.reason)
         self._instruments.call_duration.record(seconds, attributes)
 
+    def call_delivered(self, seconds: float) -> None:
+        """
+        `call_ended` for a delivered call whose `Outcome` was not built.
+        """
+        key = (OutcomeStatus.DELIVERED, None)
+        attributes = self._call_attributes.get(key)
+        if attributes is None:
+            attributes = self._call_attributes[key] = self.call_attributes(OutcomeStatus.DELIVERED, None)
+        self._instruments.call_duration.record(seconds, attributes)
+
     def request_done(self, action: str, attempt: Attempt, seconds: float) -> None:
         """
         Record one HTTP request's duration, with its status or why no answer came.

@@ -110,6 +110,10 @@ class Counters:
             counts = self._failed if outcome.status is OutcomeStatus.FAILED else self._dropped
             counts[outcome.reason] = counts.get(outcome.reason, 0) + 1
 
+    def record_delivered(self) -> None:
+        with self._lock:
+            self.delivered += 1
+
     def record_many(self, status: OutcomeStatus, reason: Reason, count: int) -> None:
         """
         Count ``count`` calls that ended alike, at once.

@@ -202,3 +202,23 @@ def test_a_container_that_contains_itself_is_not_plain() -> None:
     loop["self"] = loop
     assert not _plain(loop, 0)
     assert not _plain([[[]]] * 1 + [loop], 0)
+
+
+@pytest.mark.parametrize("accelerated", [True, False])
+def test_the_body_encoder_with_and_without_the_c_accelerator(
+    accelerated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Compact UTF-8 JSON, NaN and unknown types refused, whether or not json's C encoder exists."""
+    from rehook_sdk import _actions
+
+    if not accelerated:
+        monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    encode = _actions._make_encoder()
+    body = {"event_name": "Été", "metadata": {"n": [1, 2.5, None, True]}}
+    assert encode(body) == '{"event_name":"Été","metadata":{"n":[1,2.5,null,true]}}'
+    assert encode(body) == encode(body)  # nothing kept between bodies
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode({"x": math.nan})
+    with pytest.raises(TypeError, match="not JSON"):
+        encode({"x": object()})
+    assert encode({"ok": 1}) == '{"ok":1}'  # a failed body leaves the encoder as it was

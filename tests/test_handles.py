@@ -4,6 +4,7 @@ Handles belong to the caller: the SDK keeps no per-call object alive for the gar
 
 from __future__ import annotations
 
+import asyncio
 import gc
 
 from rehook_sdk import RehookClient
@@ -70,3 +71,28 @@ async def test_a_backlog_adds_no_objects_for_the_garbage_collector(fake: FakeReh
         # One per queued call would be 10,000; what is left is one-time noise (interpreter caches, the tail chunk).
         assert added < 1_000, added
         await client.aclose(timeout=0)
+
+
+async def test_unobserved_delivered_calls_are_counted_without_an_outcome(fake: FakeRehook) -> None:
+    """Fire and forget with nothing waiting (no flush): no Outcome is built for nobody, yet every call is counted."""
+    async with fake.client() as client:
+        for i in range(200):
+            _ = client.track("e", {"i": i}, user_id="u1")
+        del _
+        await wait_until(lambda: client.stats().delivered == 200)  # no flush(): nothing observes these calls
+        stats = client.stats()
+        assert (stats.accepted, stats.in_queue, stats.in_flight) == (200, 0, 0)
+        board = client._flusher.board
+        assert (board._alive, board._outcomes) == (set(), {})
+    assert len(fake.requests) == 200
+
+
+async def test_aclose_ends_when_the_last_unobserved_call_is_delivered(fake: FakeRehook) -> None:
+    """aclose() drains fire-and-forget calls and returns once the last one is delivered (not at a deadline)."""
+    client = fake.client(concurrency=4)
+    await client.start()
+    for i in range(300):
+        _ = client.track("e", {"i": i}, user_id="u1")
+    del _
+    await asyncio.wait_for(client.aclose(timeout=None), 30)  # a liveness bound: it would otherwise wait forever
+    assert client.stats().delivered == 300
