@@ -4,7 +4,7 @@ A tiny HTTP/1.1 server for the benchmark: answers every request ``200 {}`` after
 Raw asyncio, no framework, so that it costs as little CPU as possible; run it in its own process (pinned to its own
 core) so that it does not steal the client's CPU:
 
-    python benchmarks/server.py --port 0 --latency-ms 20 --cpu 1 [--tls server.pem server.key]
+    python benchmarks/server.py --port 0 --latency-ms 20 --cpu 1 [--tls server.pem server.key] [--limit 120]
 
 It prints ``listening on http://127.0.0.1:PORT`` once ready. ``GET /_count`` answers the number of POSTs so far.
 Stop it with SIGTERM; pause it with SIGSTOP (requests then wait in flight) and resume with SIGCONT.
@@ -25,6 +25,11 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length
 
 class Counter:
     posts = 0
+    in_flight = 0
+    limit: int | None = None  # --limit: more POSTs in flight than this are answered 429 at once
+
+
+TOO_MANY = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 
 
 class HTTPProtocol(asyncio.Protocol):
@@ -65,11 +70,19 @@ class HTTPProtocol(asyncio.Protocol):
             body = str(Counter.posts).encode()
             self.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             return
+        if Counter.limit is not None and Counter.in_flight >= Counter.limit:
+            self.write(TOO_MANY)
+            return
         Counter.posts += 1
         if self.latency:
-            self.loop.call_later(self.latency, self.write, RESPONSE)
+            Counter.in_flight += 1
+            self.loop.call_later(self.latency, self.answer)
         else:
             self.write(RESPONSE)
+
+    def answer(self) -> None:
+        Counter.in_flight -= 1
+        self.write(RESPONSE)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -109,8 +122,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU core")
+    parser.add_argument("--limit", type=int, default=None, help="answer 429 above this many POSTs in flight")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None, help="serve https with this pair")
     args = parser.parse_args()
+    Counter.limit = args.limit
     tls = None
     if args.tls:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

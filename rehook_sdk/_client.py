@@ -37,6 +37,7 @@ from ._constants import (
     DEFAULT_BASE_URL,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_REQUEST_TIMEOUT,
@@ -221,7 +222,10 @@ class RehookClient:
         base_url: Default ``$REHOOK_BASE_URL`` or ``https://api.rehook.ai``. Must be https, except for
             loopback hosts (a local fake Rehook).
         max_queue_size: Calls that may wait for a sender; more are dropped as ``queue_full``.
-        concurrency: Sender tasks, and so requests in flight at once (and connections kept alive).
+        concurrency: Sender tasks, and so requests in flight at once (and connections kept alive); or
+            ``"auto"``: as many as Rehook takes, found from its answers (README, "Adaptive concurrency"), up to
+            ``max_concurrency``.
+        max_concurrency: The most requests in flight with ``concurrency="auto"`` (default 256).
         request_timeout: Seconds one HTTP request may take, connecting included.
         retry: How failed requests are retried (`RetryPolicy`).
         delivery: ``Delivery.AT_LEAST_ONCE`` (default) retries timeouts and lost connections after a request
@@ -287,7 +291,8 @@ class RehookClient:
         *,
         base_url: str | None = None,
         max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int | Literal["auto"] = DEFAULT_CONCURRENCY,
+        max_concurrency: int | None = None,
         request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
         retry: RetryPolicy | None = None,
         delivery: Delivery | Literal["at_least_once", "at_most_once"] = Delivery.AT_LEAST_ONCE,
@@ -348,7 +353,14 @@ class RehookClient:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Task[None] | None = None
-        senders = _positive_int(concurrency, "concurrency")
+        adaptive = concurrency == "auto"
+        if adaptive:
+            most = DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency
+            senders = _positive_int(most, "max_concurrency")
+        elif max_concurrency is not None:
+            raise ConfigurationError("max_concurrency applies only to concurrency='auto'")
+        else:
+            senders = _positive_int(concurrency, "concurrency")
         queue_size = _positive_int(max_queue_size, "max_queue_size")
         if before_send is not None and not callable(before_send):
             raise ConfigurationError("before_send must be callable")
@@ -389,6 +401,7 @@ class RehookClient:
                 defaults=defaults,
                 meter_provider=meter_provider,
                 metrics_name=str(url),
+                adaptive=adaptive,
             )
 
         self._make_flusher = make_flusher

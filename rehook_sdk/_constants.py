@@ -21,6 +21,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 DEFAULT_MAX_QUEUE_SIZE = 10_000
 DEFAULT_CONCURRENCY = 64
+DEFAULT_MAX_CONCURRENCY = 256  # concurrency="auto"'s ceiling
 # Per HTTP request, connect included. Rehook answers in milliseconds; ten seconds means it is not answering.
 DEFAULT_REQUEST_TIMEOUT = 10.0
 # How long aclose() and the garbage-collection drain wait by default.

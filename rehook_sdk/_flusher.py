@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._actions import Request
+from ._concurrency import Limiter
 from ._deadletter import DeadLetterWriter
 from ._encoding import safe_repr
 from ._handle import Board, entry_call
@@ -62,12 +63,14 @@ class Flusher:
         defaults: Callable[[Call], Call] | None = None,
         meter_provider: MeterProvider | None = None,
         metrics_name: str = "",
+        adaptive: bool = False,
     ) -> None:
         self.queue = EventQueue(max_queue_size)
         self.board = Board()
         self.counters = Counters()
         self.transport = transport
-        self._concurrency = concurrency
+        self._concurrency = concurrency  # sender tasks; with adaptive concurrency, its maximum
+        self.limiter = Limiter(concurrency) if adaptive else None
         self._router = router
         self._retry = retry
         self._delivery = delivery
@@ -548,6 +551,7 @@ class Flusher:
         last = Attempt()
         debug = logger.isEnabledFor(logging.DEBUG)  # once per request: the lines below cost nothing otherwise
         metrics = self.metrics
+        limiter = self.limiter
         started = 0.0
         try:
             while True:
@@ -568,6 +572,8 @@ class Flusher:
                             message = f"Rehook unreachable ({last.error}) on all {attempts} attempts"
                             break
                         continue
+                if limiter is not None and not limiter.try_acquire():
+                    await limiter.acquire()
                 attempts += 1
                 sending = True
                 if debug:
@@ -576,7 +582,10 @@ class Flusher:
                     )
                 if metrics is not None:
                     started = monotonic()
-                last = await self.transport.post(request, key)
+                if limiter is None:
+                    last = await self.transport.post(request, key)
+                else:
+                    last = await self._post_limited(limiter, request, key)
                 sending = False
                 self.counters.requests += 1
                 if metrics is not None:
@@ -637,7 +646,12 @@ class Flusher:
                     )
                 await asyncio.sleep(wait)
         except asyncio.CancelledError:
-            where = "while its request was in flight" if sending else "while it waited to be retried"
+            if sending:
+                where = "while its request was in flight"
+            elif attempts:
+                where = "while it waited to be retried"
+            else:
+                where = "before its first request was sent"
             message = f"the client stopped {where}" + (": Rehook may have received it" if sending else "")
             results.append(
                 _failed(mapping, key, last, attempts, Reason.SHUTDOWN_TIMEOUT, message, sending or last.maybe_sent)
@@ -648,6 +662,19 @@ class Flusher:
                 gate.release()
         # Only an answer-less attempt can have maybe_sent; a rejection always came with an answer.
         results.append(_failed(mapping, key, last, attempts, reason, message, last.maybe_sent))
+
+    async def _post_limited(self, limiter: Limiter, request: Request, key: str) -> Attempt:
+        # The permit is held (acquired by the caller) for exactly this request.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        attempt: Attempt | None = None
+        try:
+            attempt = await self.transport.post(request, key)
+            return attempt
+        finally:
+            status = attempt.status if attempt is not None else None
+            timed_out = attempt is not None and attempt.maybe_sent and status is None
+            limiter.release(started, loop.time(), status, timed_out)
 
     def note_auth_failure(self, attempt: Attempt) -> None:
         """

@@ -49,7 +49,8 @@ class ClientSettings(TypedDict, total=False):
 
     base_url: str | None
     max_queue_size: int
-    concurrency: int
+    concurrency: int | Literal["auto"]
+    max_concurrency: int | None
     request_timeout: float
     retry: RetryPolicy | None
     delivery: Delivery | Literal["at_least_once", "at_most_once"]

@@ -47,7 +47,10 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
         "backlog.max_stall_ms",
         "drain.ratio",
         "tls_0ms.sdk_over_baseline",
+        "adaptive.auto_over_best_fixed",
+        "adaptive.auto_refused_share",
     }
+    assert results["adaptive"]["auto"]["events_per_s"] > 0
     assert data["machine"]["python"]
 
 

@@ -1,0 +1,121 @@
+"""
+concurrency="auto" (#14): the limit found from the server's answers, against a real server on loopback that answers
+429 above a concurrency it keeps to itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from rehook_sdk import ConfigurationError, Delivery, Reason, RehookClient, RetryPolicy
+
+RETRY = RetryPolicy(max_attempts=50, time_scale=0)
+
+
+class LimitedServer:
+    """
+    Answers each POST after ``latency`` seconds, or 429 at once when more than ``limit`` requests are in flight.
+    """
+
+    def __init__(self, limit: int | None, latency: float = 0.005) -> None:
+        self.limit = limit
+        self.latency = latency
+        self.in_flight = 0
+        self.most = 0  # the most requests in flight at once
+        self.accepted = 0
+        self.refused = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.in_flight += 1
+        try:
+            if self.limit is not None and self.in_flight > self.limit:
+                self.refused += 1
+                return web.Response(status=429, text='{"code": "TOO_MANY_REQUESTS"}')
+            self.most = max(self.most, self.in_flight)
+            await asyncio.sleep(self.latency)
+            self.accepted += 1
+            return web.Response(status=200, text="{}")
+        finally:
+            self.in_flight -= 1
+
+    async def __aenter__(self) -> LimitedServer:
+        app = web.Application()
+        app.router.add_post("/{path:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+@pytest.fixture
+async def limited() -> AsyncIterator[LimitedServer]:
+    async with LimitedServer(limit=12) as server:
+        yield server
+
+
+async def test_auto_finds_the_servers_limit_and_loses_nothing(limited: LimitedServer) -> None:
+    """Against a server that refuses above 12 in flight: every call delivered once, few refusals, and the limit
+    settles around 12."""
+    async with RehookClient("k", "s", base_url=limited.url, concurrency="auto", retry=RETRY) as client:
+        outcomes = await asyncio.gather(*(client.track("e", {"i": i}, user_id="u1") for i in range(3000)))
+        limiter = client._flusher.limiter
+        assert limiter is not None
+        settled = limiter.limit
+    assert all(o.delivered for o in outcomes)
+    assert limited.accepted == 3000
+    assert limited.refused < 0.03 * 3000  # 37 here: slow start's overshoot, then one probe every few cycles
+    assert 6 <= settled <= 16
+    assert limited.most == 12
+
+
+async def test_auto_grows_while_there_is_work_and_stays_under_its_maximum() -> None:
+    """Without refusals the limit grows from 8 (slow start) to max_concurrency and never above it."""
+    async with LimitedServer(limit=None) as server:
+        client = RehookClient("k", "s", base_url=server.url, concurrency="auto", max_concurrency=40, retry=RETRY)
+        async with client:
+            await asyncio.gather(*(client.track("e", user_id="u1") for _ in range(1500)))
+            limiter = client._flusher.limiter
+            assert limiter is not None
+            assert limiter.limit == 40
+    assert server.most == 40
+
+
+async def test_a_call_waiting_for_a_permit_is_not_maybe_delivered() -> None:
+    """Calls still waiting for a permit when aclose()'s deadline comes were never sent: shutdown_timeout, and not
+    maybe_delivered, even at most once."""
+    async with LimitedServer(limit=None, latency=0.5) as server:
+        client = RehookClient(
+            "k", "s", base_url=server.url, concurrency="auto", retry=RETRY, delivery=Delivery.AT_MOST_ONCE
+        )
+        await client.start()
+        handles = [client.track("e", user_id="u1") for _ in range(40)]
+        await asyncio.sleep(0.05)  # the first 8 are in flight, the rest wait for permits
+        await client.aclose(timeout=0.1)
+    outcomes = [await h for h in handles]
+    waited = [o for o in outcomes if o.attempts == 0]
+    assert len(waited) >= 20
+    assert all(o.reason is Reason.SHUTDOWN_TIMEOUT and not o.maybe_delivered for o in waited)
+    assert sum(o.maybe_delivered for o in outcomes) == 8
+
+
+def test_max_concurrency_is_for_auto_only() -> None:
+    with pytest.raises(ConfigurationError, match="max_concurrency applies only to concurrency='auto'"):
+        RehookClient("k", "s", concurrency=8, max_concurrency=16)
+    with pytest.raises(ConfigurationError, match="max_concurrency"):
+        RehookClient("k", "s", concurrency="auto", max_concurrency=0)
+    with pytest.raises(ConfigurationError, match="concurrency must be an int"):
+        RehookClient("k", "s", concurrency="lots")  # type: ignore[arg-type]
