@@ -49,7 +49,7 @@ import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import aiohttp
 import httptools
@@ -309,8 +309,7 @@ class _RawConnection(asyncio.Protocol):
         self.done: asyncio.Future[int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports do not derive from asyncio's
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed_data(data)

@@ -252,3 +252,24 @@ async def test_ipv6_loopback() -> None:
         await six.wait_closed()
     assert outcome.delivered
     assert f"Host: [::1]:{port}\r\n".encode() in seen[0]
+
+
+def test_the_fast_transport_on_uvloop() -> None:
+    """uvloop (uvicorn's loop) gives transports that do not derive from asyncio's: the fast path works on it."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> tuple[bool, int, str]:
+        async with FakeRehook() as fake, fake.client(retry=FAST) as client:
+            assert isinstance(client._flusher.transport, FastTransport)
+            outcomes = [await client.track("e", {"i": i}, user_id="u1") for i in range(20)]
+            lost = [await client.identify("u2")]
+            return (
+                all(o.delivered for o in outcomes + lost),
+                len(fake.requests),
+                type(asyncio.get_running_loop()).__module__,
+            )
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        delivered, requests, loop_module = runner.run(main())
+    assert loop_module.startswith("uvloop")
+    assert (delivered, requests) == (True, 21)

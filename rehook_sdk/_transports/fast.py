@@ -15,7 +15,7 @@ import asyncio
 import socket
 import ssl
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 import httptools
 from yarl import URL
@@ -90,8 +90,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # Not an isinstance check: uvloop's transports have asyncio.Transport's methods without deriving from it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self.waiter is None:  # bytes nobody asked for: the connection's state is unknown
