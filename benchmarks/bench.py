@@ -153,12 +153,7 @@ async def drain_against_limit(url: str, n: int, concurrency: int | Literal["auto
         KEY, SECRET, base_url=url, max_queue_size=n + 1000, concurrency=concurrency,
         retry=RetryPolicy(max_attempts=100),
     )  # fmt: skip
-    await client.start()
-    for i in range(n):
-        _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
-    t0 = time.perf_counter()
-    await client.aclose(timeout=None)
-    elapsed = time.perf_counter() - t0
+    elapsed = await queue_then_close(client, n)
     stats = client.stats()
     return {
         "events_per_s": stats.delivered / elapsed,
@@ -483,14 +478,21 @@ async def backlog(server: Server, n: int) -> dict[str, float]:
 # -- 4. drain ---------------------------------------------------------------------------------------------------
 
 
-async def drain(url: str, n: int, round_trip_ms: float) -> dict[str, float]:
-    client = client_for(url, n)
+async def queue_then_close(client: RehookClient, n: int) -> float:
+    """
+    Start ``client``, queue ``n`` tracks, and return the seconds ``aclose()`` takes to deliver them.
+    """
     await client.start()
     for i in range(n):
         _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
     t0 = time.perf_counter()
     await client.aclose(timeout=None)
-    elapsed = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+async def drain(url: str, n: int, round_trip_ms: float) -> dict[str, float]:
+    client = client_for(url, n)
+    elapsed = await queue_then_close(client, n)
     assert client.stats().delivered == n
     theoretical = n * round_trip_ms / 1000 / CONCURRENCY
     return {"seconds": elapsed, "theoretical_s": theoretical, "ratio": elapsed / theoretical}

@@ -116,20 +116,19 @@ class ClientMetrics:
         """
         Record how long a call took from being accepted to its outcome.
         """
-        key = (outcome.status, outcome.reason)
-        attributes = self._call_attributes.get(key)
-        if attributes is None:
-            attributes = self._call_attributes[key] = self.call_attributes(outcome.status, outcome.reason)
-        self._instruments.call_duration.record(seconds, attributes)
+        self._record_call(outcome.status, outcome.reason, seconds)
 
     def call_delivered(self, seconds: float) -> None:
         """
         `call_ended` for a delivered call whose `Outcome` was not built.
         """
-        key = (OutcomeStatus.DELIVERED, None)
+        self._record_call(OutcomeStatus.DELIVERED, None, seconds)
+
+    def _record_call(self, status: OutcomeStatus, reason: str | None, seconds: float) -> None:
+        key = (status, reason)
         attributes = self._call_attributes.get(key)
         if attributes is None:
-            attributes = self._call_attributes[key] = self.call_attributes(OutcomeStatus.DELIVERED, None)
+            attributes = self._call_attributes[key] = self.call_attributes(status, reason)
         self._instruments.call_duration.record(seconds, attributes)
 
     def request_done(self, action: str, attempt: Attempt, seconds: float) -> None:

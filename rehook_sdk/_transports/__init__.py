@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, get_args
 
 import aiohttp
 from yarl import URL
@@ -40,7 +40,7 @@ __all__ = [
 
 TransportName = Literal["auto", "fast", "aiohttp"]
 TRANSPORT_ENV = "REHOOK_TRANSPORT"
-_NAMES = ("auto", "fast", "aiohttp")
+_NAMES: tuple[str, ...] = get_args(TransportName)
 
 
 def check_transport(name: object, *, proxy: URL | None, session: aiohttp.ClientSession | None) -> TransportName:
@@ -86,7 +86,7 @@ def make_transport(
             api_secret,
             request_timeout=request_timeout,
             concurrency=concurrency,
-            headers=dict(headers or {}),
+            headers=headers,
             ssl_context=ssl_context,
         )
     return AiohttpTransport(

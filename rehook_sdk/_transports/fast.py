@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, cast
 
 import httptools
@@ -165,7 +165,7 @@ class FastTransport:
         *,
         request_timeout: float,
         concurrency: int,
-        headers: dict[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         # check_auth and anything else that is not a write: aiohttp, with the same settings.
