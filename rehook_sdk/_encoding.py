@@ -153,7 +153,15 @@ def _plain(value: Any, depth: int) -> bool:
         for key, item in value.items():
             if type(key) is not str or not (key.isascii() or _SURROGATE.search(key) is None):
                 return False
-            if not _plain(item, depth + 1):
+            # The common scalars checked here rather than by a call each: most properties are flat.
+            item_kind = type(item)
+            if item_kind is str:
+                if not (item.isascii() or _SURROGATE.search(item) is None):
+                    return False
+            elif item_kind is float:
+                if not math.isfinite(item):
+                    return False
+            elif not (item_kind is bool or item is None or _plain(item, depth + 1)):
                 return False
         return True
     if kind is list:

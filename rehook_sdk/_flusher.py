@@ -280,7 +280,7 @@ class Flusher:
     def _end_entries(self, metas: Sequence[Meta], datas: Sequence[Data], message: str) -> None:
         """
         End one chunk of queued calls as ``shutdown_timeout``. Calls nobody can observe (no handle kept, no callback,
-        no on_error, no flush waiting) are counted and dead-lettered in bulk, without building their outcomes here.
+        no on_error) are counted and dead-lettered in bulk, without building their outcomes here.
 
         The dead-letter writer gets the queue's own sealed chunks (or two lists of them) rather than one tuple per
         call: 100,000 small tuples waiting for the writer were promoted by the collector and set off full
@@ -300,6 +300,7 @@ class Flusher:
                     kept_metas.append(meta)
                     kept_datas.append(data)
         self.counters.record_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, len(kept_metas))
+        board.resolve_unobserved_many(meta[0] for meta in kept_metas)
         if self._dead_letter is not None:
             self._dead_letter.write_entries(kept_metas, kept_datas, Reason.SHUTDOWN_TIMEOUT, message)
 
@@ -339,7 +340,7 @@ class Flusher:
 
     def _delivered_unobserved(self, token: int, accepted: float) -> None:
         """
-        End a delivered call nothing can observe (no handle kept, no callback, no flush() waiting): counted, and no
+        End a delivered call nothing can observe (no handle kept, no callback): counted, and no
         `Outcome` built for nobody (delivered calls have no log line, dead-letter line or on_error call).
         """
         self._in_flight.pop(token, None)
@@ -606,7 +607,7 @@ class Flusher:
                             mapping=mapping.name,
                             action=mapping.action,
                             status=OutcomeStatus.DELIVERED,
-                            message=f"Rehook answered {status}",
+                            message=_ANSWERED[status],
                             message_id=key,
                             http_status=status,
                             response_body=last.body,
@@ -737,6 +738,10 @@ def deadline_after(loop: asyncio.AbstractEventLoop, timeout: float | None) -> fl
     if timeout is None or math.isinf(timeout):
         return None
     return loop.time() + max(0.0, timeout)
+
+
+# The delivered message of each 2xx status, made once rather than formatted per request.
+_ANSWERED = {status: f"Rehook answered {status}" for status in range(200, 300)}
 
 
 def _fields(message_id: str, attempt: int, http_status: int | None = None) -> dict[str, object]:

@@ -97,9 +97,10 @@ class Board:
 
     def watched(self, token: int) -> bool:
         """
-        Whether anything can observe ``token``'s outcome: its handle, a callback, or a flush() waiting.
+        Whether anything can observe ``token``'s `Outcome`: its handle or a callback. (A flush() waiting needs only
+        to hear that the call ended: `resolve_unobserved` tells it.)
         """
-        return token in self._alive or token in self._callbacks or bool(self._countdowns)
+        return token in self._alive or token in self._callbacks
 
     def outcome(self, token: int) -> Outcome | None:
         return self._outcomes.get(token)
@@ -142,6 +143,17 @@ class Board:
                 countdowns = list(self._countdowns)
             for countdown in countdowns:
                 countdown.one_done(token)
+
+    def resolve_unobserved_many(self, tokens: Iterable[int]) -> None:
+        """
+        `resolve_unobserved` for many tokens.
+        """
+        if self._countdowns:
+            with self._lock:
+                countdowns = list(self._countdowns)
+            for token in tokens:
+                for countdown in countdowns:
+                    countdown.one_done(token)
 
     def resolve(self, token: int, call: Call, outcome: Outcome, *, run_callback: bool = True) -> None:
         """

@@ -121,6 +121,34 @@ async def test_flush_does_not_wait_for_later_calls(fake: FakeRehook) -> None:
         await client.aclose(timeout=0)
 
 
+async def test_flush_returns_when_the_shutdown_deadline_ends_calls_nobody_holds(fake: FakeRehook) -> None:
+    """A flush() waiting while aclose()'s deadline ends the backlog (no handles kept) hears of every call ending."""
+    fake.hang_next(2)
+    client = fake.client(concurrency=2)
+    await client.start()
+    for i in range(500):
+        _ = client.track("e", user_id=f"u{i}")
+    await wait_until(lambda: client.stats().in_flight == 2)
+    flushing = asyncio.ensure_future(client.flush())
+    await asyncio.sleep(0)
+
+    await client.aclose(timeout=0.05)
+
+    assert await asyncio.wait_for(flushing, 5) == 0
+    assert client.stats().failed == {Reason.SHUTDOWN_TIMEOUT: 500}
+
+
+async def test_flush_hears_of_delivered_calls_nobody_holds(fake: FakeRehook) -> None:
+    """Calls whose handles were dropped end on the quiet path; a flush() waiting for them still returns 0."""
+    async with fake.client(concurrency=4) as client:
+        for i in range(300):
+            _ = client.track("e", user_id=f"u{i}")
+
+        assert await asyncio.wait_for(client.flush(), 10) == 0
+        assert client.stats().delivered == 300
+        assert len(fake.events) == 300
+
+
 async def test_aclose_deadline_ends_in_flight_and_queued_calls(fake: FakeRehook) -> None:
     """At aclose()'s deadline the request in flight is cancelled and everything left fails as shutdown_timeout."""
     fake.delay_next(1, seconds=10)

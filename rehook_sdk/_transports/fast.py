@@ -54,20 +54,24 @@ class _Connection(asyncio.Protocol):
 
     # -- one request ----------------------------------------------------------------------------------------
 
-    def send(self, data: bytes, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[None]:
+    def expect(self, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[None]:
         """
-        Write one request; the future is done when its answer is, with `_Answer` when it cannot be, or with
-        `TimeoutError` once the transport's sweep finds ``deadline`` (loop time) passed.
+        Get ready for the answer to a request about to be written: the future is done when the answer is, with
+        `_Answer` when it cannot be, or with `TimeoutError` once the transport's sweep finds ``deadline`` (loop
+        time) passed.
         """
-        assert self.transport is not None
         assert self.waiter is None
         self.status = self.retry_after = None
         self.body = bytearray()
         self.whole = False
         self.deadline = deadline
         self.waiter = waiter = loop.create_future()
-        self.transport.write(data)
         return waiter
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if self.waiter is not None and transport is not None and not transport.is_closing():
+            transport.write(data)
 
     def time_out(self) -> None:
         self._done(TimeoutError())
@@ -203,6 +207,11 @@ class FastTransport:
         self._busy: set[_Connection] = set()
         self._period = min(max(request_timeout / 8, 0.005), 0.1)
         self._sweep_handle: asyncio.TimerHandle | None = None
+        # Writes wait for the end of the loop's turn and go out together. Senders resume one after another as their
+        # answers come, each with some work before its next request; written one by one, each request would find
+        # the server asleep again and pay for waking it (measured on these machines: a send() costs 4 us while the
+        # server is busy, 20 us once 40 us pass between sends).
+        self._outbox: list[tuple[_Connection, bytes]] = []
 
     def _head(self, path: str) -> bytes:
         head = self._heads.get(path)
@@ -245,7 +254,11 @@ class FastTransport:
             self._sweep_handle = loop.call_later(self._period, self._sweep, loop)
         try:
             try:
-                await connection.send(data, loop, deadline)
+                answered = connection.expect(loop, deadline)
+                if not self._outbox:
+                    loop.call_soon(self._write_out)
+                self._outbox.append((connection, data))
+                await answered
             except TimeoutError as exc:
                 connection.abort()
                 if connection.status is not None:
@@ -267,6 +280,11 @@ class FastTransport:
         else:
             connection.abort()
         return attempt
+
+    def _write_out(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        for connection, data in outbox:
+            connection.write(data)  # not if it timed out or was cancelled meanwhile
 
     def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
         self._sweep_handle = None
@@ -315,6 +333,7 @@ class FastTransport:
         # Connections of a closed loop cannot be used (nor closed through it): forget them, and the sweep.
         self._idle.clear()
         self._busy.clear()
+        self._outbox.clear()
         self._sweep_handle = None
         self._slow.rebind()
 
