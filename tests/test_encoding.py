@@ -222,3 +222,29 @@ def test_the_body_encoder_with_and_without_the_c_accelerator(
     with pytest.raises(TypeError, match="not JSON"):
         encode({"x": object()})
     assert encode({"ok": 1}) == '{"ok":1}'  # a failed body leaves the encoder as it was
+
+
+@given(
+    name=st.text(max_size=6) | st.sampled_from(["signup", "Été", "a\ud800"]),
+    user_id=st.text(max_size=4) | st.just("u1"),
+    properties=st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    conversion=st.booleans(),
+    max_bytes=st.sampled_from([40, 10_000]),
+)
+def test_the_track_shortcut_builds_what_the_rules_build(
+    name: str, user_id: str, properties: dict[str, Any], conversion: bool, max_bytes: int
+) -> None:
+    """The common Track Event is built without the general rules; it gives exactly what they give (the same bytes,
+    or the same drop with its message), whatever the strings, properties, conversion events and size bound."""
+    from rehook_sdk._actions import Action, build_request
+    from rehook_sdk._types import Call, CallType
+
+    fields = {"event_name": name, "source_id": user_id, "metadata": properties}
+    call = Call(type=CallType.TRACK, user_id=user_id, event=name, properties=properties)
+    events = frozenset([name]) if conversion else frozenset()
+    quick = build_request(Action.TRACK_EVENT, fields, call, events, trusted=True, max_bytes=max_bytes)
+    # The general rules: the same fields with a fourth key no rule reads, so the shortcut cannot take them.
+    general = build_request(
+        Action.TRACK_EVENT, {**fields, "unused": 1}, call, events, trusted=True, max_bytes=max_bytes
+    )
+    assert quick == general
