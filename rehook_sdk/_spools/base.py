@@ -1,0 +1,89 @@
+"""
+What every spool shares: the states a spooled call goes through, the row handed back when calls are adopted, and the
+record a call is stored as.
+
+A spooled call is owned by one process at a time (the one that accepted it, or the one that adopted it after its
+owner died or let it go). Its state says how far delivery got, so that whoever adopts it knows whether Rehook may
+already have it:
+
+- ``QUEUED``: no request has been written for it;
+- ``SENDING``: a request may have been written (the mark is committed before the first request goes out);
+- ``FAILED``: it ended without reaching Rehook and is kept for the operator.
+
+A delivered call's row is deleted.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from .._encoding import json_safe
+from .._event import call_to_segment
+from .._types import Call, CallType
+
+__all__ = ["RECORD_VERSION", "Adopted", "SpoolState", "decode_record", "encode_record"]
+
+RECORD_VERSION = 1
+_dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class SpoolState(enum.IntEnum):
+    QUEUED = 0
+    SENDING = 1
+    FAILED = 2
+
+
+class Adopted(NamedTuple):
+    """
+    A call taken over from the spool: its row, how far its delivery got, and the call (with its messageId, when
+    one was fixed before it was spooled or before its first request).
+    """
+
+    row: int
+    state: SpoolState
+    call: Call
+
+
+def encode_record(call: Call) -> str:
+    """
+    The call as the spool stores it: its Segment-spec message, made JSON-safe as the sender would make it.
+
+    Raises:
+        PayloadError: a value the SDK cannot send (the sender drops such a call as ``invalid_payload``).
+    """
+    message = json_safe(call_to_segment(call), "call")
+    return _dumps({"v": RECORD_VERSION, "call": message})
+
+
+def decode_record(text: str, message_id: str | None) -> Call:
+    """
+    The call a record holds; ``message_id`` (the row's, fixed before its first request) wins over the record's.
+
+    Raises:
+        ValueError: not a record of a version this SDK reads.
+    """
+    record = json.loads(text)
+    if not isinstance(record, dict) or record.get("v") != RECORD_VERSION or not isinstance(record.get("call"), dict):
+        raise ValueError(f"not a spool record of version {RECORD_VERSION}: {text[:80]!r}")
+    message: dict[str, Any] = record["call"]
+    kind = CallType(message["type"])
+    bag: Mapping[str, Any] | None = message.get("traits") if kind in (CallType.IDENTIFY, CallType.GROUP) else None
+    properties: Mapping[str, Any] | None = message.get("properties")
+    return Call(
+        type=kind,
+        user_id=message.get("userId"),
+        anonymous_id=message.get("anonymousId"),
+        event=message.get("event"),
+        name=message.get("name"),
+        properties=properties,
+        traits=bag,
+        group_id=message.get("groupId"),
+        previous_id=message.get("previousId"),
+        context=message.get("context"),
+        integrations=message.get("integrations"),
+        timestamp=message.get("timestamp"),  # a datetime was stored as its ISO text, which is what Segment sends
+        message_id=message_id if message_id is not None else message.get("messageId"),
+    )

@@ -1,0 +1,284 @@
+"""
+The SQLite spool's store (#15, part 1): group commits, marks before a first request, adoption of a dead or departed
+owner's calls by exactly one process, a real SIGKILL, damaged files and forks. The client does not use it yet.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from itertools import count
+from pathlib import Path
+
+import pytest
+
+from rehook_sdk._encoding import PayloadError
+from rehook_sdk._spools import SpoolError, SpoolState, SqliteSpool, decode_record, encode_record
+from rehook_sdk._types import Call, CallType
+
+
+def track(i: int, **fields: object) -> Call:
+    return Call(type=CallType.TRACK, user_id=f"u{i}", event="signup", properties={"i": i, **fields})
+
+
+def rows(path: Path, where: str = "1") -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute(f"SELECT state, message_id, record FROM rehook_calls WHERE {where}").fetchall()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "spool.db"
+
+
+@pytest.fixture
+def opened(path: Path) -> Iterator[list[SqliteSpool[Call]]]:
+    spools: list[SqliteSpool[Call]] = []
+    yield spools
+    for spool in spools:
+        spool.close()
+
+
+def open_spool(path: Path, opened: list[SqliteSpool[Call]], **settings: object) -> SqliteSpool[Call]:
+    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, **settings)  # type: ignore[arg-type]
+    opened.append(spool)
+    return spool
+
+
+def test_records_keep_the_call() -> None:
+    """A record reads back as the call it was made from; the row's messageId wins over the record's."""
+    call = Call(
+        type=CallType.IDENTIFY,
+        user_id="u1",
+        traits={"plan": "pro", "n": [1, 2.5, None]},
+        context={"ip": "1.2.3.4"},
+        integrations={"All": True},
+        timestamp="2026-12-02T10:00:00+00:00",
+        message_id="m-1",
+    )
+    assert decode_record(encode_record(call), None) == call
+    assert decode_record(encode_record(call), "m-2").message_id == "m-2"
+    with pytest.raises(PayloadError):
+        encode_record(track(1, bad=float("nan")))
+    with pytest.raises(ValueError, match="not a spool record of version 1"):
+        decode_record('{"v": 9, "call": {}}', None)
+
+
+def test_a_group_is_committed_after_its_interval_and_settled_calls_go(
+    path: Path, opened: list[SqliteSpool[Call]]
+) -> None:
+    """Appends reach the file once their group's interval passes; a settled call's row is deleted; a failed one is
+    kept with its reason."""
+    spool = open_spool(path, opened, group_interval=0.05)
+    for i in range(3):
+        spool.append(i, track(i))
+    assert rows(path) == []  # still in the group
+    deadline = time.monotonic() + 5
+    while len(rows(path)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [r[0] for r in rows(path)] == [SpoolState.QUEUED] * 3
+    spool.settle(0)
+    spool.settle(1, failed="rejected: HTTP 400")
+    spool.sync().result(5)
+    assert sorted(int(str(r[0])) for r in rows(path)) == [SpoolState.QUEUED, SpoolState.FAILED]
+    assert spool.depth().result(5) == 1
+
+
+def test_calls_settled_within_their_group_never_reach_the_file(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    spool = open_spool(path, opened, group_interval=10)
+    for i in range(100):
+        spool.append(i, track(i))
+        spool.settle(i)
+    spool.sync().result(5)
+    assert rows(path) == []
+    assert spool.committed == 100
+
+
+def test_a_mark_is_committed_before_its_future_is_done(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    """mark_sending commits at once (no group interval), with the messageId the request carries."""
+    spool = open_spool(path, opened, group_interval=10)
+    spool.append(7, track(7))
+    spool.mark_sending(7, "m-7").result(5)
+    assert rows(path) == [(SpoolState.SENDING, "m-7", encode_record(track(7)))]
+
+
+def test_a_clean_close_lets_calls_go_to_the_next_process_at_once(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    """Calls left at close are released: the next spool adopts them without waiting for a lease, exactly once."""
+    first = open_spool(path, opened, lease=3600)
+    for i in range(10):
+        first.append(i, track(i))
+    first.mark_sending(3, "m-3").result(5)
+    first.close()
+
+    second = open_spool(path, opened, lease=3600)
+    tokens = count(100)
+    taken = second.adopt(1000, tokens.__next__).result(5)
+    assert [a.call for _, a in taken] == [track(i) if i != 3 else _with_id(track(3), "m-3") for i in range(10)]
+    assert [a.state for _, a in taken] == [SpoolState.SENDING if i == 3 else SpoolState.QUEUED for i in range(10)]
+    assert [token for token, _ in taken] == list(range(100, 110))
+    assert second.adopt(1000, tokens.__next__).result(5) == []  # nothing is adopted twice
+    for token, _ in taken:
+        second.settle(token)
+    assert second.depth().result(5) == 0
+
+
+def _with_id(call: Call, message_id: str) -> Call:
+    import attrs
+
+    return attrs.evolve(call, message_id=message_id)
+
+
+def test_a_live_owners_calls_are_not_adopted(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    """The heartbeat keeps an owner's lease: past the lease time, its calls are still its own."""
+    owner = open_spool(path, opened, lease=0.3)
+    owner.append(1, track(1))
+    owner.sync().result(5)
+    other = open_spool(path, opened, lease=0.3)
+    time.sleep(0.6)  # two lease times, during which the owner beats about six times
+    assert other.adopt(10, count().__next__).result(5) == []
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from rehook_sdk._spools import SqliteSpool, encode_record
+    from rehook_sdk._types import Call, CallType
+    spool = SqliteSpool(sys.argv[1], encode_record, lease=0.2, group_interval=0.002)
+    for i in range(10_000):
+        spool.append(i, Call(type=CallType.TRACK, user_id=f"u{i}", event="e", properties={"i": i}))
+        if i == 4_999:
+            spool.sync().result(10)
+            print("committed 5000", flush=True)
+    spool.mark_sending(9_999, "m-last").result(10)
+    print("marked", flush=True)
+    for i in range(10_000, 20_000):
+        spool.append(i, Call(type=CallType.TRACK, user_id=f"u{i}", event="e", properties={"i": i}))
+    print("appended 20000", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_after_a_sigkill_another_process_adopts_every_committed_call_once(path: Path) -> None:
+    """A process SIGKILLed with 20,000 calls appended: what it committed (10,000 by its last mark, and any group
+    committed since) is adopted once its lease expires, each call once, in the order accepted; only the calls of
+    the uncommitted groups are lost."""
+    with subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "committed 5000"
+        assert child.stdout.readline().strip() == "marked"
+        assert child.stdout.readline().strip() == "appended 20000"
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+
+    spools: list[SqliteSpool[Call]] = []
+    try:
+        survivor = open_spool(path, spools, lease=0.2)
+        time.sleep(0.3)  # the dead owner's lease expires
+        taken = survivor.adopt(100_000, count().__next__).result(10)
+    finally:
+        for spool in spools:
+            spool.close()
+    numbers = [a.call.properties["i"] for _, a in taken if a.call.properties is not None]
+    assert numbers == list(range(len(numbers)))  # every call up to the last committed group, once, in order
+    assert 10_000 <= len(numbers) <= 20_000
+    assert [a.state for _, a in taken if a.state is SpoolState.SENDING] == [SpoolState.SENDING]
+    assert taken[9_999][1].call.message_id == "m-last"
+
+
+def test_two_processes_never_adopt_the_same_call(path: Path) -> None:
+    """Two live spools adopting a departed owner's 2,000 calls at the same time, 50 at a time: each call once."""
+    spools: list[SqliteSpool[Call]] = []
+    try:
+        first = open_spool(path, spools)
+        for i in range(2_000):
+            first.append(i, track(i))
+        first.close()
+        adopters = [open_spool(path, spools) for _ in range(2)]
+        seen: list[list[int]] = [[], []]
+        tokens = count()
+
+        def adopt(n: int) -> None:
+            while taken := adopters[n].adopt(50, tokens.__next__).result(10):
+                seen[n].extend(a.row for _, a in taken)
+
+        threads = [threading.Thread(target=adopt, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        for spool in spools:
+            spool.close(release=False)
+    assert sorted(seen[0] + seen[1]) == sorted(set(seen[0] + seen[1]))
+    assert len(seen[0]) + len(seen[1]) == 2_000
+
+
+def test_a_call_that_cannot_be_stored_is_reported(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    told: list[tuple[int, str]] = []
+    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, on_unwritable=lambda t, why: told.append((t, why)))
+    opened.append(spool)
+    spool.append(1, track(1, bad=float("inf")))
+    spool.append(2, track(2))
+    spool.sync().result(5)
+    assert [token for token, _ in told] == [1]
+    assert "call.properties.bad" in told[0][1]
+    assert len(rows(path)) == 1
+
+
+def test_files_that_are_not_a_usable_spool_are_refused(tmp_path: Path) -> None:
+    """Not SQLite, damaged, or of a newer format: a clear SpoolError at open, never a silent empty spool."""
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database\n" * 200)
+    with pytest.raises(SpoolError, match=r"garbage\.db: not a usable SQLite spool: file is not a database"):
+        SqliteSpool(garbage, encode_record)
+
+    damaged = tmp_path / "damaged.db"
+    spool = SqliteSpool(damaged, encode_record)
+    for i in range(2_000):
+        spool.append(i, track(i, padding="x" * 200))
+    spool.close(release=True)
+    with sqlite3.connect(damaged) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(damaged.read_bytes())
+    page = 4096
+    data[page * 3 : page * 3 + 200] = b"\xff" * 200  # an index or table page, not the header
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(SpoolError, match=r"damaged\.db: (the spool is damaged|not a usable SQLite spool)"):
+        SqliteSpool(damaged, encode_record)
+
+    newer = tmp_path / "newer.db"
+    SqliteSpool(newer, encode_record).close()
+    with sqlite3.connect(newer) as connection:
+        connection.execute("UPDATE rehook_spool SET value = '2' WHERE key = 'schema'")
+    with pytest.raises(SpoolError, match="format is version 2; this SDK reads version 1"):
+        SqliteSpool(newer, encode_record)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_cannot_use_its_parents_spool(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    spool = open_spool(path, opened)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its copy refuses every use
+        try:
+            spool.append(1, track(1))
+            os.write(write, b"used")
+        except SpoolError as exc:
+            os.write(write, b"refused" if "forked child opens its own" in str(exc) else b"other")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    os.close(write)
+    assert os.read(read, 100) == b"refused"
+    os.close(read)
+    spool.append(2, track(2))
+    spool.sync().result(5)
+    assert len(rows(path)) == 1
