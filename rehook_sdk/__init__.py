@@ -8,7 +8,14 @@ import logging
 
 from ._client import RehookClient
 from ._constants import VERSION as __version__
-from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, MappingError, RehookError
+from ._exceptions import (
+    AuthenticationError,
+    ClientStateError,
+    ConfigurationError,
+    MappingError,
+    RehookError,
+    SpoolError,
+)
 from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
@@ -40,6 +47,7 @@ __all__ = [
     "RehookClient",
     "RehookError",
     "RetryPolicy",
+    "SpoolError",
     "Stats",
     "SyncRehookClient",
     "__version__",

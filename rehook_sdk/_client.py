@@ -40,7 +40,10 @@ from ._constants import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
+    DEFAULT_MAX_SPOOL_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SPOOL_INTERVAL,
+    DEFAULT_SPOOL_LEASE,
     DISABLED_ENV,
 )
 from ._deadletter import DeadLetterWriter
@@ -55,6 +58,8 @@ from ._outcome_log import calls
 from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
+from ._spooling import Spooling
+from ._spools import SpoolError
 from ._stats import Stats
 from ._transports import (
     RESERVED_HEADERS,
@@ -122,6 +127,47 @@ def _delivery(value: object) -> Delivery:
     except ValueError:
         choices = ", ".join(repr(d.value) for d in Delivery)
         raise ConfigurationError(f"delivery must be a Delivery or one of {choices}, got {value!r}") from None
+
+
+def _spool_opener(
+    spool: object, interval: float, lease: float, synchronous: str, max_bytes: int
+) -> Callable[[], Spooling | None]:
+    """
+    Check the spool settings; return what opens the spool, for the client's first flusher and for each forked
+    child's (a child never uses its parent's connection or thread).
+    """
+    if spool is None:
+        return lambda: None
+    if not isinstance(spool, str | os.PathLike) or not os.fspath(spool):
+        raise ConfigurationError(f"spool must be a file path, got {spool!r}")
+    path = os.fspath(spool)
+    if isinstance(path, str) and "://" in path:
+        raise ConfigurationError(f"spool must be a file path (a SQLite file); {path!r} is not supported")
+    if not _positive_number(interval):
+        raise ConfigurationError(f"spool_interval must be a number > 0, got {interval!r}")
+    if not _positive_number(lease):
+        raise ConfigurationError(f"spool_lease must be a number > 0, got {lease!r}")
+    if synchronous not in ("normal", "full"):
+        raise ConfigurationError(f"spool_synchronous must be 'normal' or 'full', got {synchronous!r}")
+    most = _positive_int(max_bytes, "max_spool_bytes")
+    pragma: Literal["NORMAL", "FULL"] = "FULL" if synchronous == "full" else "NORMAL"
+    opened = 0
+
+    def open_spool() -> Spooling | None:
+        nonlocal opened
+        opened += 1
+        try:
+            return Spooling(
+                path, lease=float(lease), group_interval=float(interval), synchronous=pragma, max_bytes=most
+            )
+        except SpoolError:
+            if opened == 1:
+                raise  # at the client's construction: the caller hears of it
+            # In a forked child: its calls are delivered from memory only; say so loudly.
+            logger.exception("a forked child could not open the spool %s; its calls are not spooled", path)
+            return None
+
+    return open_spool
 
 
 _DISABLED_MESSAGE = "the client is disabled (enabled=False or REHOOK_DISABLED): nothing is sent"
@@ -278,6 +324,16 @@ class RehookClient:
         atexit_timeout: Seconds to keep delivering at interpreter exit when the client was not closed (never
             started, its loop ended without ``aclose()``, or still running in another thread); what is still left
             then is reported with a ``RuntimeWarning`` and the dead-letter file. ``None`` never drains at exit.
+        spool: A SQLite file that keeps every accepted call until its outcome, so that calls survive the process
+            (SIGKILL, OOM, a deploy): the next client on the file, or another process sharing it, delivers what
+            this one did not (README, "Durable delivery"). Calls are still delivered from memory; the spool is
+            written by a background thread in groups.
+        spool_interval: Seconds a group of accepted calls waits before it is committed to the spool (what a
+            SIGKILL can lose).
+        spool_lease: Seconds after a process's last heartbeat that its spooled calls are taken over by others.
+        spool_synchronous: ``"normal"`` (a committed call survives the process dying, not necessarily the machine
+            losing power) or ``"full"`` (it survives both; each commit waits for the disk).
+        max_spool_bytes: Beyond this many bytes of calls in the spool, calls are dropped as ``spool_full``.
 
     Raises:
         ConfigurationError: missing credentials or an invalid setting.
@@ -312,6 +368,11 @@ class RehookClient:
         meter_provider: MeterProvider | None = None,
         transport: TransportName | None = None,
         atexit_timeout: float | None = DEFAULT_ATEXIT_TIMEOUT,
+        spool: str | os.PathLike[str] | None = None,
+        spool_interval: float = DEFAULT_SPOOL_INTERVAL,
+        spool_lease: float = DEFAULT_SPOOL_LEASE,
+        spool_synchronous: Literal["normal", "full"] = "normal",
+        max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
         self._state = _State.NOT_STARTED
@@ -372,6 +433,10 @@ class RehookClient:
         )
         policy = retry if retry is not None else RetryPolicy()
         mode = _delivery(delivery)
+        open_spool = _spool_opener(
+            None if self._disabled else spool, spool_interval, spool_lease, spool_synchronous, max_spool_bytes
+        )
+        tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
 
         make_transport = type(self)._make_transport  # from the class: the closure must not hold the client
 
@@ -402,11 +467,13 @@ class RehookClient:
                 meter_provider=meter_provider,
                 metrics_name=str(url),
                 adaptive=adaptive,
+                spooling=open_spool(),
+                tokens=tokens.__next__,
             )
 
         self._make_flusher = make_flusher
+        self._tokens = tokens
         self._flusher = self._new_flusher(session)
-        self._tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
         self._pid = os.getpid()
         self._atexit_timeout = atexit_timeout
         _LIVE_CLIENTS.add(self)
@@ -771,10 +838,27 @@ class RehookClient:
             self._flusher.settle_quietly(meta[0], call, outcome)
             return handle
         if self._state is _State.RUNNING and _get_running_loop() is self._loop:
-            if not self._flusher.queue.put_on_loop(meta, data):
-                self._drop_at_once(handle, Reason.QUEUE_FULL)
-            return handle
+            spooling = self._flusher.spooling
+            if spooling is None:
+                if not self._flusher.queue.put_on_loop(meta, data):
+                    self._drop_at_once(handle, Reason.QUEUE_FULL)
+                return handle
+            return self._enqueue_spooled(spooling, handle, meta, data, True)
         return self._enqueue_slow(handle, meta, data, callback)
+
+    def _enqueue_spooled(
+        self, spooling: Spooling, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, on_loop: bool
+    ) -> EventHandle:
+        # Spooled before it is queued: a sender may end it at once (from another thread's call), and its row must
+        # exist in the spool's order of operations before its end does.
+        if spooling.full:
+            self._drop_at_once(handle, Reason.SPOOL_FULL)
+            return handle
+        spooling.accepted(meta, data)
+        queue = self._flusher.queue
+        if not (queue.put_on_loop(meta, data) if on_loop else queue.put_threadsafe(meta, data)):
+            self._drop_at_once(handle, Reason.QUEUE_FULL)  # which ends its row too
+        return handle
 
     def _enqueue_slow(
         self, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, callback: Callback | None
@@ -791,6 +875,9 @@ class RehookClient:
             state = self._state
             if state is _State.RUNNING or state is _State.NOT_STARTED:
                 # From another thread, or before any loop exists (delivered once the client starts).
+                spooling = self._flusher.spooling
+                if spooling is not None:
+                    return self._enqueue_spooled(spooling, handle, meta, data, loop is self._loop)
                 accepted = queue.put_on_loop(meta, data) if loop is self._loop else queue.put_threadsafe(meta, data)
                 reason = None if accepted else Reason.QUEUE_FULL
             else:
@@ -802,6 +889,10 @@ class RehookClient:
     def _drop_at_once(self, handle: EventHandle, reason: Reason) -> None:
         if reason is Reason.QUEUE_FULL:
             message = f"the queue holds {self._flusher.queue.maxsize} calls already (max_queue_size)"
+        elif reason is Reason.SPOOL_FULL:
+            spooling = self._flusher.spooling
+            assert spooling is not None
+            message = f"the spool {spooling.path} holds {spooling.spool.bytes:,} bytes of calls (max_spool_bytes)"
         else:
             message = "the client was closed (aclose()) before this call"
         call = handle.call

@@ -28,6 +28,10 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 DEFAULT_CLOSE_TIMEOUT = 10.0
 # How long an unclosed client keeps delivering at interpreter exit.
 DEFAULT_ATEXIT_TIMEOUT = 2.0
+# spool=: an owner whose heartbeat is older than this is taken for dead; appended calls wait this long for a group.
+DEFAULT_SPOOL_LEASE = 30.0
+DEFAULT_SPOOL_INTERVAL = 0.005
+DEFAULT_MAX_SPOOL_BYTES = 1024**3
 
 # Retry policy. Attempts count the first try: 8 attempts wait about 0.5+1+2+4+8+16+30 s at most (full jitter).
 DEFAULT_MAX_ATTEMPTS = 8

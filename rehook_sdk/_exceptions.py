@@ -15,7 +15,14 @@ Wrong argument *types* at a call raise the builtin `TypeError`, naming the argum
 
 from __future__ import annotations
 
-__all__ = ["AuthenticationError", "ClientStateError", "ConfigurationError", "MappingError", "RehookError"]
+__all__ = [
+    "AuthenticationError",
+    "ClientStateError",
+    "ConfigurationError",
+    "MappingError",
+    "RehookError",
+    "SpoolError",
+]
 
 
 class RehookError(Exception):
@@ -75,3 +82,10 @@ class AuthenticationError(RehookError):
         super().__init__(message)
         self.status = status
         self.body = body
+
+
+class SpoolError(RehookError):
+    """
+    The spool (``spool=``) cannot be opened or used: not a SQLite database, damaged, of a newer format, locked
+    for too long, or opened by the parent of a forked process.
+    """

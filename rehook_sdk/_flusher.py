@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from . import _exit
 from ._actions import Request
 from ._concurrency import Limiter
 from ._deadletter import DeadLetterWriter
@@ -31,6 +32,8 @@ from ._queue import Data, EventQueue, Meta
 from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
+from ._spooling import ADOPT_BATCH, Spooling
+from ._spools import Adopted, SpoolError, SpoolState
 from ._stats import Counters, Stats
 from ._transports import Attempt, Transport
 from ._types import Call
@@ -64,6 +67,8 @@ class Flusher:
         meter_provider: MeterProvider | None = None,
         metrics_name: str = "",
         adaptive: bool = False,
+        spooling: Spooling | None = None,
+        tokens: Callable[[], int] | None = None,
     ) -> None:
         self.queue = EventQueue(max_queue_size)
         self.board = Board()
@@ -93,6 +98,10 @@ class Flusher:
         self._idle: asyncio.Future[None] | None = None  # set by stop(): done when nothing is left to deliver
         self._reachability = Reachability(retry)
         self.log = OutcomeLog()
+        self.spooling = spooling
+        self._tokens = tokens
+        if spooling is not None:
+            self.board.persist = spooling.persisted
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -117,9 +126,13 @@ class Flusher:
         for i in range(self._concurrency):
             task = loop.create_task(self._sender(), name=f"rehook-sender-{i}")
             self._tasks.add(task)
+        if self.spooling is not None:
+            self.spooling.bind(loop)
+            self._tasks.add(loop.create_task(self._adopt_forever(), name="rehook-spool-adopter"))
 
     def stats(self) -> Stats:
-        return self.counters.snapshot(in_queue=len(self.queue), in_flight=len(self._in_flight))
+        spooled = self.spooling.spool.rows if self.spooling is not None else 0
+        return self.counters.snapshot(in_queue=len(self.queue), in_flight=len(self._in_flight), spooled=spooled)
 
     def pending_count(self) -> int:
         """
@@ -181,6 +194,8 @@ class Flusher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         message = "aclose() deadline passed before this call was sent"
+        if self.spooling is not None:
+            message += f"; it stays in the spool {self.spooling.path} for the next client on it"
         chunks = self._take_stranded(message)
         chunks.reverse()
         ended = 0
@@ -192,9 +207,16 @@ class Flusher:
             del metas, datas
             if len(chunks) % _END_CHUNKS == 0:
                 await asyncio.sleep(0)  # a backlog of 100,000 must not hold the loop in one stretch
-        self.log.note_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, ended, message)
+        if self.spooling is None:
+            self.log.note_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, ended, message)
+        else:
+            self.log.note_many(OutcomeStatus.DROPPED, Reason.SPOOLED, ended, message)
         self.log.flush()
         await self.transport.close()
+        # The spool commits what is appended and lets the calls left go, for the next client: a few ms of commit.
+        spool_timeout = None if deadline is None else max(1.0, deadline - loop.time())
+        if self.spooling is not None and not self.spooling.close(timeout=spool_timeout):
+            logger.warning("the spool %s was still committing when aclose() returned", self.spooling.path)
         if self._dead_letter is not None:
             # Stop waiting for the writer thread a little early: at the deadline this thread may still have to win
             # the GIL back from it, which takes up to a switch interval or two.
@@ -299,8 +321,11 @@ class Flusher:
                 else:
                     kept_metas.append(meta)
                     kept_datas.append(data)
-        self.counters.record_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, len(kept_metas))
         board.resolve_unobserved_many(meta[0] for meta in kept_metas)
+        if self.spooling is not None:  # they stay in the spool, for the next client on it
+            self.counters.record_many(OutcomeStatus.DROPPED, Reason.SPOOLED, len(kept_metas))
+            return
+        self.counters.record_many(OutcomeStatus.FAILED, Reason.SHUTDOWN_TIMEOUT, len(kept_metas))
         if self._dead_letter is not None:
             self._dead_letter.write_entries(kept_metas, kept_datas, Reason.SHUTDOWN_TIMEOUT, message)
 
@@ -326,6 +351,8 @@ class Flusher:
 
     def _report(self, token: int, call: Call, outcome: Outcome) -> None:
         self._in_flight.pop(token, None)
+        if self.spooling is not None:
+            outcome = self._spooled(token, outcome)
         self.counters.record(outcome)
         if outcome.status is not OutcomeStatus.DELIVERED:
             if self._dead_letter is not None and self._dead_letter.wants(outcome):
@@ -338,12 +365,32 @@ class Flusher:
         self.board.resolve(token, call, outcome)
         self._check_idle()
 
+    def _spooled(self, token: int, outcome: Outcome) -> Outcome:
+        """
+        What the spool makes of ``outcome``: a call the client stopped before it was delivered stays in the spool
+        (``spooled``); any other outcome ends its row. A re-sent adopted call says so.
+        """
+        spooling = self.spooling
+        assert spooling is not None
+        if token in spooling.resent:
+            outcome = attrs.evolve(outcome, resent=True)
+        if outcome.reason is Reason.SHUTDOWN_TIMEOUT:
+            spooling.resent.discard(token)
+            message = f"{outcome.message}; it stays in the spool {spooling.path} for the next client on it"
+            return attrs.evolve(
+                outcome, status=OutcomeStatus.DROPPED, reason=Reason.SPOOLED, message=message, maybe_delivered=False
+            )
+        spooling.ended(token, outcome)
+        return outcome
+
     def _delivered_unobserved(self, token: int, accepted: float) -> None:
         """
         End a delivered call nothing can observe (no handle kept, no callback): counted, and no
         `Outcome` built for nobody (delivered calls have no log line, dead-letter line or on_error call).
         """
         self._in_flight.pop(token, None)
+        if self.spooling is not None:
+            self.spooling.delivered(token)
         self.counters.record_delivered()
         self.board.resolve_unobserved(token)
         self._check_idle()
@@ -354,6 +401,57 @@ class Flusher:
         idle = self._idle
         if idle is not None and not self._in_flight and not len(self.queue) and not idle.done():
             idle.set_result(None)
+
+    # -- the spool ---------------------------------------------------------------------------------------
+
+    async def _adopt_forever(self) -> None:
+        """
+        Take over calls nobody live owns in the spool (left by an earlier client, or by a process that died), as
+        the queue has room: at start, then every half lease, sooner while more are waiting.
+        """
+        spooling = self.spooling
+        assert spooling is not None
+        assert self._tokens is not None
+        if _exit.draining:
+            return  # the interpreter is exiting: deliver what this process accepted, not more
+        every = max(spooling.lease / 2, 0.05)
+        while True:
+            limit = min(self.queue.maxsize - len(self.queue), ADOPT_BATCH)
+            more = limit <= 0
+            if limit > 0:
+                try:
+                    taken = await asyncio.wrap_future(spooling.adopt(limit, self._tokens))
+                except SpoolError as exc:
+                    logger.warning("could not take calls over from the spool: %s", exc)
+                    taken = []
+                self._take_adopted(taken)
+                more = len(taken) == limit
+            await asyncio.sleep(0.05 if more else every)
+
+    def _take_adopted(self, taken: list[tuple[int, Adopted]]) -> None:
+        spooling = self.spooling
+        assert spooling is not None
+        entries: list[tuple[Meta, Data]] = []
+        for token, adopted in taken:
+            call = adopted.call
+            self.counters.adopted += 1
+            if adopted.state is SpoolState.SENDING:
+                if self._delivery is Delivery.AT_MOST_ONCE:
+                    message = (
+                        "taken over from the spool of a process that died with a request for it on the wire; not "
+                        "sent again (delivery=at_most_once): Rehook may have it"
+                    )
+                    outcome = Outcome._for(
+                        call, Reason.INTERRUPTED, message, message_id=call.message_id, maybe_delivered=True
+                    )
+                    self.finish(token, call, outcome)
+                    continue
+                spooling.resent.add(token)
+                self.counters.resent += 1
+            entries.append(((token, call, -1, None, None, 0.0), None))
+        if entries:
+            logger.info("took %s over from the spool %s", calls(len(entries)), spooling.path)
+            self.queue.put_front(entries)
 
     # -- the sender --------------------------------------------------------------------------------------
 
@@ -461,6 +559,9 @@ class Flusher:
         results: list[ActionResult] = []
         keyed = len(routed) > 1  # several requests for one call: each needs its own Idempotency-Key
         try:
+            if self.spooling is not None and any(step.request is not None for step in routed):
+                # On disk before anything is on the wire: whoever adopts the call after a crash knows it may have.
+                await self.spooling.before_request(token, message_id)
             for step in routed:
                 name, action = step.mapping.name, step.mapping.action
                 if step.drop is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from typing import Any
 
 import attrs
@@ -64,11 +64,13 @@ class Board:
     Where a call's outcome meets its handle, waiters and callback. Safe from any thread.
     """
 
-    __slots__ = ("_alive", "_callbacks", "_countdowns", "_lock", "_outcomes", "_waiters", "starter")
+    __slots__ = ("_alive", "_callbacks", "_countdowns", "_lock", "_outcomes", "_waiters", "persist", "starter")
 
     def __init__(self) -> None:
         # Called when a handle is awaited before its outcome is known: starts the client if nothing runs it.
         self.starter: Callable[[], Callable[[], None] | None] | None = None
+        # With a spool: until every call accepted so far is committed to it.
+        self.persist: Callable[[], Awaitable[None]] | None = None
         self._lock = threading.Lock()
         self._alive: set[int] = set()  # tokens whose handle still exists
         self._outcomes: dict[int, Outcome] = {}  # outcomes of those handles
@@ -279,6 +281,24 @@ class EventHandle:
         if outcome is not None:
             return outcome
         return await fut
+
+    async def persisted(self) -> bool:
+        """
+        With ``spool=``: wait until the call is committed to the spool (it then survives this process), or has its
+        outcome already. For the call that must not be lost (a signup) before answering the request.
+
+        Returns:
+            True once the call is durable or ended; False at once when the client has no spool.
+
+        Raises:
+            SpoolError: the spool could not write it (it is still delivered from memory).
+        """
+        persist = self._board.persist
+        if persist is None:
+            return False
+        if not self.done():
+            await persist()
+        return True
 
     def result(self, timeout: float | None = None) -> Outcome:
         """

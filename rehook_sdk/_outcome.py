@@ -68,9 +68,19 @@ class Reason(enum.StrEnum):
     """failed: aclose()'s deadline came before the call could be delivered."""
     INTERNAL_ERROR = "internal_error"
     """failed: a bug in rehook-sdk (logged with its traceback); the call is in the dead-letter file to replay."""
+    SPOOLED = "spooled"
+    """dropped here, kept in the spool: aclose()'s deadline came first; the next client on the spool (or another
+    process sharing it) delivers it."""
+    SPOOL_FULL = "spool_full"
+    """dropped: the spool held ``max_spool_bytes`` of calls."""
+    INTERRUPTED = "interrupted"
+    """failed: taken over from the spool of a process that died with a request for it on the wire, under
+    ``delivery="at_most_once"``: not sent again (Rehook may have it); kept in the spool."""
 
 
-_FAILED_REASONS = frozenset({Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT, Reason.INTERNAL_ERROR})
+_FAILED_REASONS = frozenset(
+    {Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT, Reason.INTERNAL_ERROR, Reason.INTERRUPTED}
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -129,6 +139,8 @@ class Outcome:
             dropped before any mapping ran). The fields above summarise them: with one action they are its
             result; with several, the call is delivered when all were, and otherwise reports the first failed
             action (or else the first dropped one).
+        resent: The call was taken over from the spool of a process that died after a request for it may have
+            reached Rehook, and was sent again (same messageId): Rehook may have it twice.
     """
 
     call: Call
@@ -141,6 +153,7 @@ class Outcome:
     attempts: int = 0
     maybe_delivered: bool = False
     results: tuple[ActionResult, ...] = ()
+    resent: bool = False
 
     @property
     def delivered(self) -> bool:

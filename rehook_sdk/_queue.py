@@ -195,6 +195,17 @@ class EventQueue:
             self._wake_one()
         return entry
 
+    def put_front(self, entries: Sequence[Entry]) -> None:
+        """
+        Put calls at the front, in order, past ``maxsize`` if need be, and wake a getter (from the consumer loop's
+        thread): calls taken over from a spool, delivered before what is queued.
+        """
+        with self._lock:
+            self._front.extendleft(reversed(entries))
+            self._size += len(entries)
+        if not self._waking:
+            self._wake_one()
+
     def requeue(self, meta: Meta, data: Data) -> None:
         """
         Put an accepted call back at the front, past ``maxsize`` if need be (from the consumer loop's thread).

@@ -33,6 +33,12 @@ class Stats:
         requests: HTTP requests made to Rehook (every attempt of every call).
         in_queue: Calls waiting for a sender.
         in_flight: Calls a sender is working on (sending, or sleeping before a retry).
+        adopted: With ``spool=``: calls this client took over from the spool (left by an earlier client, or by a
+            process that died); counted in ``accepted``.
+        resent: Of those, calls a request may already have reached Rehook for before that process died, sent
+            again: Rehook may have them twice.
+        spooled: With ``spool=``: calls in the spool not yet ended, every process's, as last counted (the spool
+            counts its file at each heartbeat and follows this process's own commits).
     """
 
     accepted: int
@@ -43,6 +49,9 @@ class Stats:
     in_queue: int
     in_flight: int
     requests: int = 0
+    adopted: int = 0
+    resent: int = 0
+    spooled: int = 0
 
     def __repr__(self) -> str:
         # Valid Python: eval() with Stats and Reason in scope gives an equal snapshot.
@@ -52,7 +61,8 @@ class Stats:
         return (
             f"Stats(accepted={self.accepted}, delivered={self.delivered}, dropped={by_reason(self.dropped)}, "
             f"failed={by_reason(self.failed)}, retried={self.retried}, in_queue={self.in_queue}, "
-            f"in_flight={self.in_flight}, requests={self.requests})"
+            f"in_flight={self.in_flight}, requests={self.requests}, adopted={self.adopted}, resent={self.resent}, "
+            f"spooled={self.spooled})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -71,6 +81,9 @@ class Stats:
             "in_queue": self.in_queue,
             "in_flight": self.in_flight,
             "requests": self.requests,
+            "adopted": self.adopted,
+            "resent": self.resent,
+            "spooled": self.spooled,
         }
 
     @property
@@ -98,6 +111,8 @@ class Counters:
         self.delivered = 0
         self.retried = 0
         self.requests = 0  # written only by the senders, on the client's loop
+        self.adopted = 0  # written only on the client's loop, as are the two below
+        self.resent = 0
         self._dropped: dict[Reason, int] = {}
         self._failed: dict[Reason, int] = {}
 
@@ -134,7 +149,7 @@ class Counters:
         with self._lock:
             self.retried += 1
 
-    def snapshot(self, *, in_queue: int, in_flight: int) -> Stats:
+    def snapshot(self, *, in_queue: int, in_flight: int, spooled: int = 0) -> Stats:
         with self._lock:
             dropped = dict(self._dropped)
             failed = dict(self._failed)
@@ -148,4 +163,7 @@ class Counters:
                 in_queue=in_queue,
                 in_flight=in_flight,
                 requests=self.requests,
+                adopted=self.adopted,
+                resent=self.resent,
+                spooled=spooled,
             )

@@ -68,6 +68,11 @@ class ClientSettings(TypedDict, total=False):
     enabled: bool | None
     meter_provider: MeterProvider | None
     transport: TransportName | None
+    spool: str | os.PathLike[str] | None
+    spool_interval: float
+    spool_lease: float
+    spool_synchronous: Literal["normal", "full"]
+    max_spool_bytes: int
 
 
 def _forward(

@@ -98,3 +98,22 @@ def test_quick_cli_benchmark_produces_every_figure(tmp_path: Path) -> None:
         assert data[kind]["fake_cpu_seconds"] >= 0
     assert data["dry_run_large"]["file_mib"] > data["dry_run_small"]["file_mib"]
     assert data["identify_over_track"] > 0
+
+
+def test_quick_spool_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    """benchmarks/spool.py --quick measures every figure with and without a spool, SIGKILLs included."""
+    out = tmp_path / "spool.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH.with_name("spool.py")), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| track() mean, us |" in result.stdout
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"caller_cost", "throughput_0ms", "throughput_20ms", "restart_0ms", "sigkill"}
+    assert set(results["throughput_0ms"]) == {"memory", "normal", "full"}
+    for run in results["sigkill"]["runs"]:
+        assert 0 < run["found"] <= run["accepted"]  # the spool never holds a call that was not accepted
+        assert run["lost"] == run["accepted"] - run["found"]

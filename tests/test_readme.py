@@ -26,8 +26,10 @@ def test_readme_has_examples() -> None:
 
 
 @pytest.mark.parametrize("source", BLOCKS, ids=[f"block{i}" for i in range(len(BLOCKS))])
-async def test_readme_example_runs(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The example runs without error, with top-level await as the README writes it."""
+async def test_readme_example_runs(source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The example runs without error, with top-level await as the README writes it, in a folder of its own (for
+    the files an example makes: a spool, a dead-letter file)."""
+    monkeypatch.chdir(tmp_path)
     # An example may configure the rehook_sdk logger (the Logging recipe): it must not outlive its test.
     sdk_logger = logging.getLogger("rehook_sdk")
     handlers, level = list(sdk_logger.handlers), sdk_logger.level

@@ -101,12 +101,49 @@ def test_calls_settled_within_their_group_never_reach_the_file(path: Path, opene
     assert spool.committed == 100
 
 
-def test_a_mark_is_committed_before_its_future_is_done(path: Path, opened: list[SqliteSpool[Call]]) -> None:
-    """mark_sending commits at once (no group interval), with the messageId the request carries."""
-    spool = open_spool(path, opened, group_interval=10)
+def test_marks_are_committed_at_once_and_reported_after_the_commit(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    """mark_sending cuts the group interval short and commits with the messageId the request carries; on_marked
+    hears of the marks only once they are on disk."""
+    reported: list[tuple[list[int], bool, list[tuple[object, ...]]]] = []
+    done = threading.Event()
+
+    def on_marked(tokens: list[int], ok: bool) -> None:
+        reported.append((tokens, ok, rows(path)))
+        done.set()
+
+    spool = open_spool(path, opened, group_interval=3600, on_marked=on_marked)
     spool.append(7, track(7))
-    spool.mark_sending(7, "m-7").result(5)
-    assert rows(path) == [(SpoolState.SENDING, "m-7", encode_record(track(7)))]
+    spool.append(8, track(8))
+    spool.mark_sending(7, "m-7")
+    assert done.wait(5)
+    record = encode_record(track(7))
+    assert reported == [
+        ([7], True, [(SpoolState.SENDING, "m-7", record), (SpoolState.QUEUED, None, encode_record(track(8)))])
+    ]
+    spool.mark_sending(8, "m-8")  # a call already on disk: its row is updated
+    spool.sync().result(5)
+    assert rows(path)[1][:2] == (SpoolState.SENDING, "m-8")
+
+
+def test_sizes_are_counted_and_full_is_set_at_max_bytes(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    """rows and bytes follow every commit (failed rows count in bytes, not in rows); full at max_bytes."""
+    record = encode_record(track(0, name="Zoë"))
+    size = len(record.encode())
+    spool = open_spool(path, opened, max_bytes=3 * size)
+    for i in range(2):
+        spool.append(i, track(0, name="Zoë"))
+    spool.sync().result(5)
+    assert (spool.rows, spool.bytes, spool.full) == (2, 2 * size, False)
+    spool.append(2, track(0, name="Zoë"))
+    spool.settle(0, failed="rejected")
+    spool.sync().result(5)
+    assert (spool.rows, spool.bytes, spool.full) == (2, 3 * size, True)
+    spool.settle(1)
+    spool.sync().result(5)
+    assert (spool.rows, spool.bytes, spool.full) == (1, 2 * size, False)
+    spool.close()
+    again = open_spool(path, opened, max_bytes=3 * size)
+    assert (again.rows, again.bytes) == (1, 2 * size)  # counted in the file at open
 
 
 def test_a_clean_close_lets_calls_go_to_the_next_process_at_once(path: Path, opened: list[SqliteSpool[Call]]) -> None:
@@ -114,7 +151,7 @@ def test_a_clean_close_lets_calls_go_to_the_next_process_at_once(path: Path, ope
     first = open_spool(path, opened, lease=3600)
     for i in range(10):
         first.append(i, track(i))
-    first.mark_sending(3, "m-3").result(5)
+    first.mark_sending(3, "m-3")
     first.close()
 
     second = open_spool(path, opened, lease=3600)
@@ -156,7 +193,8 @@ CHILD = textwrap.dedent(
         if i == 4_999:
             spool.sync().result(10)
             print("committed 5000", flush=True)
-    spool.mark_sending(9_999, "m-last").result(10)
+    spool.mark_sending(9_999, "m-last")
+    spool.sync().result(10)
     print("marked", flush=True)
     for i in range(10_000, 20_000):
         spool.append(i, Call(type=CallType.TRACK, user_id=f"u{i}", event="e", properties={"i": i}))

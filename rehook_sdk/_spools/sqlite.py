@@ -13,6 +13,7 @@ holds: a call is never adopted by two processes.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import logging
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 from .._encoding import PayloadError
-from .._exceptions import RehookError
+from .._exceptions import SpoolError
 from .base import Adopted, SpoolState, decode_record
 
 __all__ = ["SpoolError", "SqliteSpool"]
@@ -73,21 +74,6 @@ RETURNING id, state, message_id, record
 """
 
 
-class SpoolError(RehookError):
-    """
-    The spool cannot be opened or used: not a SQLite database, damaged, of a newer format, or unwritable.
-    """
-
-
-class _Op:
-    __slots__ = ("args", "kind", "reply")
-
-    def __init__(self, kind: str, args: tuple[Any, ...], reply: concurrent.futures.Future[Any] | None) -> None:
-        self.kind = kind
-        self.args = args
-        self.reply = reply
-
-
 class SqliteSpool(Generic[T]):
     """
     One process's handle on a spool file. Safe from any thread; the file is touched by its writer thread only.
@@ -100,7 +86,10 @@ class SqliteSpool(Generic[T]):
         group_interval: Seconds a group of appended calls waits for more before it is committed.
         synchronous: SQLite's ``synchronous`` pragma: ``"NORMAL"`` (a commit survives the process, not
             necessarily the machine losing power) or ``"FULL"`` (it survives both).
+        max_bytes: `full` turns true once the records in the file (every owner's) reach this many bytes.
         on_unwritable: Called in the writer thread with the token and the reason of an item not stored.
+        on_marked: Called in the writer thread after each commit that holds marks, with their tokens and
+            whether the commit succeeded (when it did not, the marks are not on disk).
     """
 
     def __init__(
@@ -111,7 +100,9 @@ class SqliteSpool(Generic[T]):
         lease: float = 30.0,
         group_interval: float = 0.005,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        max_bytes: int | None = None,
         on_unwritable: Callable[[int, str], None] | None = None,
+        on_marked: Callable[[list[int], bool], None] | None = None,
         open_timeout: float = 30.0,
     ) -> None:
         self.path = Path(path)
@@ -119,16 +110,22 @@ class SqliteSpool(Generic[T]):
         self._lease = lease
         self._interval = group_interval
         self._synchronous = synchronous
+        self._max_bytes = max_bytes
         self._on_unwritable = on_unwritable
+        self._on_marked = on_marked
         self._pid = os.getpid()
         self.owner = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
-        self._cond = threading.Condition()
-        self._ops: list[_Op] = []
-        self._first_at = 0.0  # monotonic time of the oldest op waiting, for the group interval
-        self._urgent = False
+        # The callers' side is a deque append (atomic); the first op after the writer went idle wakes it, and an
+        # op something waits for cuts its group short.
+        self._ops: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
+        self._hurry = threading.Event()
         self._closed = False
-        self._rows: dict[int, int] = {}  # token -> row id, in the writer thread only
-        self.committed = 0  # calls written (commits done), for stats and tests
+        self._rows: dict[int, tuple[int, int]] = {}  # token -> (row id, record bytes), in the writer thread only
+        self.committed = 0  # calls written, for stats and tests
+        self.rows = 0  # calls in the file that are not failed, every owner's (as of the last commit or beat)
+        self.bytes = 0  # bytes of the records in the file, every owner's
+        self.full = False  # bytes >= max_bytes
         opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(opened,), name="rehook-spool", daemon=True)
         self._thread.start()
@@ -143,22 +140,31 @@ class SqliteSpool(Generic[T]):
         """
         Spool ``item`` under ``token``: a memory append; it is on disk once its group is committed.
         """
-        self._give(_Op("append", (token, item), None), urgent=False)
-
-    def mark_sending(self, token: int, message_id: str) -> concurrent.futures.Future[None]:
-        """
-        Record that a request for ``token`` (with this messageId) is about to be written; done once committed.
-        """
-        reply: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._give(_Op("mark", (token, message_id), reply), urgent=True)
-        return reply
+        if self._closed or os.getpid() != self._pid:
+            self._refuse()
+        ops = self._ops
+        ops.append(("append", token, item))
+        if len(ops) == 1:
+            self._wake.set()
 
     def settle(self, token: int, *, failed: str | None = None) -> None:
         """
         ``token``'s call ended: delivered or dropped (``failed=None``: its row goes), or failed and kept for the
         operator with ``failed`` as its reason.
         """
-        self._give(_Op("settle", (token, failed), None), urgent=False)
+        if self._closed or os.getpid() != self._pid:
+            self._refuse()
+        ops = self._ops
+        ops.append(("settle", token, failed))
+        if len(ops) == 1:
+            self._wake.set()
+
+    def mark_sending(self, token: int, message_id: str) -> None:
+        """
+        Record that a request for ``token`` (with this messageId) is about to be written, at once: ``on_marked``
+        hears when it is committed.
+        """
+        self._urgent(("mark", token, message_id))
 
     def adopt(self, limit: int, tokens: Callable[[], int]) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
         """
@@ -166,7 +172,7 @@ class SqliteSpool(Generic[T]):
         first, each under a token from ``tokens``.
         """
         reply: concurrent.futures.Future[list[tuple[int, Adopted]]] = concurrent.futures.Future()
-        self._give(_Op("adopt", (limit, tokens), reply), urgent=True)
+        self._urgent(("adopt", limit, tokens, reply))
         return reply
 
     def sync(self) -> concurrent.futures.Future[None]:
@@ -174,44 +180,47 @@ class SqliteSpool(Generic[T]):
         Commit everything appended so far; done when it is on disk (as far as ``synchronous`` makes it).
         """
         reply: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._give(_Op("sync", (), reply), urgent=True)
+        self._urgent(("sync", reply))
         return reply
 
     def depth(self) -> concurrent.futures.Future[int]:
         """
-        How many calls the spool holds that are not failed (every owner's).
+        How many calls the spool holds that are not failed (every owner's), counted in the file.
         """
         reply: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._give(_Op("depth", (), reply), urgent=True)
+        self._urgent(("depth", reply))
         return reply
 
-    def close(self, *, release: bool = True, timeout: float | None = None) -> None:
+    def close(self, *, release: bool = True, timeout: float | None = None) -> bool:
         """
         Commit what is appended, let go of this process's calls still in the spool (``release``: another process
         or the next start takes them at once, without waiting for the lease), and end the writer thread.
-        """
-        with self._cond:
-            if self._closed:
-                return
-            self._closed = True
-            self._ops.append(_Op("close", (release,), None))
-            self._urgent = True
-            self._cond.notify()
-        if os.getpid() == self._pid:
-            self._thread.join(timeout)
 
-    def _give(self, op: _Op, *, urgent: bool) -> None:
+        Returns:
+            Whether the writer thread ended within ``timeout``.
+        """
+        if self._closed:
+            return not self._thread.is_alive()
+        self._closed = True
+        if os.getpid() != self._pid:
+            return True  # a forked child's copy: the thread and the file are the parent's
+        self._ops.append(("close", release))
+        self._hurry.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _urgent(self, op: tuple[Any, ...]) -> None:
+        if self._closed or os.getpid() != self._pid:
+            self._refuse()
+        self._ops.append(op)
+        self._hurry.set()
+        self._wake.set()
+
+    def _refuse(self) -> None:
         if os.getpid() != self._pid:
             raise SpoolError("this spool was opened by the parent process: a forked child opens its own")
-        with self._cond:
-            if self._closed:
-                raise SpoolError(f"{self.path}: the spool is closed")
-            if not self._ops:
-                self._first_at = time.monotonic()
-            self._ops.append(op)
-            if urgent:
-                self._urgent = True
-            self._cond.notify()
+        raise SpoolError(f"{self.path}: the spool is closed")
 
     # -- the writer thread --------------------------------------------------------------------------------
 
@@ -224,23 +233,21 @@ class SqliteSpool(Generic[T]):
         opened.set_result(None)
         beat = max(min(self._lease / 3, 5.0), 0.01)
         next_beat = time.monotonic() + beat
+        ops, wake, hurry = self._ops, self._wake, self._hurry
         try:
             while True:
-                with self._cond:
-                    while True:
-                        now = time.monotonic()
-                        if self._urgent or (self._ops and now >= self._first_at + self._interval):
-                            break
-                        if now >= next_beat:
-                            break
-                        wake = next_beat if not self._ops else min(next_beat, self._first_at + self._interval)
-                        self._cond.wait(wake - now)
-                    ops, self._ops = self._ops, []
-                    self._urgent = False
+                if not ops:
+                    wake.clear()
+                    if not ops:  # nothing came between the check and the clear
+                        wake.wait(max(0.0, next_beat - time.monotonic()))
+                if ops and not hurry.is_set():
+                    hurry.wait(self._interval)  # the group gathers; an op something waits for cuts it short
+                hurry.clear()
+                batch = [ops.popleft() for _ in range(len(ops))]
                 if time.monotonic() >= next_beat:
                     self._heartbeat(connection)
                     next_beat = time.monotonic() + beat
-                if ops and self._apply(connection, ops):
+                if batch and self._apply(connection, batch):
                     return
         finally:
             connection.close()
@@ -272,6 +279,7 @@ class SqliteSpool(Generic[T]):
             connection.execute(
                 f"INSERT INTO rehook_owners VALUES (?, ?, ?, {_NOW})", (self.owner, self._pid, socket.gethostname())
             )
+            self._count(connection)
             connection.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             connection.close()
@@ -281,29 +289,45 @@ class SqliteSpool(Generic[T]):
             raise
         return connection
 
+    def _count(self, connection: sqlite3.Connection) -> None:
+        rows, size = connection.execute(
+            f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d}), "
+            "coalesce(sum(length(CAST(record AS BLOB))), 0) FROM rehook_calls"
+        ).fetchone()
+        self._set_size(rows, size)
+
+    def _set_size(self, rows: int, size: int) -> None:
+        self.rows, self.bytes = rows, size
+        self.full = self._max_bytes is not None and size >= self._max_bytes
+
     def _heartbeat(self, connection: sqlite3.Connection) -> None:
+        # Also recounts the file: other processes write to it too.
         try:
             connection.execute(f"UPDATE rehook_owners SET heartbeat = {_NOW} WHERE owner = ?", (self.owner,))
+            self._count(connection)
         except sqlite3.Error as exc:
             logger.warning("spool %s: the heartbeat could not be written (%s)", self.path, exc)
 
-    def _apply(self, connection: sqlite3.Connection, ops: list[_Op]) -> bool:
+    def _apply(self, connection: sqlite3.Connection, ops: list[tuple[Any, ...]]) -> bool:
         """
         Write one group in one transaction, then answer its waiters; True once the spool is closed.
         """
         # Calls appended and settled within the group never reach the file.
-        settled = {op.args[0] for op in ops if op.kind == "settle" and op.args[1] is None}
+        settled = {op[1] for op in ops if op[0] == "settle" and op[2] is None}
         inserts: dict[int, list[Any]] = {}
         replies: list[tuple[concurrent.futures.Future[Any], Any]] = []
+        marked: list[int] = []
         closing: bool | None = None
         rows = self._rows
+        changes = [0, 0]  # rows, bytes
         try:
             connection.execute("BEGIN IMMEDIATE")
             for op in ops:
-                kind = op.kind
+                kind = op[0]
                 if kind == "append":
-                    token, item = op.args
+                    _, token, item = op
                     if token in settled:
+                        self.committed += 1
                         continue
                     try:
                         inserts[token] = [self._encode(item), int(SpoolState.QUEUED), None]
@@ -311,49 +335,48 @@ class SqliteSpool(Generic[T]):
                         if self._on_unwritable is not None:
                             self._on_unwritable(token, str(exc))
                 elif kind == "mark":
-                    token, message_id = op.args
+                    _, token, message_id = op
+                    marked.append(token)
                     pending = inserts.get(token)
                     if pending is not None:
                         pending[1:] = [int(SpoolState.SENDING), message_id]
                     elif token in rows:
                         connection.execute(
                             "UPDATE rehook_calls SET state = ?, message_id = ? WHERE id = ?",
-                            (int(SpoolState.SENDING), message_id, rows[token]),
+                            (int(SpoolState.SENDING), message_id, rows[token][0]),
                         )
-                    assert op.reply is not None
-                    replies.append((op.reply, None))
                 elif kind == "settle":
-                    token, failed = op.args
-                    self._flush_inserts(connection, inserts)
-                    row = rows.pop(token, None)
-                    if row is None:
+                    _, token, failed = op
+                    self._flush_inserts(connection, inserts, changes)
+                    found = rows.pop(token, None)
+                    if found is None:
                         continue
+                    row, size = found
+                    changes[0] -= 1
                     if failed is None:
                         connection.execute("DELETE FROM rehook_calls WHERE id = ?", (row,))
+                        changes[1] -= size
                     else:
                         connection.execute(
                             "UPDATE rehook_calls SET state = ?, reason = ? WHERE id = ?",
                             (int(SpoolState.FAILED), failed, row),
                         )
                 elif kind == "adopt":
-                    self._flush_inserts(connection, inserts)
-                    limit, tokens = op.args
-                    assert op.reply is not None
-                    replies.append((op.reply, self._adopt(connection, limit, tokens)))
+                    self._flush_inserts(connection, inserts, changes)
+                    _, limit, tokens, reply = op
+                    replies.append((reply, self._adopt(connection, limit, tokens)))
                 elif kind == "depth":
-                    self._flush_inserts(connection, inserts)
-                    assert op.reply is not None
+                    self._flush_inserts(connection, inserts, changes)
                     count = connection.execute(
                         f"SELECT count(*) FROM rehook_calls WHERE state < {SpoolState.FAILED:d}"
                     ).fetchone()[0]
-                    replies.append((op.reply, count))
+                    replies.append((op[1], count))
                 elif kind == "sync":
-                    assert op.reply is not None
-                    replies.append((op.reply, None))
+                    replies.append((op[1], None))
                 else:
                     assert kind == "close"
-                    closing = bool(op.args[0])
-            self._flush_inserts(connection, inserts)
+                    closing = bool(op[1])
+            self._flush_inserts(connection, inserts, changes)
             if closing is not None:
                 if closing:
                     connection.execute(
@@ -362,29 +385,48 @@ class SqliteSpool(Generic[T]):
                     )
                 connection.execute("DELETE FROM rehook_owners WHERE owner = ?", (self.owner,))
             connection.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # sqlite3.Error (disk full, I/O), or a bug: the thread must live on
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
-            logger.error("spool %s: a group of %d operations could not be written (%s)", self.path, len(ops), exc)
-            error = SpoolError(f"{self.path}: {exc}")
-            for op in ops:
-                if op.reply is not None and not op.reply.done():
-                    op.reply.set_exception(error)
+            self._failed(ops, marked, exc)
             return closing is not None
-        self.committed += sum(1 for op in ops if op.kind == "append")
+        self._set_size(self.rows + changes[0], self.bytes + changes[1])
+        if marked and self._on_marked is not None:
+            self._on_marked(marked, True)
         for reply, value in replies:
             if not reply.done():
                 reply.set_result(value)
         return closing is not None
 
-    def _flush_inserts(self, connection: sqlite3.Connection, inserts: dict[int, list[Any]]) -> None:
+    def _failed(self, ops: list[tuple[Any, ...]], marked: list[int], exc: Exception) -> None:
+        # The group is lost to the file (the calls are still delivered from memory); whoever waits is told.
+        logger.error(
+            "spool %s: a group of %d operations could not be written (%s)",
+            self.path,
+            len(ops),
+            exc,
+            exc_info=not isinstance(exc, sqlite3.Error),
+        )
+        error = SpoolError(f"{self.path}: {exc}")
+        for op in ops:
+            reply = op[-1]
+            if isinstance(reply, concurrent.futures.Future) and not reply.done():
+                reply.set_exception(error)
+        if marked and self._on_marked is not None:
+            self._on_marked(marked, False)
+
+    def _flush_inserts(self, connection: sqlite3.Connection, inserts: dict[int, list[Any]], changes: list[int]) -> None:
         for token, (record, state, message_id) in inserts.items():
             cursor = connection.execute(
                 "INSERT INTO rehook_calls (owner, state, message_id, record) VALUES (?, ?, ?, ?)",
                 (self.owner, state, message_id, record),
             )
             assert cursor.lastrowid is not None
-            self._rows[token] = cursor.lastrowid
+            size = len(record.encode("utf-8", "surrogatepass")) if not record.isascii() else len(record)
+            self._rows[token] = (cursor.lastrowid, size)
+            changes[0] += 1
+            changes[1] += size
+            self.committed += 1
         inserts.clear()
 
     def _adopt(
@@ -397,16 +439,14 @@ class SqliteSpool(Generic[T]):
             try:
                 call = decode_record(record, message_id)
             except (ValueError, KeyError, TypeError) as exc:
-                logger.error(
-                    "spool %s: row %d is not a call this SDK can read (%s); kept as failed", self.path, row, exc
-                )
+                logger.error("spool %s: row %d is not a call this SDK reads (%s); kept as failed", self.path, row, exc)
                 connection.execute(
                     "UPDATE rehook_calls SET state = ?, reason = ? WHERE id = ?",
                     (int(SpoolState.FAILED), f"unreadable: {exc}", row),
                 )
                 continue
             token = tokens()
-            self._rows[token] = row
+            self._rows[token] = (row, len(record.encode("utf-8", "surrogatepass")))
             taken.append((token, Adopted(row, SpoolState(state), call)))
         connection.execute(
             f"DELETE FROM rehook_owners WHERE heartbeat < {_NOW} - ? AND owner NOT IN "

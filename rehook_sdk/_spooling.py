@@ -1,0 +1,162 @@
+"""
+The client's side of a spool (``spool=``): what the caller's path, the senders and the shutdown tell the spool, and
+what the spool hands back to the event loop (marks committed, calls adopted).
+
+The in-memory queue stays the path calls are delivered from. The spool keeps a durable copy of each accepted call
+until its outcome, so that another process, or the next start, delivers what this one did not:
+
+- accepted: appended in memory, committed by the spool's writer thread in groups;
+- before its first request: marked as "a request may be on the wire" (with its messageId), and the request waits
+  for that commit, so that whoever adopts the call after a crash knows Rehook may have it;
+- ended: delivered or dropped, its row is deleted; failed, it is kept for the operator;
+- left at a shutdown deadline: kept and let go, so the next client on the spool takes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Literal
+
+from ._handle import entry_call
+from ._outcome import Outcome, OutcomeStatus
+from ._queue import Data, Meta
+from ._spools import Adopted, SpoolError, SqliteSpool, encode_record
+
+__all__ = ["Spooling"]
+
+logger = logging.getLogger("rehook_sdk")
+
+# Calls adopted at a time: they wait in the in-memory queue like any other.
+ADOPT_BATCH = 1_000
+
+
+def _record(entry: tuple[Meta, Data]) -> str:
+    meta, data = entry
+    return encode_record(entry_call(meta, data))
+
+
+class Spooling:
+    """
+    One client's spool, on the loop the client runs on.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        lease: float,
+        group_interval: float,
+        synchronous: Literal["NORMAL", "FULL"],
+        max_bytes: int,
+    ) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._marks: dict[int, asyncio.Future[None]] = {}
+        self.lease = lease
+        self.resent: set[int] = set()  # tokens of adopted calls a request may already have reached Rehook for
+        self.spool: SqliteSpool[tuple[Meta, Data]] = SqliteSpool(
+            path,
+            _record,
+            lease=lease,
+            group_interval=group_interval,
+            synchronous=synchronous,
+            max_bytes=max_bytes,
+            on_unwritable=self._unwritable,
+            on_marked=self._marked_in_thread,
+        )
+        self.path = str(self.spool.path)
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    # -- the caller's path ------------------------------------------------------------------------------
+
+    @property
+    def full(self) -> bool:
+        return self.spool.full
+
+    def accepted(self, meta: Meta, data: Data) -> None:
+        self.spool.append(meta[0], (meta, data))
+
+    # -- the senders ------------------------------------------------------------------------------------
+
+    async def before_request(self, token: int, message_id: str) -> None:
+        """
+        Until the spool has recorded that a request for ``token`` is about to go out (or failed to: the call is
+        still sent, only not marked).
+        """
+        loop = asyncio.get_running_loop()
+        waiter = self._marks.get(token)
+        if waiter is None:
+            waiter = self._marks[token] = loop.create_future()
+            self.spool.mark_sending(token, message_id)
+        try:
+            await waiter
+        finally:
+            self._marks.pop(token, None)
+
+    def _marked_in_thread(self, tokens: list[int], ok: bool) -> None:
+        # The spool's writer thread, once per commit that held marks: one hop to the loop for all of them.
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(self._marked, tokens, ok)
+
+    def _marked(self, tokens: list[int], ok: bool) -> None:
+        if not ok:
+            logger.warning("spool %s: %d calls are sent without their mark on disk", self.path, len(tokens))
+        marks = self._marks
+        for token in tokens:
+            waiter = marks.get(token)
+            if waiter is not None and not waiter.done() and not waiter.get_loop().is_closed():
+                waiter.set_result(None)  # (a waiter of a loop that closed meanwhile has no sender left)
+
+    def ended(self, token: int, outcome: Outcome) -> None:
+        """
+        ``token``'s call ended: its row goes, unless it failed (then it is kept with the reason).
+        """
+        self.resent.discard(token)
+        failed = None
+        if outcome.status is OutcomeStatus.FAILED and outcome.reason is not None:
+            failed = f"{outcome.reason.value}: {outcome.message}"
+        self._settle(token, failed)
+
+    def delivered(self, token: int) -> None:
+        self.resent.discard(token)
+        self._settle(token, None)
+
+    def _settle(self, token: int, failed: str | None) -> None:
+        # Closed (a call ending after aclose() let the spool go) or forked: nothing to record.
+        with contextlib.suppress(SpoolError):
+            self.spool.settle(token, failed=failed)
+
+    def _unwritable(self, token: int, why: str) -> None:
+        # Writer thread. The call is still delivered from memory (the sender drops it as invalid_payload).
+        logger.debug("spool %s: call %d is not spooled: %s", self.path, token, why)
+
+    # -- adoption ---------------------------------------------------------------------------------------
+
+    def adopt(self, limit: int, tokens: Callable[[], int]) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
+        return self.spool.adopt(limit, tokens)
+
+    async def persisted(self) -> None:
+        """
+        Until every call accepted so far is committed.
+        """
+        await asyncio.wrap_future(self.spool.sync())
+
+    # -- shutdown ---------------------------------------------------------------------------------------
+
+    def close(self, timeout: float | None) -> bool:
+        """
+        Commit what is appended and let go of the calls still in the spool; whether that finished in time.
+        """
+        for waiter in self._marks.values():
+            if not waiter.done():
+                waiter.cancel()
+        return self.spool.close(release=True, timeout=timeout)

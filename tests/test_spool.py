@@ -1,0 +1,235 @@
+"""
+Durable delivery through the client (#15): ``spool=`` keeps every accepted call in a SQLite file until its outcome.
+What a shutdown deadline leaves is delivered by the next client on the file; what a SIGKILLed process held is taken
+over once its lease expires, re-sent calls flagged; at most once, a call that may be on the wire is not re-sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, RetryPolicy, SpoolError
+from rehook_sdk.testing import FakeRehook
+
+from .helpers import wait_until
+
+
+def spooled_rows(path: Path) -> list[tuple[int, str | None]]:
+    with sqlite3.connect(path) as connection:
+        return connection.execute("SELECT state, reason FROM rehook_calls ORDER BY id").fetchall()
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A server that accepts connections and never answers (requests sit in its backlog)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_delivered_calls_leave_nothing_in_the_spool(fake: FakeRehook, tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    async with fake.client(spool=path) as client:
+        outcomes = [await client.track("viewed", {"i": i}, user_id=f"u{i}") for i in range(20)]
+        for i in range(200):
+            _ = client.track("e", {"i": i}, user_id=f"v{i}")
+        assert await client.flush() == 0
+        stats = client.stats()
+    assert all(o.delivered and not o.resent for o in outcomes)
+    assert stats.delivered == 220
+    assert (stats.adopted, stats.resent) == (0, 0)
+    assert len(fake.events) == 220
+    assert spooled_rows(path) == []
+
+
+async def test_what_a_shutdown_deadline_leaves_the_next_client_delivers(
+    fake: FakeRehook, silent: str, tmp_path: Path
+) -> None:
+    """aclose() at its deadline with calls queued and in flight to a silent Rehook: they end 'spooled' (not
+    failed), stay in the file, and the next client on it delivers every one, once."""
+    path = tmp_path / "spool.db"
+    client = RehookClient("k", "s", base_url=silent, spool=path, concurrency=4, request_timeout=60)
+    await client.start()
+    handles = [client.track("viewed", {"i": i}, user_id=f"u{i}") for i in range(300)]
+    await wait_until(lambda: client.stats().in_flight == 4)
+    await client.aclose(timeout=0.2)
+    outcomes = [h.outcome for h in handles]
+    assert all(o is not None and o.status is OutcomeStatus.DROPPED and o.reason is Reason.SPOOLED for o in outcomes)
+    assert client.stats().dropped == {Reason.SPOOLED: 300}
+    assert len(spooled_rows(path)) == 300
+
+    async with fake.client(spool=path) as second:
+        await wait_until(lambda: second.stats().delivered == 300)
+        stats = second.stats()
+    assert (stats.accepted, stats.adopted, stats.resent) == (300, 300, 4)  # the 4 in flight may have arrived
+    users = Counter(event["source_id"] for event in fake.events)
+    assert users == Counter(f"u{i}" for i in range(300))
+    assert spooled_rows(path) == []
+
+
+async def test_failed_calls_are_kept_in_the_spool_and_drops_are_not(fake: FakeRehook, tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    fake.fail_next(1, status=400, body={"error": "bad"})
+    async with fake.client(spool=path) as client:
+        rejected = await client.track("e", user_id="u1")
+        dropped = await client.track("e")  # no user id: dropped by a rule, never spooled for good
+        assert await client.flush() == 0
+    assert rejected.reason is Reason.REJECTED
+    assert dropped.reason is Reason.MISSING_USER_ID
+    rows = spooled_rows(path)
+    assert len(rows) == 1
+    assert rows[0][0] == 2
+    assert rows[0][1] is not None
+    assert rows[0][1].startswith("rejected: Rehook rejected the call with 400")
+
+
+async def test_a_full_spool_drops_calls_as_spool_full(silent: str, tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    client = RehookClient(
+        "k", "s", base_url=silent, spool=path, concurrency=1, request_timeout=60, max_spool_bytes=2_000
+    )
+    async with client:
+        for i in range(30):
+            _ = client.track("viewed", {"i": i}, user_id=f"u{i}")
+        await wait_until(lambda: client.stats().spooled >= 30)
+        late = client.track("late", user_id="u0")
+        outcome = await late
+        assert outcome.reason is Reason.SPOOL_FULL
+        assert "max_spool_bytes" in outcome.message
+        await client.aclose(timeout=0.1)
+    assert len(spooled_rows(path)) == 30
+
+
+def test_spool_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="spool must be a file path"):
+        RehookClient("k", "s", spool="postgresql://db/app")
+    with pytest.raises(ConfigurationError, match="spool_interval must be a number > 0"):
+        RehookClient("k", "s", spool=tmp_path / "a.db", spool_interval=0)
+    with pytest.raises(ConfigurationError, match="spool_lease must be a number > 0"):
+        RehookClient("k", "s", spool=tmp_path / "a.db", spool_lease=-1)
+    with pytest.raises(ConfigurationError, match="spool_synchronous must be 'normal' or 'full'"):
+        RehookClient("k", "s", spool=tmp_path / "a.db", spool_synchronous="off")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_spool_bytes must be"):
+        RehookClient("k", "s", spool=tmp_path / "a.db", max_spool_bytes=0)
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database" * 100)
+    with pytest.raises(SpoolError, match="not a usable SQLite spool"):
+        RehookClient("k", "s", spool=bad)
+
+
+CRASHING = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rehook_sdk import RehookClient
+
+    async def main() -> None:
+        client = RehookClient("k", "s", base_url=sys.argv[1], spool=sys.argv[2], concurrency=8,
+                              request_timeout=60, delivery=sys.argv[3], max_queue_size=20_000)
+        async with client:
+            for i in range(10_000):
+                _ = client.track("viewed", {"i": i}, user_id=f"u{i}")
+            while client.stats().spooled < 10_000 or client.stats().in_flight < 8:
+                await asyncio.sleep(0.01)
+            print("spooled", client.stats().spooled, flush=True)
+            await asyncio.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+def accept_then_die(url: str, path: Path, delivery: str) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", CRASHING, url, str(path), delivery], stdout=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().split() == ["spooled", "10000"]
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(10) == -signal.SIGKILL
+
+
+@pytest.mark.parametrize("delivery", ["at_least_once", "at_most_once"])
+async def test_a_sigkilled_processes_calls_are_delivered_by_the_next(
+    fake: FakeRehook, silent: str, tmp_path: Path, delivery: str
+) -> None:
+    """10,000 calls accepted by a process that Rehook never answers, then SIGKILL: a client opened on its spool
+    takes them over once the dead process's lease expires and delivers each once. The 8 that were on the wire are
+    re-sent and flagged (at least once), or failed as 'interrupted' and kept (at most once)."""
+    path = tmp_path / "spool.db"
+    await asyncio.to_thread(accept_then_die, silent, path, delivery)
+
+    failed: list[object] = []
+    async with fake.client(spool=path, spool_lease=0.2, delivery=delivery, on_error=failed.append) as client:
+        await wait_until(lambda: client.stats().delivered + client.stats().failed_total == 10_000, timeout=60)
+        stats = client.stats()
+    users = Counter(event["source_id"] for event in fake.events)
+    assert stats.adopted == 10_000
+    if delivery == "at_least_once":
+        assert (stats.delivered, stats.resent) == (10_000, 8)
+        assert users == Counter(f"u{i}" for i in range(10_000))
+        assert spooled_rows(path) == []
+    else:
+        assert stats.delivered == 9_992
+        assert stats.failed == {Reason.INTERRUPTED: 8}
+        assert len(failed) == 8
+        assert len(users) == 9_992
+        assert max(users.values()) == 1
+        assert [state for state, _ in spooled_rows(path)] == [2] * 8
+
+
+async def test_two_clients_on_one_spool_each_deliver_their_own_once(fake: FakeRehook, tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    async with fake.client(spool=path) as first, fake.client(spool=path) as second:
+        for i in range(500):
+            _ = first.track("e", user_id=f"a{i}")
+            _ = second.track("e", user_id=f"b{i}")
+        assert await first.flush() == 0
+        assert await second.flush() == 0
+    users = Counter(event["source_id"] for event in fake.events)
+    assert len(users) == 1_000
+    assert max(users.values()) == 1
+    assert spooled_rows(path) == []
+
+
+async def test_adopted_calls_wait_for_room_in_the_queue(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+    """A spool holding more than the next client's max_queue_size is delivered in turns, all of it."""
+    path = tmp_path / "spool.db"
+    client = RehookClient("k", "s", base_url=silent, spool=path, concurrency=1, request_timeout=60)
+    await client.start()
+    for i in range(3_000):
+        _ = client.track("e", user_id=f"u{i}")
+    await client.aclose(timeout=0.1)
+
+    async with fake.client(spool=path, max_queue_size=500, retry=RetryPolicy(time_scale=0)) as second:
+        await wait_until(lambda: second.stats().delivered == 3_000, timeout=60)
+    assert len(fake.events) == 3_000
+    await asyncio.sleep(0)
+
+
+async def test_a_handle_can_be_awaited_until_its_call_is_on_disk(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+    """persisted() commits at once (here the group would wait an hour): the row is in the file when it returns."""
+    path = tmp_path / "spool.db"
+    async with RehookClient(
+        "k", "s", base_url=silent, spool=path, spool_interval=3600, concurrency=1, request_timeout=60
+    ) as client:
+        handles = [client.track("viewed", user_id=f"u{i}") for i in range(3)]
+        assert spooled_rows(path) == []
+        assert await handles[2].persisted() is True
+        assert len(spooled_rows(path)) == 3  # and every call accepted before it
+        await client.aclose(timeout=0.1)
+        assert await handles[0].persisted() is True  # ended (spooled): nothing left to wait for
+    async with fake.client() as plain:
+        assert await plain.track("viewed", user_id="u1").persisted() is False
