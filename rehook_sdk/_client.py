@@ -892,7 +892,11 @@ class RehookClient:
         elif reason is Reason.SPOOL_FULL:
             spooling = self._flusher.spooling
             assert spooling is not None
-            message = f"the spool {spooling.path} holds {spooling.spool.bytes:,} bytes of calls (max_spool_bytes)"
+            spool = spooling.spool
+            if spool.problem is not None:
+                message = f"the spool {spooling.path} cannot be written ({spool.problem}) and calls wait for it"
+            else:
+                message = f"the spool {spooling.path} holds {spool.bytes:,} bytes of calls (max_spool_bytes)"
         else:
             message = "the client was closed (aclose()) before this call"
         call = handle.call

@@ -320,3 +320,59 @@ def test_a_forked_child_cannot_use_its_parents_spool(path: Path, opened: list[Sq
     spool.append(2, track(2))
     spool.sync().result(5)
     assert len(rows(path)) == 1
+
+
+# Read through calls: the writer thread changes these between two reads.
+def full(spool: SqliteSpool[Call]) -> bool:
+    return spool.full
+
+
+def problem(spool: SqliteSpool[Call]) -> str | None:
+    return spool.problem
+
+
+class Breakable(SqliteSpool[Call]):
+    """A spool whose writes fail with SQLite's disk-full error while ``broken`` is set."""
+
+    broken = threading.Event()
+
+    def _begin(self, connection: sqlite3.Connection) -> None:
+        if self.broken.is_set():
+            raise sqlite3.OperationalError("database or disk is full")
+        super()._begin(connection)
+
+
+def test_groups_that_cannot_be_written_are_kept_and_written_later(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A disk that is full: what waits is told at once (marks not stored, sync fails), the appends and settles are
+    kept and written once the disk has room, and past max_pending the spool says it is full."""
+    marked: list[tuple[list[int], bool]] = []
+    Breakable.broken.set()
+    spool = Breakable(path, encode_record, max_pending=150, on_marked=lambda t, ok: marked.append((t, ok)))
+    try:
+        for i in range(100):
+            spool.append(i, track(i))
+        spool.settle(0)
+        spool.mark_sending(1, "m-1")
+        with pytest.raises(SpoolError, match="database or disk is full"):
+            spool.sync().result(5)
+        assert marked == [([1], False)]
+        assert problem(spool) == "database or disk is full"
+        assert rows(path) == []
+        assert not full(spool)
+        for i in range(100, 160):
+            spool.append(i, track(i))
+        with pytest.raises(SpoolError):
+            spool.sync().result(5)
+        assert full(spool)  # 160 appends and a settle wait: more than max_pending
+
+        Breakable.broken.clear()
+        spool.sync().result(10)
+        assert problem(spool) is None
+        assert not full(spool)
+        # The newest 150 of the 161 ops were kept: appends 11-159 and the settle of 0 (the 11 oldest appends were
+        # given up: those calls are delivered from memory only).
+        assert len(rows(path)) == 149
+    finally:
+        Breakable.broken.clear()
+        spool.close()
+    assert "could not write (database or disk is full)" in caplog.text

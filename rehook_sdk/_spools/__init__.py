@@ -1,9 +1,12 @@
 """
 Spools: where accepted calls are kept durably until they are delivered (#15). The in-memory queue stays the path
 calls are delivered from; a spool keeps a copy that survives the process, for the next start or another process.
+`SpoolWriter` is what every store shares; `SqliteSpool` and `PostgresSpool` supply the database.
 """
 
+from .._exceptions import SpoolError
 from .base import Adopted, SpoolState, decode_record, encode_record
-from .sqlite import SpoolError, SqliteSpool
+from .sqlite import SqliteSpool
+from .writer import SpoolWriter
 
-__all__ = ["Adopted", "SpoolError", "SpoolState", "SqliteSpool", "decode_record", "encode_record"]
+__all__ = ["Adopted", "SpoolError", "SpoolState", "SpoolWriter", "SqliteSpool", "decode_record", "encode_record"]

@@ -1,0 +1,491 @@
+"""
+What every spool store shares: the callers' side (a deque append; a wake-up for the first op of a group, a hurry for
+an op something waits for), and one writer thread that turns each group of ops into one transaction of bulk
+statements. A store (SQLite, PostgreSQL) supplies the connection and the statements.
+
+Within a group, a call appended and settled never reaches the database; a mark on a call not yet written is
+written with it; the rows a group deletes, fails or marks are changed with one statement of each kind.
+
+When a group cannot be written (the database is down or the disk full), its appends and settles are kept and
+retried, the next group after a pause, while what waits (marks, adoptions, syncs) is told at once. Past
+``max_pending`` ops waiting like that, `full` turns true: the client then refuses calls (``spool_full``) rather
+than accept calls it cannot keep.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from .._encoding import PayloadError
+from .._exceptions import SpoolError
+from .base import Adopted, SpoolState, decode_record
+
+__all__ = ["Rows", "SpoolWriter"]
+
+logger = logging.getLogger("rehook_sdk")
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+# A group's inserts: (record, state, message_id, reason).
+Rows = list[tuple[str, int, str | None, str | None]]
+
+
+class SpoolWriter(Generic[T, C]):
+    """
+    One process's handle on a spool. Safe from any thread; the database is touched by its writer thread only.
+
+    Args:
+        where: The file or the database, for messages.
+        encode: Makes an appended item's record, in the writer thread; `PayloadError` means it cannot be stored
+            (``on_unwritable`` hears of it; the call is still delivered from memory).
+        lease: Seconds after its last heartbeat that an owner is taken for dead and its calls adopted.
+        group_interval: Seconds a group of appended calls waits for more before it is committed.
+        max_bytes: `full` turns true once the records in the spool (every owner's) reach this many bytes.
+        max_pending: `full` turns true once this many ops wait for a database that cannot be written.
+        on_unwritable: Called in the writer thread with the token and the reason of an item not stored.
+        on_marked: Called in the writer thread after each commit that holds marks, with their tokens and
+            whether the commit succeeded (when it did not, the marks are not stored).
+    """
+
+    def __init__(
+        self,
+        where: str,
+        encode: Callable[[T], str],
+        *,
+        lease: float = 30.0,
+        group_interval: float = 0.005,
+        max_bytes: int | None = None,
+        max_pending: int = 100_000,
+        on_unwritable: Callable[[int, str], None] | None = None,
+        on_marked: Callable[[list[int], bool], None] | None = None,
+        open_timeout: float = 30.0,
+    ) -> None:
+        self.where = where
+        self._encode = encode
+        self.lease = lease
+        self._interval = group_interval
+        self._max_bytes = max_bytes
+        self._max_pending = max_pending
+        self._on_unwritable = on_unwritable
+        self._on_marked = on_marked
+        self._pid = os.getpid()
+        self.owner = f"{socket.gethostname()}:{self._pid}:{secrets.token_hex(4)}"
+        self._ops: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._wake = threading.Event()
+        self._hurry = threading.Event()
+        self._closed = False
+        self._rows: dict[int, tuple[int, int]] = {}  # token -> (row id, record bytes), in the writer thread only
+        self._retry: list[tuple[Any, ...]] = []  # appends and settles of groups that could not be written
+        self.problem: str | None = None  # why the last group could not be written, until one is
+        self.committed = 0  # calls written, for stats and tests
+        self.rows = 0  # calls in the spool that are not failed, every owner's (as of the last commit or beat)
+        self.bytes = 0  # bytes of the records in the spool, every owner's
+        self.full = False
+        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(target=self._run, args=(opened,), name="rehook-spool", daemon=True)
+        self._thread.start()
+        try:
+            opened.result(open_timeout)
+        except concurrent.futures.TimeoutError:
+            raise SpoolError(f"{where}: the spool did not open within {open_timeout} s (locked?)") from None
+
+    # -- what a store supplies ------------------------------------------------------------------------
+
+    # The database's own errors: logged without a traceback (anything else is a bug, logged with one).
+    _errors: tuple[type[Exception], ...] = ()
+
+    def _connect(self) -> C:
+        """
+        Open, check and prepare the spool, register this owner, count it (`_set_size`); raise `SpoolError`.
+        """
+        raise NotImplementedError
+
+    def _disconnect(self, connection: C) -> None:
+        raise NotImplementedError
+
+    def _begin(self, connection: C) -> None:
+        raise NotImplementedError
+
+    def _commit(self, connection: C) -> None:
+        raise NotImplementedError
+
+    def _rollback(self, connection: C) -> None:
+        raise NotImplementedError
+
+    def _insert(self, connection: C, rows: Rows) -> list[int]:
+        """
+        Insert rows owned by this owner; their ids, in order.
+        """
+        raise NotImplementedError
+
+    def _mark(self, connection: C, marks: list[tuple[str, int]]) -> None:
+        """
+        Set (message_id, row id) rows to SENDING.
+        """
+        raise NotImplementedError
+
+    def _delete(self, connection: C, ids: list[int]) -> None:
+        raise NotImplementedError
+
+    def _fail(self, connection: C, fails: list[tuple[str, int]]) -> None:
+        """
+        Set (reason, row id) rows to FAILED.
+        """
+        raise NotImplementedError
+
+    def _take(self, connection: C, limit: int) -> list[tuple[int, int, str | None, str]]:
+        """
+        Claim up to ``limit`` rows nobody live owns, oldest first: (id, state, message_id, record).
+        """
+        raise NotImplementedError
+
+    def _count(self, connection: C) -> tuple[int, int]:
+        """
+        Rows not failed, and bytes of every record, in the spool.
+        """
+        raise NotImplementedError
+
+    def _beat(self, connection: C) -> None:
+        raise NotImplementedError
+
+    def _release(self, connection: C, let_go: bool) -> None:
+        """
+        Unregister this owner; with ``let_go``, first leave its calls to whoever comes next.
+        """
+        raise NotImplementedError
+
+    def _is_lost(self, exc: Exception) -> bool:
+        """
+        Whether ``exc`` means the connection is gone (then a new one is made for the next group).
+        """
+        return False
+
+    # -- any thread ---------------------------------------------------------------------------------------
+
+    def append(self, token: int, item: T) -> None:
+        """
+        Spool ``item`` under ``token``: a memory append; it is stored once its group is committed.
+        """
+        if self._closed or os.getpid() != self._pid:
+            self._refuse()
+        ops = self._ops
+        ops.append(("append", token, item))
+        if len(ops) == 1:
+            self._wake.set()
+
+    def settle(self, token: int, *, failed: str | None = None) -> None:
+        """
+        ``token``'s call ended: delivered or dropped (``failed=None``: its row goes), or failed and kept for the
+        operator with ``failed`` as its reason.
+        """
+        if self._closed or os.getpid() != self._pid:
+            self._refuse()
+        ops = self._ops
+        ops.append(("settle", token, failed))
+        if len(ops) == 1:
+            self._wake.set()
+
+    def mark_sending(self, token: int, message_id: str) -> None:
+        """
+        Record that a request for ``token`` (with this messageId) is about to be written, at once: ``on_marked``
+        hears when it is committed.
+        """
+        self._urgent(("mark", token, message_id))
+
+    def adopt(self, limit: int, tokens: Callable[[], int]) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
+        """
+        Take over up to ``limit`` calls nobody live owns (let go, or of an owner whose lease expired), oldest
+        first, each under a token from ``tokens``.
+        """
+        reply: concurrent.futures.Future[list[tuple[int, Adopted]]] = concurrent.futures.Future()
+        self._urgent(("adopt", limit, tokens, reply))
+        return reply
+
+    def sync(self) -> concurrent.futures.Future[None]:
+        """
+        Commit everything appended so far; done when it is stored.
+        """
+        reply: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._urgent(("sync", reply))
+        return reply
+
+    def depth(self) -> concurrent.futures.Future[int]:
+        """
+        How many calls the spool holds that are not failed (every owner's), counted in the database.
+        """
+        reply: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._urgent(("depth", reply))
+        return reply
+
+    def close(self, *, release: bool = True, timeout: float | None = None) -> bool:
+        """
+        Commit what is appended, let go of this process's calls still in the spool (``release``: another process
+        or the next start takes them at once, without waiting for the lease), and end the writer thread.
+
+        Returns:
+            Whether the writer thread ended within ``timeout``.
+        """
+        if self._closed:
+            return not self._thread.is_alive()
+        self._closed = True
+        if os.getpid() != self._pid:
+            return True  # a forked child's copy: the thread and the connection are the parent's
+        self._ops.append(("close", release))
+        self._hurry.set()
+        self._wake.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _urgent(self, op: tuple[Any, ...]) -> None:
+        if self._closed or os.getpid() != self._pid:
+            self._refuse()
+        self._ops.append(op)
+        self._hurry.set()
+        self._wake.set()
+
+    def _refuse(self) -> None:
+        if os.getpid() != self._pid:
+            raise SpoolError("this spool was opened by the parent process: a forked child opens its own")
+        raise SpoolError(f"{self.where}: the spool is closed")
+
+    def _set_size(self, rows: int, size: int) -> None:
+        self.rows, self.bytes = rows, size
+        self.full = (self._max_bytes is not None and size >= self._max_bytes) or len(self._retry) >= self._max_pending
+
+    # -- the writer thread --------------------------------------------------------------------------------
+
+    def _run(self, opened: concurrent.futures.Future[None]) -> None:
+        try:
+            connection: C | None = self._connect()
+        except Exception as exc:
+            opened.set_exception(exc)
+            return
+        opened.set_result(None)
+        beat = max(min(self.lease / 3, 5.0), 0.01)
+        next_beat = time.monotonic() + beat
+        pause = 0.0  # after a group that could not be written
+        ops, wake, hurry = self._ops, self._wake, self._hurry
+        try:
+            while True:
+                if not ops:
+                    wake.clear()
+                    if not ops:  # nothing came between the check and the clear
+                        wake.wait(max(0.0, min(next_beat - time.monotonic(), pause or 3600)))
+                if ops and not hurry.is_set():
+                    hurry.wait(max(self._interval, pause))  # the group gathers; an op something waits for cuts it
+                hurry.clear()
+                batch = self._retry + [ops.popleft() for _ in range(len(ops))]
+                self._retry = []
+                if connection is None:
+                    connection = self._reconnect()
+                if connection is not None and time.monotonic() >= next_beat:
+                    connection = self._heartbeat(connection)
+                    next_beat = time.monotonic() + beat
+                if not batch:
+                    continue
+                if connection is None:
+                    closing = self._failed(batch, [], self.problem or "no connection")
+                else:
+                    closing, connection = self._apply(connection, batch)
+                if closing:
+                    return
+                pause = min(max(pause * 2, 0.05), 2.0) if self._retry else 0.0
+        finally:
+            if connection is not None:
+                try:
+                    self._disconnect(connection)
+                except Exception:
+                    logger.debug("spool %s: closing the connection failed", self.where, exc_info=True)
+
+    def _reconnect(self) -> C | None:
+        try:
+            connection = self._connect()
+        except Exception as exc:
+            self.problem = str(exc)
+            return None
+        logger.warning("spool %s: connected again", self.where)
+        return connection
+
+    def _heartbeat(self, connection: C) -> C | None:
+        # Also recounts the spool: other processes write to it too.
+        try:
+            self._beat(connection)
+            self._set_size(*self._count(connection))
+            return connection
+        except Exception as exc:
+            logger.warning("spool %s: the heartbeat could not be written (%s)", self.where, exc)
+            return self._after(connection, exc)
+
+    def _after(self, connection: C, exc: Exception) -> C | None:
+        if not self._is_lost(exc):
+            return connection
+        try:
+            self._disconnect(connection)
+        except Exception:
+            logger.debug("spool %s: closing the lost connection failed", self.where, exc_info=True)
+        return None
+
+    def _apply(self, connection: C, ops: list[tuple[Any, ...]]) -> tuple[bool, C | None]:
+        """
+        Write one group in one transaction, then answer its waiters; whether the spool is closed, and the
+        connection to go on with.
+        """
+        rows = self._rows
+        settled = {op[1] for op in ops if op[0] == "settle" and op[2] is None}
+        inserts: dict[int, list[Any]] = {}  # token -> [record, state, message_id, reason]
+        marks: dict[int, str] = {}  # token of a stored row -> message_id
+        ends: dict[int, str | None] = {}  # token of a stored row -> None (delete) or the reason it failed
+        adopts: list[tuple[int, Callable[[], int], concurrent.futures.Future[Any]]] = []
+        waiting: list[tuple[str, concurrent.futures.Future[Any]]] = []
+        marked: list[int] = []
+        skipped = 0
+        closing: bool | None = None
+        for op in ops:
+            kind = op[0]
+            if kind == "append":
+                token = op[1]
+                if token in settled:
+                    skipped += 1
+                    continue
+                try:
+                    inserts[token] = [self._encode(op[2]), int(SpoolState.QUEUED), None, None]
+                except PayloadError as exc:
+                    if self._on_unwritable is not None:
+                        self._on_unwritable(token, str(exc))
+            elif kind == "mark":
+                _, token, message_id = op
+                marked.append(token)
+                pending = inserts.get(token)
+                if pending is not None:
+                    pending[1:3] = [int(SpoolState.SENDING), message_id]
+                elif token in rows:
+                    marks[token] = message_id
+            elif kind == "settle":
+                _, token, failed = op
+                pending = inserts.get(token)
+                if pending is not None:  # failed within its group: stored as failed at once
+                    pending[1], pending[3] = int(SpoolState.FAILED), failed
+                elif token in rows:
+                    marks.pop(token, None)
+                    ends[token] = failed
+            elif kind == "adopt":
+                adopts.append((op[1], op[2], op[3]))
+            elif kind in ("depth", "sync"):
+                waiting.append((kind, op[1]))
+            else:
+                closing = bool(op[1])
+        size_rows, size_bytes = self.rows, self.bytes
+        try:
+            self._begin(connection)
+            order = list(inserts)
+            if order:
+                values = [tuple(inserts[token]) for token in order]
+                for token, row, value in zip(order, self._insert(connection, values), values, strict=True):
+                    size = _size(value[0])
+                    size_bytes += size
+                    if value[1] != SpoolState.FAILED:
+                        rows[token] = (row, size)
+                        size_rows += 1
+            if marks:
+                self._mark(connection, [(message_id, rows[token][0]) for token, message_id in marks.items()])
+            gone = [token for token, failed in ends.items() if failed is None]
+            if gone:
+                self._delete(connection, [rows[token][0] for token in gone])
+                size_bytes -= sum(rows[token][1] for token in gone)
+            kept = [(failed, rows[token][0]) for token, failed in ends.items() if failed is not None]
+            if kept:
+                self._fail(connection, kept)
+            size_rows -= len(ends)
+            adopted = [(reply, self._adopt(connection, limit, tokens)) for limit, tokens, reply in adopts]
+            counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
+            if closing is not None:
+                self._release(connection, closing)
+            self._commit(connection)
+        except Exception as exc:  # the database (down, disk full) or a bug: the thread must live on
+            try:
+                self._rollback(connection)
+            except Exception:
+                logger.debug("spool %s: rollback failed", self.where, exc_info=True)
+            for token in inserts:  # rolled back (the ended rows were not changed: they are settled again)
+                rows.pop(token, None)
+            return self._failed(ops, marked, exc), self._after(connection, exc)
+        for token in ends:
+            rows.pop(token, None)
+        self.committed += len(inserts) + skipped
+        if self.problem is not None:
+            logger.warning("spool %s: written again", self.where)
+            self.problem = None
+        self._set_size(size_rows, size_bytes)
+        if marked and self._on_marked is not None:
+            self._on_marked(marked, True)
+        for answer, taken in adopted:
+            if not answer.done():
+                answer.set_result(taken)
+        for kind, reply in waiting:
+            if not reply.done():
+                reply.set_result(counted if kind == "depth" else None)
+        return closing is not None, connection
+
+    def _failed(self, ops: list[tuple[Any, ...]], marked: list[int], exc: Exception | str) -> bool:
+        """
+        A group not written: its appends and settles are kept for the next group; what waits is told now.
+        Whether the spool is closed (a close in the group ends the thread: what is kept is given up).
+        """
+        closing = any(op[0] == "close" for op in ops)
+        kept = [op for op in ops if op[0] in ("append", "settle")]
+        first = self.problem is None
+        self.problem = str(exc)
+        if closing:
+            logger.error(
+                "spool %s: closed with %d operations that could not be written (%s)", self.where, len(kept), exc
+            )
+        else:
+            self._retry = kept[-self._max_pending :] if len(kept) > self._max_pending else kept
+            if first:
+                logger.error(
+                    "spool %s: could not write (%s); the calls are still delivered from memory, and written when "
+                    "the spool can be written again",
+                    self.where,
+                    exc,
+                    exc_info=isinstance(exc, Exception) and not isinstance(exc, self._errors),
+                )
+        self._set_size(self.rows, self.bytes)
+        error = SpoolError(f"{self.where}: {exc}")
+        for op in ops:
+            reply = op[-1]
+            if isinstance(reply, concurrent.futures.Future) and not reply.done():
+                reply.set_exception(error)
+        if marked and self._on_marked is not None:
+            self._on_marked(marked, False)
+        return closing
+
+    def _adopt(self, connection: C, limit: int, tokens: Callable[[], int]) -> list[tuple[int, Adopted]]:
+        taken: list[tuple[int, Adopted]] = []
+        unreadable: list[tuple[str, int]] = []
+        for row, state, message_id, record in self._take(connection, limit):
+            try:
+                call = decode_record(record, message_id)
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.error("spool %s: row %d is not a call this SDK reads (%s); kept as failed", self.where, row, exc)
+                unreadable.append((f"unreadable: {exc}", row))
+                continue
+            token = tokens()
+            self._rows[token] = (row, _size(record))
+            taken.append((token, Adopted(row, SpoolState(state), call)))
+        if unreadable:
+            self._fail(connection, unreadable)
+        return taken
+
+
+def _size(record: str) -> int:
+    return len(record) if record.isascii() else len(record.encode("utf-8", "surrogatepass"))
