@@ -59,7 +59,7 @@ from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._spooling import Spooling
-from ._spools import SpoolError
+from ._spools import SpoolError, is_postgres_url
 from ._stats import Stats
 from ._transports import (
     RESERVED_HEADERS,
@@ -139,10 +139,12 @@ def _spool_opener(
     if spool is None:
         return lambda: None
     if not isinstance(spool, str | os.PathLike) or not os.fspath(spool):
-        raise ConfigurationError(f"spool must be a file path, got {spool!r}")
+        raise ConfigurationError(f"spool must be a file path or a postgresql:// URL, got {spool!r}")
     path = os.fspath(spool)
-    if isinstance(path, str) and "://" in path:
-        raise ConfigurationError(f"spool must be a file path (a SQLite file); {path!r} is not supported")
+    if isinstance(path, str) and "://" in path and not is_postgres_url(path):
+        raise ConfigurationError(
+            f"spool must be a file path (SQLite) or a postgresql:// URL; {path.split('://')[0]}:// is not supported"
+        )
     if not _positive_number(interval):
         raise ConfigurationError(f"spool_interval must be a number > 0, got {interval!r}")
     if not _positive_number(lease):

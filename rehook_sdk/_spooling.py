@@ -20,12 +20,12 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from ._handle import entry_call
 from ._outcome import Outcome, OutcomeStatus
 from ._queue import Data, Meta
-from ._spools import Adopted, SpoolError, SqliteSpool, encode_record
+from ._spools import Adopted, PostgresSpool, SpoolError, SpoolWriter, SqliteSpool, encode_record, is_postgres_url
 
 __all__ = ["Spooling"]
 
@@ -58,17 +58,19 @@ class Spooling:
         self._marks: dict[int, asyncio.Future[None]] = {}
         self.lease = lease
         self.resent: set[int] = set()  # tokens of adopted calls a request may already have reached Rehook for
-        self.spool: SqliteSpool[tuple[Meta, Data]] = SqliteSpool(
-            path,
-            _record,
-            lease=lease,
-            group_interval=group_interval,
-            synchronous=synchronous,
-            max_bytes=max_bytes,
-            on_unwritable=self._unwritable,
-            on_marked=self._marked_in_thread,
-        )
-        self.path = str(self.spool.path)
+        settings: dict[str, Any] = {
+            "lease": lease,
+            "group_interval": group_interval,
+            "max_bytes": max_bytes,
+            "on_unwritable": self._unwritable,
+            "on_marked": self._marked_in_thread,
+        }
+        self.spool: SpoolWriter[tuple[Meta, Data], Any]
+        if isinstance(path, str) and is_postgres_url(path):
+            self.spool = PostgresSpool(path, _record, **settings)  # synchronous: the server's synchronous_commit
+        else:
+            self.spool = SqliteSpool(path, _record, synchronous=synchronous, **settings)
+        self.path = self.spool.where  # for messages (a URL without its password)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
+import socket
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -83,3 +85,48 @@ async def client(fake: FakeRehook) -> AsyncIterator[RehookClient]:
     """
     async with fake.client() as rehook:
         yield rehook
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------------------------
+
+# The server the PostgreSQL spool tests use; CI sets REHOOK_REQUIRE_POSTGRES=1, so that they fail there rather
+# than skip when it cannot be reached.
+POSTGRES_URL = os.environ.get("REHOOK_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """
+    A URL for the test PostgreSQL server whose search_path is a schema of this test's own, dropped afterwards;
+    the test is skipped (failed under REHOOK_REQUIRE_POSTGRES=1) when psycopg or the server is missing.
+    """
+    required = os.environ.get("REHOOK_REQUIRE_POSTGRES") == "1"
+    try:
+        import psycopg
+    except ImportError:
+        if required:
+            pytest.fail("REHOOK_REQUIRE_POSTGRES=1 but psycopg is not installed")
+        pytest.skip("psycopg is not installed (pip install -e '.[dev]')")
+    try:
+        admin = psycopg.connect(POSTGRES_URL, connect_timeout=3, autocommit=True)
+    except psycopg.Error as exc:
+        if required:
+            pytest.fail(f"REHOOK_REQUIRE_POSTGRES=1 but PostgreSQL at {POSTGRES_URL} cannot be reached: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} (set REHOOK_TEST_POSTGRES to another): {exc}")
+    schema = f"rehook_test_{secrets.token_hex(6)}"
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            separator = "&" if "?" in POSTGRES_URL else "?"
+            yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A server that accepts connections and never answers (requests sit in its backlog)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1024)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"

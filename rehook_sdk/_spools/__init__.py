@@ -6,7 +6,18 @@ calls are delivered from; a spool keeps a copy that survives the process, for th
 
 from .._exceptions import SpoolError
 from .base import Adopted, SpoolState, decode_record, encode_record
+from .postgres import PostgresSpool, is_postgres_url
 from .sqlite import SqliteSpool
 from .writer import SpoolWriter
 
-__all__ = ["Adopted", "SpoolError", "SpoolState", "SpoolWriter", "SqliteSpool", "decode_record", "encode_record"]
+__all__ = [
+    "Adopted",
+    "PostgresSpool",
+    "SpoolError",
+    "SpoolState",
+    "SpoolWriter",
+    "SqliteSpool",
+    "decode_record",
+    "encode_record",
+    "is_postgres_url",
+]

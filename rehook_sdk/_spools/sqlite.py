@@ -112,7 +112,8 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
                     f"{self.path}: the spool's format is version {row[0]}; this SDK reads version {SCHEMA_VERSION}"
                 )
             connection.execute(
-                f"INSERT INTO rehook_owners VALUES (?, ?, ?, {_NOW})", (self.owner, os.getpid(), socket.gethostname())
+                f"INSERT OR REPLACE INTO rehook_owners VALUES (?, ?, ?, {_NOW})",
+                (self.owner, os.getpid(), socket.gethostname()),
             )
             self._set_size(*self._count(connection))
             connection.execute("COMMIT")

@@ -319,12 +319,19 @@ class SpoolWriter(Generic[T, C]):
     def _heartbeat(self, connection: C) -> C | None:
         # Also recounts the spool: other processes write to it too.
         try:
+            self._begin(connection)
             self._beat(connection)
-            self._set_size(*self._count(connection))
-            return connection
+            size = self._count(connection)
+            self._commit(connection)
         except Exception as exc:
+            try:
+                self._rollback(connection)
+            except Exception:
+                logger.debug("spool %s: rollback failed", self.where, exc_info=True)
             logger.warning("spool %s: the heartbeat could not be written (%s)", self.where, exc)
             return self._after(connection, exc)
+        self._set_size(*size)
+        return connection
 
     def _after(self, connection: C, exc: Exception) -> C | None:
         if not self._is_lost(exc):

@@ -1,0 +1,225 @@
+"""
+The PostgreSQL spool: three tables in the connection's schema (``search_path``), shared by any number of processes
+on any number of hosts, each writing through its own writer thread (see `SpoolWriter`) with psycopg 3.
+
+Coordination is the database's: calls are claimed with ``FOR UPDATE SKIP LOCKED`` in short transactions, owners'
+heartbeats and leases use the database's clock (``now()``), and the tables are created under an advisory lock. A
+lost connection is made again for the next group; until then the groups wait (see `SpoolWriter`).
+
+psycopg is imported when a PostgreSQL spool is opened: the ``postgres`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .._exceptions import ConfigurationError, SpoolError
+from .base import SpoolState
+from .writer import Rows, SpoolWriter
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresSpool", "is_postgres_url"]
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+# pg_advisory_xact_lock's key while the tables are created: any fixed 64-bit number ("rehook" in ASCII).
+_LOCK = 0x7265686F6F6B
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS rehook_spool (key text PRIMARY KEY, value text NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS rehook_owners (
+        owner text PRIMARY KEY,
+        pid integer NOT NULL,
+        host text NOT NULL,
+        heartbeat timestamptz NOT NULL DEFAULT now()
+    )""",
+    """CREATE TABLE IF NOT EXISTS rehook_calls (
+        id bigserial PRIMARY KEY,
+        owner text,
+        state smallint NOT NULL,
+        message_id text,
+        accepted timestamptz NOT NULL DEFAULT now(),
+        record text NOT NULL,
+        reason text
+    )""",
+    "CREATE INDEX IF NOT EXISTS rehook_calls_owner ON rehook_calls (owner, state)",
+)
+_LIVE = "SELECT owner FROM rehook_owners WHERE heartbeat >= now() - make_interval(secs => %(lease)s)"
+_TAKE = f"""
+UPDATE rehook_calls SET owner = %(me)s
+WHERE id IN (
+    SELECT id FROM rehook_calls
+    WHERE state < {SpoolState.FAILED:d} AND (owner IS NULL OR owner NOT IN ({_LIVE}))
+    ORDER BY id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, state, message_id, record
+"""
+
+
+def is_postgres_url(value: str) -> bool:
+    return value.startswith(("postgresql://", "postgres://"))
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigurationError("a PostgreSQL spool needs psycopg 3: pip install 'rehook-sdk[postgres]'") from None
+    return psycopg
+
+
+class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
+    """
+    A spool in PostgreSQL.
+
+    Args:
+        url: A libpq connection URL (``postgresql://user@host/db``; ``?options=-csearch_path%3Dname`` picks the
+            schema the tables live in).
+        settings: As for `SpoolWriter`.
+    """
+
+    def __init__(self, url: str, encode: Callable[[T], str], **settings: Any) -> None:
+        self._psycopg = _psycopg()
+        self._errors = (self._psycopg.Error,)
+        self.url = url
+        super().__init__(_redacted(url), encode, **settings)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        pg = self._psycopg
+        try:
+            connection: psycopg.Connection[Any] = pg.connect(
+                self.url, connect_timeout=10, autocommit=False, application_name="rehook-sdk spool"
+            )
+        except pg.Error as exc:
+            raise SpoolError(f"{self.where}: cannot connect to the spool: {_first_line(exc)}") from None
+        try:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+            for statement in _SCHEMA:
+                connection.execute(statement)
+            row = connection.execute("SELECT value FROM rehook_spool WHERE key = 'schema'").fetchone()
+            if row is None:
+                connection.execute("INSERT INTO rehook_spool VALUES ('schema', %s)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                raise SpoolError(
+                    f"{self.where}: the spool's format is version {row[0]}; this SDK reads version {SCHEMA_VERSION}"
+                )
+            connection.execute(
+                "INSERT INTO rehook_owners (owner, pid, host) VALUES (%s, %s, %s) "
+                "ON CONFLICT (owner) DO UPDATE SET heartbeat = now()",
+                (self.owner, os.getpid(), socket.gethostname()),
+            )
+            self._set_size(*self._count(connection))
+            connection.commit()
+        except pg.Error as exc:
+            connection.close()
+            raise SpoolError(f"{self.where}: not a usable spool: {_first_line(exc)}") from None
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _disconnect(self, connection: psycopg.Connection[Any]) -> None:
+        connection.close()
+
+    def _begin(self, connection: psycopg.Connection[Any]) -> None:
+        pass  # psycopg opens a transaction with the first statement
+
+    def _commit(self, connection: psycopg.Connection[Any]) -> None:
+        connection.commit()
+
+    def _rollback(self, connection: psycopg.Connection[Any]) -> None:
+        if not connection.closed:
+            connection.rollback()
+
+    def _insert(self, connection: psycopg.Connection[Any], rows: Rows) -> list[int]:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO rehook_calls (owner, state, message_id, record, reason) "
+                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                [(self.owner, state, message_id, record, reason) for record, state, message_id, reason in rows],
+                returning=True,
+            )
+            ids: list[int] = []
+            while True:
+                found = cursor.fetchone()
+                assert found is not None
+                ids.append(int(found[0]))
+                if not cursor.nextset():
+                    return ids
+
+    def _mark(self, connection: psycopg.Connection[Any], marks: list[tuple[str, int]]) -> None:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE rehook_calls SET state = {SpoolState.SENDING:d}, message_id = %s WHERE id = %s", marks
+            )
+
+    def _delete(self, connection: psycopg.Connection[Any], ids: list[int]) -> None:
+        connection.execute("DELETE FROM rehook_calls WHERE id = ANY(%s)", (ids,))
+
+    def _fail(self, connection: psycopg.Connection[Any], fails: list[tuple[str, int]]) -> None:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE rehook_calls SET state = {SpoolState.FAILED:d}, reason = %s WHERE id = %s", fails
+            )
+
+    def _take(self, connection: psycopg.Connection[Any], limit: int) -> list[tuple[int, int, str | None, str]]:
+        taken = [
+            (int(row), int(state), message_id, record)
+            for row, state, message_id, record in connection.execute(
+                _TAKE, {"me": self.owner, "lease": self.lease, "limit": limit}
+            ).fetchall()
+        ]
+        taken.sort()  # RETURNING gives no order
+        connection.execute(
+            "DELETE FROM rehook_owners WHERE heartbeat < now() - make_interval(secs => %(lease)s) AND owner NOT IN "
+            "(SELECT owner FROM rehook_calls WHERE owner IS NOT NULL)",
+            {"lease": self.lease},
+        )
+        return taken
+
+    def _count(self, connection: psycopg.Connection[Any]) -> tuple[int, int]:
+        row = connection.execute(
+            f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d}), "
+            "coalesce(sum(octet_length(record)), 0) FROM rehook_calls"
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def _beat(self, connection: psycopg.Connection[Any]) -> None:
+        connection.execute("UPDATE rehook_owners SET heartbeat = now() WHERE owner = %s", (self.owner,))
+
+    def _release(self, connection: psycopg.Connection[Any], let_go: bool) -> None:
+        if let_go:
+            connection.execute(
+                f"UPDATE rehook_calls SET owner = NULL WHERE owner = %s AND state < {SpoolState.FAILED:d}",
+                (self.owner,),
+            )
+        connection.execute("DELETE FROM rehook_owners WHERE owner = %s", (self.owner,))
+
+    def _is_lost(self, exc: Exception) -> bool:
+        pg = self._psycopg
+        return isinstance(exc, pg.OperationalError | pg.InterfaceError)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _redacted(url: str) -> str:
+    """
+    The URL without its password, for messages.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    credentials, _, host = rest.partition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
