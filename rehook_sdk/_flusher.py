@@ -32,7 +32,7 @@ from ._queue import Data, EventQueue, Meta
 from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
-from ._spooling import ADOPT_BATCH, Spooling
+from ._spooling import ADOPT_BATCH, Spooling, TakenOver
 from ._spools import Adopted, SpoolError, SpoolState
 from ._stats import Counters, Stats
 from ._transports import Attempt, Transport
@@ -570,6 +570,13 @@ class Flusher:
                 assert step.request is not None
                 key = f"{message_id}-{step.mapping.index}" if keyed else message_id
                 await self._deliver(step.mapping, step.request, key, results)
+        except TakenOver:
+            message = (
+                "another process took this call over from the spool (this one was presumed dead: no heartbeat for "
+                "the lease); that process delivers it"
+            )
+            self._end(token, call, Outcome._for(call, Reason.TAKEN_OVER, message, message_id=message_id), accepted)
+            return 0
         except asyncio.CancelledError:
             on_the_wire = bool(results) and results[-1].maybe_delivered
             if self._requeue_at_loop_end(token, call, accepted, len(routed), on_the_wire):

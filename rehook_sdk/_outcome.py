@@ -73,6 +73,9 @@ class Reason(enum.StrEnum):
     process sharing it) delivers it."""
     SPOOL_FULL = "spool_full"
     """dropped: the spool held ``max_spool_bytes`` of calls."""
+    TAKEN_OVER = "taken_over"
+    """dropped: another process took the call over from the spool, this one having been presumed dead (no
+    heartbeat for ``spool_lease``): that process delivers it."""
     INTERRUPTED = "interrupted"
     """failed: taken over from the spool of a process that died with a request for it on the wire, under
     ``delivery="at_most_once"``: not sent again (Rehook may have it); kept in the spool."""

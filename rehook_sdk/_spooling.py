@@ -40,6 +40,12 @@ def _record(entry: tuple[Meta, Data]) -> str:
     return encode_record(entry_call(meta, data))
 
 
+class TakenOver(Exception):
+    """
+    Another process took the call over from the spool (this one was presumed dead): it is that one's to send.
+    """
+
+
 class Spooling:
     """
     One client's spool, on the loop the client runs on.
@@ -90,6 +96,9 @@ class Spooling:
         """
         Until the spool has recorded that a request for ``token`` is about to go out (or failed to: the call is
         still sent, only not marked).
+
+        Raises:
+            TakenOver: another process took the call over meanwhile: do not send it.
         """
         loop = asyncio.get_running_loop()
         waiter = self._marks.get(token)
@@ -101,22 +110,27 @@ class Spooling:
         finally:
             self._marks.pop(token, None)
 
-    def _marked_in_thread(self, tokens: list[int], ok: bool) -> None:
+    def _marked_in_thread(self, tokens: list[int], ok: bool, lost: list[int]) -> None:
         # The spool's writer thread, once per commit that held marks: one hop to the loop for all of them.
         loop = self._loop
         if loop is None or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(self._marked, tokens, ok)
+            loop.call_soon_threadsafe(self._marked, tokens, ok, lost)
 
-    def _marked(self, tokens: list[int], ok: bool) -> None:
+    def _marked(self, tokens: list[int], ok: bool, lost: list[int]) -> None:
         if not ok:
             logger.warning("spool %s: %d calls are sent without their mark on disk", self.path, len(tokens))
         marks = self._marks
+        taken = set(lost)
         for token in tokens:
             waiter = marks.get(token)
-            if waiter is not None and not waiter.done() and not waiter.get_loop().is_closed():
-                waiter.set_result(None)  # (a waiter of a loop that closed meanwhile has no sender left)
+            if waiter is None or waiter.done() or waiter.get_loop().is_closed():
+                continue  # (a waiter of a loop that closed meanwhile has no sender left)
+            if token in taken:
+                waiter.set_exception(TakenOver())
+            else:
+                waiter.set_result(None)
 
     def ended(self, token: int, outcome: Outcome) -> None:
         """

@@ -222,3 +222,23 @@ async def test_a_handle_can_be_awaited_until_its_call_is_on_disk(fake: FakeRehoo
         assert await handles[0].persisted() is True  # ended (spooled): nothing left to wait for
     async with fake.client() as plain:
         assert await plain.track("viewed", user_id="u1").persisted() is False
+
+
+async def test_calls_taken_over_from_a_live_process_are_sent_by_one_of_them(fake: FakeRehook, tmp_path: Path) -> None:
+    """Client A holds 5 calls (one on the wire for a second) when client B, whose lease is 0.1 s, takes them over
+    (A's heartbeat comes every 5 s). B delivers all 5, the one on the wire flagged as re-sent; A does not send the
+    4 it had not sent yet (taken_over); only the call that was on the wire reaches Rehook twice."""
+    path = tmp_path / "spool.db"
+    fake.delay_next(1, seconds=1.0)
+    async with fake.client(spool=path, concurrency=1) as a:
+        for i in range(5):
+            _ = a.track("viewed", user_id=f"u{i}")
+        await wait_until(lambda: fake.pending == 1)
+        async with fake.client(spool=path, spool_lease=0.1) as b:
+            await wait_until(lambda: b.stats().delivered == 5)
+            assert (b.stats().adopted, b.stats().resent) == (5, 1)
+        await wait_until(lambda: a.stats().in_queue + a.stats().in_flight == 0)
+        assert a.stats().delivered == 1
+        assert a.stats().dropped == {Reason.TAKEN_OVER: 4}
+    assert Counter(event["source_id"] for event in fake.events) == Counter(["u0", "u0", "u1", "u2", "u3", "u4"])
+    assert spooled_rows(path) == []

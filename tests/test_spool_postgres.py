@@ -203,3 +203,25 @@ async def test_a_shutdown_leaves_calls_for_the_next_client(fake: FakeRehook, pos
     async with fake.client(spool=postgres_url) as second:
         await wait_until(lambda: second.stats().delivered == 100)
     assert len(fake.events) == 100
+
+
+def test_a_process_presumed_dead_leaves_what_was_taken_over(postgres_url: str) -> None:
+    reported: list[tuple[list[int], bool, list[int]]] = []
+    spools: list[PostgresSpool[Call]] = []
+    try:
+        a = open_spool(postgres_url, spools, on_marked=lambda t, ok, lost: reported.append((t, ok, lost)))
+        for i in range(3):
+            a.append(i, track(i))
+        a.sync().result(10)
+        b = open_spool(postgres_url, spools, lease=0.1)
+        time.sleep(0.2)
+        assert len(b.adopt(10, count(100).__next__).result(10)) == 3
+        a.mark_sending(1, "m-1")
+        a.mark_sending(5, "m-5")  # never appended: nothing to mark, nothing lost
+        a.settle(2)
+        a.sync().result(10)
+    finally:
+        for spool in spools:
+            spool.close(release=False)
+    assert reported == [([1, 5], True, [1])]
+    assert query(postgres_url, "SELECT count(*) FROM rehook_calls WHERE state = 0") == [(3,)]

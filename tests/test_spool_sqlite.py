@@ -107,7 +107,7 @@ def test_marks_are_committed_at_once_and_reported_after_the_commit(path: Path, o
     reported: list[tuple[list[int], bool, list[tuple[object, ...]]]] = []
     done = threading.Event()
 
-    def on_marked(tokens: list[int], ok: bool) -> None:
+    def on_marked(tokens: list[int], ok: bool, lost: list[int]) -> None:
         reported.append((tokens, ok, rows(path)))
         done.set()
 
@@ -347,7 +347,7 @@ def test_groups_that_cannot_be_written_are_kept_and_written_later(path: Path, ca
     kept and written once the disk has room, and past max_pending the spool says it is full."""
     marked: list[tuple[list[int], bool]] = []
     Breakable.broken.set()
-    spool = Breakable(path, encode_record, max_pending=150, on_marked=lambda t, ok: marked.append((t, ok)))
+    spool = Breakable(path, encode_record, max_pending=150, on_marked=lambda t, ok, _: marked.append((t, ok)))
     try:
         for i in range(100):
             spool.append(i, track(i))
@@ -376,3 +376,22 @@ def test_groups_that_cannot_be_written_are_kept_and_written_later(path: Path, ca
         Breakable.broken.clear()
         spool.close()
     assert "could not write (database or disk is full)" in caplog.text
+
+
+def test_a_process_presumed_dead_leaves_what_was_taken_over(path: Path, opened: list[SqliteSpool[Call]]) -> None:
+    """B takes A's calls over (A's heartbeat is older than B's lease); A, still alive, then marks one of them: the
+    mark reports it lost (A must not send it), and A's later ends leave B's rows alone."""
+    reported: list[tuple[list[int], bool, list[int]]] = []
+    a = open_spool(path, opened, on_marked=lambda t, ok, lost: reported.append((t, ok, lost)))  # beats every 5 s
+    for i in range(3):
+        a.append(i, track(i))
+    a.sync().result(5)
+    b = open_spool(path, opened, lease=0.1)
+    time.sleep(0.2)
+    assert len(b.adopt(10, count(100).__next__).result(5)) == 3
+    a.mark_sending(1, "m-1")
+    a.settle(2)
+    a.settle(0, failed="rejected")
+    a.sync().result(5)
+    assert reported == [([1], True, [1])]
+    assert [r[0] for r in rows(path)] == [SpoolState.QUEUED] * 3  # B's, untouched

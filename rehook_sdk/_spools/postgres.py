@@ -154,20 +154,28 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
                 if not cursor.nextset():
                     return ids
 
-    def _mark(self, connection: psycopg.Connection[Any], marks: list[tuple[str, int]]) -> None:
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE rehook_calls SET state = {SpoolState.SENDING:d}, message_id = %s WHERE id = %s", marks
-            )
+    def _mark(self, connection: psycopg.Connection[Any], marks: list[tuple[str, int]]) -> list[int]:
+        marked = {
+            int(row)
+            for (row,) in connection.execute(
+                f"UPDATE rehook_calls SET state = {SpoolState.SENDING:d}, message_id = m.message_id "
+                "FROM unnest(%s::text[], %s::bigint[]) AS m(message_id, id) "
+                "WHERE rehook_calls.id = m.id AND rehook_calls.owner = %s RETURNING rehook_calls.id",
+                ([message_id for message_id, _ in marks], [row for _, row in marks], self.owner),
+            ).fetchall()
+        }
+        return [row for _, row in marks if row not in marked]
 
     def _delete(self, connection: psycopg.Connection[Any], ids: list[int]) -> None:
-        connection.execute("DELETE FROM rehook_calls WHERE id = ANY(%s)", (ids,))
+        connection.execute("DELETE FROM rehook_calls WHERE id = ANY(%s) AND owner = %s", (ids, self.owner))
 
     def _fail(self, connection: psycopg.Connection[Any], fails: list[tuple[str, int]]) -> None:
-        with connection.cursor() as cursor:
-            cursor.executemany(
-                f"UPDATE rehook_calls SET state = {SpoolState.FAILED:d}, reason = %s WHERE id = %s", fails
-            )
+        connection.execute(
+            f"UPDATE rehook_calls SET state = {SpoolState.FAILED:d}, reason = f.reason "
+            "FROM unnest(%s::text[], %s::bigint[]) AS f(reason, id) "
+            "WHERE rehook_calls.id = f.id AND rehook_calls.owner = %s",
+            ([reason for reason, _ in fails], [row for _, row in fails], self.owner),
+        )
 
     def _take(self, connection: psycopg.Connection[Any], limit: int) -> list[tuple[int, int, str | None, str]]:
         taken = [
@@ -192,8 +200,15 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         assert row is not None
         return int(row[0]), int(row[1])
 
-    def _beat(self, connection: psycopg.Connection[Any]) -> None:
-        connection.execute("UPDATE rehook_owners SET heartbeat = now() WHERE owner = %s", (self.owner,))
+    def _beat(self, connection: psycopg.Connection[Any]) -> bool:
+        cursor = connection.execute("UPDATE rehook_owners SET heartbeat = now() WHERE owner = %s", (self.owner,))
+        if cursor.rowcount:
+            return True
+        connection.execute(
+            "INSERT INTO rehook_owners (owner, pid, host) VALUES (%s, %s, %s) ON CONFLICT (owner) DO NOTHING",
+            (self.owner, os.getpid(), socket.gethostname()),
+        )
+        return False
 
     def _release(self, connection: psycopg.Connection[Any], let_go: bool) -> None:
         if let_go:

@@ -149,16 +149,27 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
             ids.append(cursor.lastrowid)
         return ids
 
-    def _mark(self, connection: sqlite3.Connection, marks: list[tuple[str, int]]) -> None:
-        connection.executemany(
-            f"UPDATE rehook_calls SET state = {SpoolState.SENDING:d}, message_id = ? WHERE id = ?", marks
-        )
+    def _mark(self, connection: sqlite3.Connection, marks: list[tuple[str, int]]) -> list[int]:
+        lost = []
+        for message_id, row in marks:
+            cursor = connection.execute(
+                f"UPDATE rehook_calls SET state = {SpoolState.SENDING:d}, message_id = ? WHERE id = ? AND owner = ?",
+                (message_id, row, self.owner),
+            )
+            if cursor.rowcount == 0:
+                lost.append(row)
+        return lost
 
     def _delete(self, connection: sqlite3.Connection, ids: list[int]) -> None:
-        connection.executemany("DELETE FROM rehook_calls WHERE id = ?", [(row,) for row in ids])
+        connection.executemany(
+            "DELETE FROM rehook_calls WHERE id = ? AND owner = ?", [(row, self.owner) for row in ids]
+        )
 
     def _fail(self, connection: sqlite3.Connection, fails: list[tuple[str, int]]) -> None:
-        connection.executemany(f"UPDATE rehook_calls SET state = {SpoolState.FAILED:d}, reason = ? WHERE id = ?", fails)
+        connection.executemany(
+            f"UPDATE rehook_calls SET state = {SpoolState.FAILED:d}, reason = ? WHERE id = ? AND owner = ?",
+            [(reason, row, self.owner) for reason, row in fails],
+        )
 
     def _take(self, connection: sqlite3.Connection, limit: int) -> list[tuple[int, int, str | None, str]]:
         taken: list[tuple[int, int, str | None, str]] = connection.execute(
@@ -179,8 +190,14 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
         ).fetchone()
         return int(rows), int(size)
 
-    def _beat(self, connection: sqlite3.Connection) -> None:
-        connection.execute(f"UPDATE rehook_owners SET heartbeat = {_NOW} WHERE owner = ?", (self.owner,))
+    def _beat(self, connection: sqlite3.Connection) -> bool:
+        cursor = connection.execute(f"UPDATE rehook_owners SET heartbeat = {_NOW} WHERE owner = ?", (self.owner,))
+        if cursor.rowcount:
+            return True
+        connection.execute(
+            f"INSERT INTO rehook_owners VALUES (?, ?, ?, {_NOW})", (self.owner, os.getpid(), socket.gethostname())
+        )
+        return False
 
     def _release(self, connection: sqlite3.Connection, let_go: bool) -> None:
         if let_go:

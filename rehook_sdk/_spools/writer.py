@@ -53,8 +53,9 @@ class SpoolWriter(Generic[T, C]):
         max_bytes: `full` turns true once the records in the spool (every owner's) reach this many bytes.
         max_pending: `full` turns true once this many ops wait for a database that cannot be written.
         on_unwritable: Called in the writer thread with the token and the reason of an item not stored.
-        on_marked: Called in the writer thread after each commit that holds marks, with their tokens and
-            whether the commit succeeded (when it did not, the marks are not stored).
+        on_marked: Called in the writer thread after each commit that holds marks, with their tokens, whether
+            the commit succeeded (when it did not, the marks are not stored), and the tokens among them whose calls
+            another process has taken over meanwhile (this one was presumed dead): those must not be sent.
     """
 
     def __init__(
@@ -67,7 +68,7 @@ class SpoolWriter(Generic[T, C]):
         max_bytes: int | None = None,
         max_pending: int = 100_000,
         on_unwritable: Callable[[int, str], None] | None = None,
-        on_marked: Callable[[list[int], bool], None] | None = None,
+        on_marked: Callable[[list[int], bool, list[int]], None] | None = None,
         open_timeout: float = 30.0,
     ) -> None:
         self.where = where
@@ -128,18 +129,22 @@ class SpoolWriter(Generic[T, C]):
         """
         raise NotImplementedError
 
-    def _mark(self, connection: C, marks: list[tuple[str, int]]) -> None:
+    def _mark(self, connection: C, marks: list[tuple[str, int]]) -> list[int]:
         """
-        Set (message_id, row id) rows to SENDING.
+        Set (message_id, row id) rows this owner still holds to SENDING; return the ids of those it no longer
+        holds (taken over by another process).
         """
         raise NotImplementedError
 
     def _delete(self, connection: C, ids: list[int]) -> None:
+        """
+        Delete the rows of these ids this owner still holds.
+        """
         raise NotImplementedError
 
     def _fail(self, connection: C, fails: list[tuple[str, int]]) -> None:
         """
-        Set (reason, row id) rows to FAILED.
+        Set (reason, row id) rows this owner still holds to FAILED.
         """
         raise NotImplementedError
 
@@ -155,7 +160,10 @@ class SpoolWriter(Generic[T, C]):
         """
         raise NotImplementedError
 
-    def _beat(self, connection: C) -> None:
+    def _beat(self, connection: C) -> bool:
+        """
+        Renew this owner's heartbeat; False when its row was gone (it was presumed dead, and registered again).
+        """
         raise NotImplementedError
 
     def _release(self, connection: C, let_go: bool) -> None:
@@ -320,9 +328,16 @@ class SpoolWriter(Generic[T, C]):
         # Also recounts the spool: other processes write to it too.
         try:
             self._begin(connection)
-            self._beat(connection)
+            alive = self._beat(connection)
             size = self._count(connection)
             self._commit(connection)
+            if not alive:
+                logger.error(
+                    "spool %s: this process was presumed dead (no heartbeat for the lease) and its calls may have "
+                    "been taken over: the ones it does not send yet it leaves to the process that took them, but a "
+                    "call it was already sending may reach Rehook twice",
+                    self.where,
+                )
         except Exception as exc:
             try:
                 self._rollback(connection)
@@ -403,8 +418,13 @@ class SpoolWriter(Generic[T, C]):
                     if value[1] != SpoolState.FAILED:
                         rows[token] = (row, size)
                         size_rows += 1
+            lost: list[int] = []
             if marks:
-                self._mark(connection, [(message_id, rows[token][0]) for token, message_id in marks.items()])
+                by_row = {rows[token][0]: token for token in marks}
+                taken_over = self._mark(
+                    connection, [(message_id, rows[token][0]) for token, message_id in marks.items()]
+                )
+                lost = [by_row[row] for row in taken_over]
             gone = [token for token, failed in ends.items() if failed is None]
             if gone:
                 self._delete(connection, [rows[token][0] for token in gone])
@@ -426,15 +446,15 @@ class SpoolWriter(Generic[T, C]):
             for token in inserts:  # rolled back (the ended rows were not changed: they are settled again)
                 rows.pop(token, None)
             return self._failed(ops, marked, exc), self._after(connection, exc)
-        for token in ends:
-            rows.pop(token, None)
+        for token in [*ends, *lost]:
+            rows.pop(token, None)  # (a call taken over is the other process's: nothing more to record for it)
         self.committed += len(inserts) + skipped
         if self.problem is not None:
             logger.warning("spool %s: written again", self.where)
             self.problem = None
         self._set_size(size_rows, size_bytes)
         if marked and self._on_marked is not None:
-            self._on_marked(marked, True)
+            self._on_marked(marked, True, lost)
         for answer, taken in adopted:
             if not answer.done():
                 answer.set_result(taken)
@@ -473,7 +493,7 @@ class SpoolWriter(Generic[T, C]):
             if isinstance(reply, concurrent.futures.Future) and not reply.done():
                 reply.set_exception(error)
         if marked and self._on_marked is not None:
-            self._on_marked(marked, False)
+            self._on_marked(marked, False, [])
         return closing
 
     def _adopt(self, connection: C, limit: int, tokens: Callable[[], int]) -> list[tuple[int, Adopted]]:
