@@ -25,9 +25,9 @@ from typing import IO, Any, TextIO
 
 from . import __version__
 from ._client import RehookClient
-from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY
+from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE
 from ._deadletter import outcome_line
-from ._exceptions import AuthenticationError, ConfigurationError, RehookError
+from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
 from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._outcome import Outcome, OutcomeStatus, Reason
@@ -445,6 +445,52 @@ async def check_auth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def relay(args: argparse.Namespace) -> int:
+    """
+    ``rehook relay``: deliver what a spool holds for processes that are gone (or let their calls go), until
+    SIGINT/SIGTERM, or with ``--once`` until nothing is left to take over; a summary; exit code.
+    """
+    client = _client_from(
+        args,
+        spool=args.spool,
+        spool_lease=args.lease,
+        concurrency=args.concurrency,
+        max_queue_size=args.max_queue,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await client.start()
+    where = client._flusher.spooling.path if client._flusher.spooling is not None else args.spool
+    print(f"rehook relay: delivering from {where}" + (" until it is empty" if args.once else ""), file=sys.stderr)
+    try:
+        while not stop.is_set():
+            if args.once and _relayed_all(client):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.05)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await client.aclose(timeout=args.drain_timeout)
+    stats = client.stats()
+    failed = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.failed.items())) or "none"
+    dropped = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.dropped.items())) or "none"
+    print(
+        f"rehook relay: took over {stats.adopted} ({stats.resent} of them may have reached Rehook before); "
+        f"delivered {stats.delivered}; failed: {failed}; dropped: {dropped}; {stats.spooled} left in the spool",
+        file=sys.stderr,
+    )
+    return EXIT_FAILED if stats.failed_total else EXIT_OK
+
+
+def _relayed_all(client: RehookClient) -> bool:
+    # Done once an adoption took nothing and nothing it took is still pending.
+    flusher = client._flusher
+    return bool(flusher.adoptions) and flusher.adoptions[-1] == 0 and flusher.pending_count() == 0
+
+
 def _positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
@@ -464,6 +510,13 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -545,6 +598,36 @@ def parser() -> argparse.ArgumentParser:
     )
     send_p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    relay_p = commands.add_parser(
+        "relay",
+        help="deliver the calls a spool holds for processes that are gone",
+        description="Run a delivery worker over a spool (a SQLite file, or a postgresql:// URL): it takes over the "
+        "calls of processes that died (once their lease expires) or closed before delivering them, and delivers "
+        "them, until SIGINT/SIGTERM (or, with --once, until none is left). For apps whose processes are "
+        "short-lived or killed. Calls a live process owns are left to it.",
+    )
+    relay_p.add_argument("--spool", required=True, help="the spool: a SQLite file or a postgresql:// URL")
+    credentials(relay_p)
+    relay_p.add_argument("--once", action="store_true", help="stop when nothing is left to take over")
+    relay_p.add_argument(
+        "--lease",
+        type=_positive_seconds,
+        default=DEFAULT_SPOOL_LEASE,
+        help="seconds without a heartbeat after which a process is taken for dead (default 30)",
+    )
+    relay_p.add_argument(
+        "--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY, help="requests in flight (default 64)"
+    )
+    relay_p.add_argument(
+        "--max-queue", type=_positive_int, default=10_000, help="calls taken over at a time (default 10000)"
+    )
+    relay_p.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=10.0,
+        help="when stopped: seconds to deliver what was taken over; the rest stays in the spool (default 10)",
+    )
+
     auth_p = commands.add_parser("check-auth", help="check the API key and secret")
     credentials(auth_p)
 
@@ -591,7 +674,7 @@ def _run_command(args: argparse.Namespace) -> int:
     try:
         if needs_credentials:
             _client_from(args)  # fail early and clearly on missing credentials or a bad URL
-        run = send if args.command == "send" else check_auth
+        run = {"send": send, "relay": relay}.get(args.command, check_auth)
         return asyncio.run(run(args))
     except ConfigurationError as exc:
         message = str(exc)
@@ -601,6 +684,9 @@ def _run_command(args: argparse.Namespace) -> int:
                 f"or set {API_KEY_ENV} and {API_SECRET_ENV}"
             )
         print(f"rehook: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except SpoolError as exc:
+        print(f"rehook: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

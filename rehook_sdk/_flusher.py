@@ -6,6 +6,7 @@ and end each call in exactly one `Outcome`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import math
@@ -100,6 +101,7 @@ class Flusher:
         self.log = OutcomeLog()
         self.spooling = spooling
         self._tokens = tokens
+        self.adoptions: collections.deque[int] = collections.deque(maxlen=1)  # calls the last adoption took
         if spooling is not None:
             self.board.persist = spooling.persisted
 
@@ -407,7 +409,7 @@ class Flusher:
     async def _adopt_forever(self) -> None:
         """
         Take over calls nobody live owns in the spool (left by an earlier client, or by a process that died), as
-        the queue has room: at start, then every half lease, sooner while more are waiting.
+        the queue has room: at start, then every half lease, sooner after a round that took some.
         """
         spooling = self.spooling
         assert spooling is not None
@@ -425,7 +427,8 @@ class Flusher:
                     logger.warning("could not take calls over from the spool: %s", exc)
                     taken = []
                 self._take_adopted(taken)
-                more = len(taken) == limit
+                more = bool(taken)  # look again soon: more may be waiting (or may come: a batch, a restart)
+                self.adoptions.append(len(taken))
             await asyncio.sleep(0.05 if more else every)
 
     def _take_adopted(self, taken: list[tuple[int, Adopted]]) -> None:

@@ -242,3 +242,88 @@ async def test_calls_taken_over_from_a_live_process_are_sent_by_one_of_them(fake
         assert a.stats().dropped == {Reason.TAKEN_OVER: 4}
     assert Counter(event["source_id"] for event in fake.events) == Counter(["u0", "u0", "u1", "u2", "u3", "u4"])
     assert spooled_rows(path) == []
+
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rehook_sdk import RehookClient, RetryPolicy
+
+    async def main() -> None:
+        async with RehookClient(sys.argv[2], sys.argv[3], base_url=sys.argv[1], spool=sys.argv[4],
+                                retry=RetryPolicy(time_scale=0)) as client:
+            for i in range(2_000):
+                _ = client.track("viewed", {"i": i}, user_id=f"{sys.argv[5]}-{i}")
+            assert await client.flush() == 0
+            assert client.stats().delivered == 2_000, client.stats()
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_worker_processes_sharing_one_file_deliver_each_call_once(fake: FakeRehook, tmp_path: Path) -> None:
+    """Three processes (as gunicorn workers would) on one SQLite spool, 2,000 calls each: 6,000 delivered once,
+    and the file empty at the end."""
+    path = tmp_path / "spool.db"
+    workers = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WORKER, fake.url, fake.api_key, fake.api_secret, str(path), f"w{n}"
+        )
+        for n in range(3)
+    ]
+    assert [await asyncio.wait_for(worker.wait(), 60) for worker in workers] == [0, 0, 0]
+    users = Counter(event["source_id"] for event in fake.events)
+    assert len(users) == 6_000
+    assert max(users.values()) == 1
+    assert spooled_rows(path) == []
+
+
+async def leave_calls(path: Path, url: str, n: int) -> None:
+    """A client that closes with ``n`` calls undelivered (Rehook silent): they stay in the spool, let go."""
+    client = RehookClient("k", "s", base_url=url, spool=path, concurrency=2, request_timeout=60)
+    await client.start()
+    for i in range(n):
+        _ = client.track("viewed", user_id=f"u{i}")
+    await client.aclose(timeout=0.1)
+
+
+async def relay(fake: FakeRehook, *options: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rehook_sdk", "relay", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
+        "--base-url", fake.url, *options, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def test_rehook_relay_once_delivers_what_a_spool_holds(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    await leave_calls(path, silent, 300)
+    process = await relay(fake, "--spool", str(path), "--once")
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err
+    assert "took over 300 (2 of them may have reached Rehook before); delivered 300; failed: none" in err.decode()
+    assert sorted(event["source_id"] for event in fake.events) == sorted(f"u{i}" for i in range(300))
+    assert spooled_rows(path) == []
+
+
+async def test_rehook_relay_runs_until_sigterm(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+    """A relay keeps taking over what clients leave, and stops cleanly on SIGTERM."""
+    path = tmp_path / "spool.db"
+    process = await relay(fake, "--spool", str(path), "--lease", "0.2")
+    await leave_calls(path, silent, 50)
+    await wait_until(lambda: len(fake.events) == 50, timeout=30)
+    await leave_calls(path, silent, 20)
+    await wait_until(lambda: len(fake.events) == 70, timeout=30)
+    process.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err
+    assert "delivered 70" in err.decode()
+
+
+async def test_rehook_relay_refuses_a_file_that_is_not_a_spool(fake: FakeRehook, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database" * 100)
+    process = await relay(fake, "--spool", str(bad), "--once")
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert "not a usable SQLite spool" in err.decode()
