@@ -227,9 +227,9 @@ async def metrics_cost(url: str, n: int, variant: str) -> dict[str, float]:
 
 
 async def throughput_sdk(
-    url: str, n: int, concurrency: int = CONCURRENCY, ssl_context: ssl.SSLContext | None = None
+    url: str, n: int, concurrency: int = CONCURRENCY, ssl_context: ssl.SSLContext | None = None, **more: Any
 ) -> dict[str, float]:
-    settings: dict[str, Any] = {"concurrency": concurrency}
+    settings: dict[str, Any] = {"concurrency": concurrency, **more}
     if ssl_context is not None:
         settings["ssl"] = ssl_context
     async with client_for(url, n, **settings) as client:

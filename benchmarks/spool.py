@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench import PROPS, Server, _summary, _timed_calls, client_for, median_of
+from bench import PROPS, Server, _summary, _timed_calls, client_for, median_of, throughput_sdk
 
 from rehook_sdk import RehookClient
 
@@ -62,14 +62,7 @@ async def caller_cost(url: str, n: int, variant: str, folder: Path) -> dict[str,
 
 
 async def throughput(url: str, n: int, variant: str, folder: Path) -> dict[str, float]:
-    async with client_for(url, n, **settings_for(variant, folder)) as client:
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        for i in range(n):
-            _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
-        assert await client.flush() == 0
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        assert client.stats().delivered == n
-    return {"events_per_s": n / elapsed, "cpu_us_per_event": cpu / n * 1e6}
+    return await throughput_sdk(url, n, **settings_for(variant, folder))
 
 
 def silent_url() -> tuple[socket.socket, str]:

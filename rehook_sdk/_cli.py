@@ -488,7 +488,7 @@ async def relay(args: argparse.Namespace) -> int:
 def _relayed_all(client: RehookClient) -> bool:
     # Done once an adoption took nothing and nothing it took is still pending.
     flusher = client._flusher
-    return bool(flusher.adoptions) and flusher.adoptions[-1] == 0 and flusher.pending_count() == 0
+    return flusher.last_adopted == 0 and flusher.pending_count() == 0
 
 
 def _positive_int(text: str) -> int:

@@ -6,7 +6,6 @@ and end each call in exactly one `Outcome`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -101,7 +100,7 @@ class Flusher:
         self.log = OutcomeLog()
         self.spooling = spooling
         self._tokens = tokens
-        self.adoptions: collections.deque[int] = collections.deque(maxlen=1)  # calls the last adoption took
+        self.last_adopted: int | None = None  # calls the last adoption took (None: none has run yet)
         if spooling is not None:
             self.board.persist = spooling.persisted
 
@@ -428,7 +427,7 @@ class Flusher:
                     taken = []
                 self._take_adopted(taken)
                 more = bool(taken)  # look again soon: more may be waiting (or may come: a batch, a restart)
-                self.adoptions.append(len(taken))
+                self.last_adopted = len(taken)
             await asyncio.sleep(0.05 if more else every)
 
     def _take_adopted(self, taken: list[tuple[int, Adopted]]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, RetryPolicy, SpoolError
+from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, SpoolError
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
@@ -140,9 +140,10 @@ CRASHING = textwrap.dedent(
 )
 
 
-def accept_then_die(url: str, path: Path, delivery: str) -> None:
+def accept_then_die(url: str, spool: Path | str, delivery: str) -> None:
+    """Run CRASHING on ``spool`` (a file or a database URL) and SIGKILL it once its 10,000 calls are spooled."""
     with subprocess.Popen(
-        [sys.executable, "-c", CRASHING, url, str(path), delivery], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CRASHING, url, str(spool), delivery], stdout=subprocess.PIPE, text=True
     ) as child:
         assert child.stdout is not None
         assert child.stdout.readline().split() == ["spooled", "10000"]
@@ -202,10 +203,9 @@ async def test_adopted_calls_wait_for_room_in_the_queue(fake: FakeRehook, silent
         _ = client.track("e", user_id=f"u{i}")
     await client.aclose(timeout=0.1)
 
-    async with fake.client(spool=path, max_queue_size=500, retry=RetryPolicy(time_scale=0)) as second:
+    async with fake.client(spool=path, max_queue_size=500) as second:
         await wait_until(lambda: second.stats().delivered == 3_000, timeout=60)
     assert len(fake.events) == 3_000
-    await asyncio.sleep(0)
 
 
 async def test_a_handle_can_be_awaited_until_its_call_is_on_disk(fake: FakeRehook, silent: str, tmp_path: Path) -> None:

@@ -7,11 +7,7 @@ lease expires, a connection the server kills made again without losing a group, 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -27,7 +23,7 @@ from rehook_sdk._types import Call, CallType
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
-from .test_spool import CRASHING
+from .test_spool import accept_then_die
 
 
 def track(i: int) -> Call:
@@ -169,22 +165,12 @@ async def test_clients_on_one_database_deliver_each_call_once(fake: FakeRehook, 
     assert await asyncio.to_thread(query, postgres_url, "SELECT count(*) FROM rehook_calls") == [(0,)]
 
 
-def accept_then_die(url: str, spool: str) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", CRASHING, url, spool, "at_least_once"], stdout=subprocess.PIPE, text=True
-    ) as child:
-        assert child.stdout is not None
-        assert child.stdout.readline().split() == ["spooled", "10000"]
-        os.kill(child.pid, signal.SIGKILL)
-        assert child.wait(10) == -signal.SIGKILL
-
-
 async def test_a_sigkilled_processes_calls_are_delivered_by_another(
     fake: FakeRehook, postgres_url: str, silent: str
 ) -> None:
     """10,000 calls accepted by a process Rehook never answers, then SIGKILL: a client on the same database takes
     them over once the lease expires and delivers each once; the 8 on the wire are re-sent, flagged."""
-    await asyncio.to_thread(accept_then_die, silent, postgres_url)
+    await asyncio.to_thread(accept_then_die, silent, postgres_url, "at_least_once")
     async with fake.client(spool=postgres_url, spool_lease=0.2) as client:
         await wait_until(lambda: client.stats().delivered == 10_000, timeout=60)
         stats = client.stats()
