@@ -34,6 +34,7 @@ from ._outcome import Outcome, OutcomeStatus, Reason
 from ._outcome_log import calls
 from ._retry import RetryPolicy
 from ._router import Router
+from ._spools import Replay
 from ._types import CallType
 from .testing.__main__ import __doc__ as fake_doc
 from .testing.__main__ import add_arguments as add_fake_arguments
@@ -230,6 +231,8 @@ async def send(args: argparse.Namespace) -> int:
     """
     if args.dry_run:
         return dry_run(args)
+    if args.from_spool is not None:
+        return await send_from_spool(args)
     failed_to = args.failed_to or f"rehook-failed-{dt.datetime.now():%Y%m%d-%H%M%S}.jsonl"
     tally = Tally()
     outstanding = asyncio.Semaphore(args.max_queue)  # reading waits when this many calls have no outcome yet
@@ -485,6 +488,61 @@ async def relay(args: argparse.Namespace) -> int:
     return EXIT_FAILED if stats.failed_total else EXIT_OK
 
 
+async def send_from_spool(args: argparse.Namespace) -> int:
+    """
+    ``rehook send --from-spool``: send the calls a spool keeps as failed again (each row taken once, oldest first;
+    those whose request may have reached Rehook only with ``--resend-maybe-delivered``). A call delivered now
+    leaves the spool; one that fails again is kept with its new outcome. Ctrl-C stops taking calls and gives
+    those taken ``--drain-timeout`` seconds; what is left of them goes back to the spool's queue.
+    """
+    client = _client_from(
+        args,
+        spool=args.from_spool,
+        concurrency=args.concurrency,
+        max_queue_size=args.max_queue,
+        conversion_events=args.conversion_event,
+        retry=RetryPolicy(max_attempts=args.max_attempts),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+    replay = Replay(resend_maybe_delivered=args.resend_maybe_delivered)
+    replayed = 0
+    await client.start()
+    flusher = client._flusher
+    where = flusher.spooling.path if flusher.spooling is not None else args.from_spool
+    try:
+        while not stop.is_set() and not (replay.done and flusher.pending_count() == 0):
+            before = replay.after
+            if not replay.done:
+                replayed += await flusher.replay_failed(replay)
+            if replay.done or replay.after == before:  # all taken, or no room in the queue: wait for outcomes
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.05)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        await client.aclose(timeout=args.drain_timeout)
+    stats = client.stats()
+    failed = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.failed.items())) or "none"
+    dropped = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.dropped.items())) or "none"
+    others = stats.adopted - replayed
+    print(
+        f"rehook send: {calls(replayed)} failed before, sent again from {where}"
+        + (f" (and {others} taken over from processes that are gone)" if others else "")
+        + f"; delivered {stats.delivered}; failed: {failed}; dropped: {dropped}"
+    )
+    if replay.skipped:
+        print(
+            f"rehook send: skipped {calls(replay.skipped)} whose request may have reached Rehook (maybe_delivered); "
+            "sending them again may duplicate them: --resend-maybe-delivered sends them"
+        )
+    if stop.is_set():
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if stats.failed_total else EXIT_OK
+
+
 def _relayed_all(client: RehookClient) -> bool:
     # Done once an adoption took nothing and nothing it took is still pending.
     flusher = client._flusher
@@ -548,8 +606,15 @@ def parser() -> argparse.ArgumentParser:
         "that takes; Ctrl-C stops reading, delivers what was read for at most --drain-timeout seconds, and says "
         "how to resume. Failed calls go to the failed file, which `rehook send` replays.",
     )
-    send_p.add_argument("files", nargs="+", metavar="FILE", help="JSON Lines: one Segment call per line (- is stdin)")
+    send_p.add_argument("files", nargs="*", metavar="FILE", help="JSON Lines: one Segment call per line (- is stdin)")
     credentials(send_p)
+    send_p.add_argument(
+        "--from-spool",
+        default=None,
+        metavar="SPOOL",
+        help="instead of files: send again the calls this spool (a SQLite file or a postgresql:// URL) keeps as "
+        "failed; delivered ones leave it, failed ones stay with their new outcome",
+    )
     send_p.add_argument(
         "--failed-to",
         default=None,
@@ -593,8 +658,8 @@ def parser() -> argparse.ArgumentParser:
     send_p.add_argument(
         "--resend-maybe-delivered",
         action="store_true",
-        help="also send failed-file lines whose request may have reached Rehook (skipped by default: Rehook has "
-        "no idempotency key, so they may be duplicated)",
+        help="also send failed-file lines (or failed spool calls) whose request may have reached Rehook (skipped "
+        "by default: Rehook has no idempotency key, so they may be duplicated)",
     )
     send_p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -654,6 +719,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "send":
+        if (problem := _send_usage(args)) is not None:
+            print(f"rehook send: {problem}", file=sys.stderr)
+            return EXIT_USAGE
         if (problem := unreadable(args.files)) is not None:
             print(f"rehook send: {problem}", file=sys.stderr)
             return EXIT_USAGE
@@ -667,6 +735,26 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if getattr(args, "dropped_file", None) is not None:
             args.dropped_file.close()
+
+
+def _send_usage(args: argparse.Namespace) -> str | None:
+    if args.from_spool is None:
+        return None if args.files else "give the files to send (- for stdin), or --from-spool SPOOL"
+    if args.files:
+        return "--from-spool sends what the spool keeps: no FILE with it"
+    given = [
+        option
+        for option, value in (
+            ("--dry-run", args.dry_run),
+            ("--failed-to", args.failed_to),
+            ("--dropped-to", args.dropped_to),
+            ("--skip", args.skip),
+        )
+        if value
+    ]
+    if given:
+        return f"{', '.join(given)}: not with --from-spool (failed calls stay in the spool)"
+    return None
 
 
 def _run_command(args: argparse.Namespace) -> int:

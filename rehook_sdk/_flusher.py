@@ -33,7 +33,7 @@ from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
 from ._router import Router
 from ._spooling import ADOPT_BATCH, Spooling, TakenOver
-from ._spools import Adopted, SpoolError, SpoolState
+from ._spools import Adopted, Replay, SpoolError, SpoolState
 from ._stats import Counters, Stats
 from ._transports import Attempt, Transport
 from ._types import Call
@@ -429,6 +429,21 @@ class Flusher:
                 more = bool(taken)  # look again soon: more may be waiting (or may come: a batch, a restart)
                 self.last_adopted = len(taken)
             await asyncio.sleep(0.05 if more else every)
+
+    async def replay_failed(self, replay: Replay) -> int:
+        """
+        Take the spool's next failed calls (after ``replay.after``) to send again, as many as the queue has room
+        for (none when it has none); how many were taken. ``replay`` says how far that got.
+        """
+        spooling = self.spooling
+        assert spooling is not None
+        assert self._tokens is not None
+        limit = min(self.queue.maxsize - len(self.queue), ADOPT_BATCH)
+        if limit <= 0:
+            return 0
+        taken = await asyncio.wrap_future(spooling.adopt(limit, self._tokens, replay=replay))
+        self._take_adopted(taken)
+        return len(taken)
 
     def _take_adopted(self, taken: list[tuple[int, Adopted]]) -> None:
         spooling = self.spooling

@@ -25,7 +25,17 @@ from typing import Any, Literal
 from ._handle import entry_call
 from ._outcome import Outcome, OutcomeStatus
 from ._queue import Data, Meta
-from ._spools import Adopted, PostgresSpool, SpoolError, SpoolWriter, SqliteSpool, encode_record, is_postgres_url
+from ._spools import (
+    Adopted,
+    PostgresSpool,
+    Replay,
+    SpoolError,
+    SpoolWriter,
+    SqliteSpool,
+    encode_record,
+    failure_text,
+    is_postgres_url,
+)
 
 __all__ = ["Spooling"]
 
@@ -139,7 +149,13 @@ class Spooling:
         self.resent.discard(token)
         failed = None
         if outcome.status is OutcomeStatus.FAILED and outcome.reason is not None:
-            failed = f"{outcome.reason.value}: {outcome.message}"
+            failed = failure_text(
+                outcome.reason.value,
+                outcome.message,
+                maybe_delivered=outcome.maybe_delivered,
+                attempts=outcome.attempts,
+                http_status=outcome.http_status,
+            )
         self._settle(token, failed)
 
     def delivered(self, token: int) -> None:
@@ -157,8 +173,10 @@ class Spooling:
 
     # -- adoption ---------------------------------------------------------------------------------------
 
-    def adopt(self, limit: int, tokens: Callable[[], int]) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
-        return self.spool.adopt(limit, tokens)
+    def adopt(
+        self, limit: int, tokens: Callable[[], int], *, replay: Replay | None = None
+    ) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
+        return self.spool.adopt(limit, tokens, replay=replay)
 
     async def persisted(self) -> None:
         """

@@ -7,6 +7,7 @@ over once its lease expires, re-sent calls flagged; at most once, a call that ma
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, SpoolError
+from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, RetryPolicy, SpoolError
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
@@ -82,7 +83,10 @@ async def test_failed_calls_are_kept_in_the_spool_and_drops_are_not(fake: FakeRe
     assert len(rows) == 1
     assert rows[0][0] == 2
     assert rows[0][1] is not None
-    assert rows[0][1].startswith("rejected: Rehook rejected the call with 400")
+    failure = json.loads(rows[0][1])
+    assert failure["reason"] == "rejected"
+    assert failure["message"].startswith("Rehook rejected the call with 400")
+    assert (failure["maybe_delivered"], failure["attempts"], failure["http_status"]) == (False, 1, 400)
 
 
 async def test_a_full_spool_drops_calls_as_spool_full(silent: str, tmp_path: Path) -> None:
@@ -327,3 +331,76 @@ async def test_rehook_relay_refuses_a_file_that_is_not_a_spool(fake: FakeRehook,
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert "not a usable SQLite spool" in err.decode()
+
+
+async def fail_calls(fake: FakeRehook, path: Path | str, rejected: int, lost: int) -> None:
+    """Leave ``rejected`` calls failed as rejected (Rehook answered 400) and ``lost`` failed with their request
+    on the wire (the connection dropped before the answer, no retry)."""
+    async with fake.client(spool=path, retry=RetryPolicy(max_attempts=1, time_scale=0), concurrency=1) as client:
+        fake.fail_next(rejected, status=400, body={"error": "bad"})
+        outcomes = [await client.track("e", {"i": i}, user_id=f"r{i}") for i in range(rejected)]
+        fake.disconnect_next(lost)
+        outcomes += [await client.track("e", {"i": i}, user_id=f"m{i}") for i in range(lost)]
+    assert [o.maybe_delivered for o in outcomes] == [False] * rejected + [True] * lost
+    assert all(o.status is OutcomeStatus.FAILED for o in outcomes)
+
+
+async def rehook_send(fake: FakeRehook, *options: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rehook_sdk", "send", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
+        "--base-url", fake.url, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_rehook_send_from_spool_sends_failed_calls_again(fake: FakeRehook, tmp_path: Path) -> None:
+    """Failed calls are sent again from the spool and leave it once delivered; those whose request may have
+    reached Rehook wait for --resend-maybe-delivered."""
+    path = tmp_path / "spool.db"
+    await fail_calls(fake, path, rejected=5, lost=3)
+    fake.events.clear()
+    code, out, err = await rehook_send(fake, "--from-spool", str(path))
+    assert code == 0, err
+    assert "5 calls failed before, sent again from" in out
+    assert "delivered 5; failed: none" in out
+    assert "skipped 3 calls whose request may have reached Rehook" in out
+    assert sorted(event["source_id"] for event in fake.events) == [f"r{i}" for i in range(5)]
+    assert [state for state, _ in spooled_rows(path)] == [2, 2, 2]
+
+    code, out, err = await rehook_send(fake, "--from-spool", str(path), "--resend-maybe-delivered")
+    assert code == 0, err
+    assert "3 calls failed before" in out
+    assert "delivered 3" in out
+    assert "skipped" not in out
+    assert sorted(event["source_id"] for event in fake.events[5:]) == [f"m{i}" for i in range(3)]
+    assert spooled_rows(path) == []
+    code, out, err = await rehook_send(fake, "--from-spool", str(path))
+    assert (code, "0 calls failed before" in out) == (0, True)
+
+
+async def test_a_call_that_fails_again_stays_in_the_spool_with_its_new_outcome(
+    fake: FakeRehook, tmp_path: Path
+) -> None:
+    path = tmp_path / "spool.db"
+    await fail_calls(fake, path, rejected=2, lost=0)
+    fake.fail_next(1, status=422, body={"error": "still bad"})
+    code, out, err = await rehook_send(fake, "--from-spool", str(path), "--concurrency", "1")
+    assert code == 1, err
+    assert "delivered 1; failed: 1 rejected" in out
+    [(state, reason)] = spooled_rows(path)
+    assert state == 2
+    assert json.loads(reason or "")["http_status"] == 422
+
+
+async def test_rehook_send_from_spool_usage_errors(fake: FakeRehook, tmp_path: Path) -> None:
+    spool = str(tmp_path / "spool.db")
+    for options, expected in [
+        ((), "give the files to send"),
+        (("--from-spool", spool, "calls.jsonl"), "no FILE with it"),
+        (("--from-spool", spool, "--dry-run", "--skip", "3"), "--dry-run, --skip: not with --from-spool"),
+    ]:
+        code, _, err = await rehook_send(fake, *options)
+        assert (code, expected in err) == (2, True), err
+    assert not (tmp_path / "spool.db").exists()

@@ -23,7 +23,7 @@ from rehook_sdk._types import Call, CallType
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
-from .test_spool import accept_then_die
+from .test_spool import accept_then_die, fail_calls, rehook_send
 
 
 def track(i: int) -> Call:
@@ -211,3 +211,14 @@ def test_a_process_presumed_dead_leaves_what_was_taken_over(postgres_url: str) -
             spool.close(release=False)
     assert reported == [([1, 5], True, [1])]
     assert query(postgres_url, "SELECT count(*) FROM rehook_calls WHERE state = 0") == [(3,)]
+
+
+async def test_two_replays_at_once_send_each_failed_call_once(fake: FakeRehook, postgres_url: str) -> None:
+    """Two ``rehook send --from-spool`` on one database (FOR UPDATE SKIP LOCKED): each failed call sent once."""
+    await fail_calls(fake, postgres_url, rejected=300, lost=0)
+    fake.events.clear()
+    results = await asyncio.gather(*(rehook_send(fake, "--from-spool", postgres_url) for _ in range(2)))
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert sum(int(out.split(" call")[0].rsplit(" ", 1)[-1]) for _, out, _ in results) == 300  # "N calls failed"
+    assert Counter(event["source_id"] for event in fake.events) == Counter(f"r{i}" for i in range(300))
+    assert query(postgres_url, "SELECT count(*) FROM rehook_calls") == [(0,)]

@@ -5,7 +5,7 @@ calls are delivered from; a spool keeps a copy that survives the process, for th
 """
 
 from .._exceptions import SpoolError
-from .base import Adopted, SpoolState, decode_record, encode_record
+from .base import Adopted, Replay, SpoolState, decode_record, encode_record, failure_text
 from .postgres import PostgresSpool, is_postgres_url
 from .sqlite import SqliteSpool
 from .writer import SpoolWriter
@@ -13,11 +13,13 @@ from .writer import SpoolWriter
 __all__ = [
     "Adopted",
     "PostgresSpool",
+    "Replay",
     "SpoolError",
     "SpoolState",
     "SpoolWriter",
     "SqliteSpool",
     "decode_record",
     "encode_record",
+    "failure_text",
     "is_postgres_url",
 ]

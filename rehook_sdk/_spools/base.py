@@ -8,7 +8,8 @@ already have it:
 
 - ``QUEUED``: no request has been written for it;
 - ``SENDING``: a request may have been written (the mark is committed before the first request goes out);
-- ``FAILED``: it ended without reaching Rehook and is kept for the operator.
+- ``FAILED``: it ended without reaching Rehook and is kept for the operator, with its outcome (`failure_text`),
+  until ``rehook send --from-spool`` sends it again.
 
 A delivered call's row is deleted.
 """
@@ -20,11 +21,22 @@ import json
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import attrs
+
 from .._encoding import json_safe
 from .._event import call_to_segment
 from .._types import Call, CallType
 
-__all__ = ["RECORD_VERSION", "Adopted", "SpoolState", "decode_record", "encode_record"]
+__all__ = [
+    "RECORD_VERSION",
+    "Adopted",
+    "Replay",
+    "SpoolState",
+    "decode_record",
+    "encode_record",
+    "failure_maybe_delivered",
+    "failure_text",
+]
 
 RECORD_VERSION = 1
 _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
@@ -45,6 +57,51 @@ class Adopted(NamedTuple):
     row: int
     state: SpoolState
     call: Call
+
+
+@attrs.define(kw_only=True)
+class Replay:
+    """
+    Where a replay of failed calls (``rehook send --from-spool``) is: the rows after ``after`` are looked at
+    next. Changed by the writer thread while an adoption runs; read once its future is done.
+
+    Attributes:
+        resend_maybe_delivered: Also take the calls whose request may have reached Rehook.
+        after: The last row looked at.
+        skipped: Failed calls left as they are because their request may have reached Rehook.
+        done: Every failed row has been looked at.
+    """
+
+    resend_maybe_delivered: bool = False
+    after: int = 0
+    skipped: int = 0
+    done: bool = False
+
+
+def failure_text(reason: str, message: str, *, maybe_delivered: bool, attempts: int, http_status: int | None) -> str:
+    """
+    What a failed row keeps of its outcome (its ``reason`` column): JSON, for the operator and for replays.
+    """
+    return _dumps(
+        {
+            "reason": reason,
+            "message": message,
+            "maybe_delivered": maybe_delivered,
+            "attempts": attempts,
+            "http_status": http_status,
+        }
+    )
+
+
+def failure_maybe_delivered(text: str | None) -> bool:
+    """
+    Whether a failed row's request may have reached Rehook; a reason this SDK did not write counts as maybe.
+    """
+    try:
+        failure = json.loads(text) if text is not None else None
+    except ValueError:
+        return True
+    return not isinstance(failure, dict) or failure.get("maybe_delivered") is not False
 
 
 def encode_record(call: Call) -> str:

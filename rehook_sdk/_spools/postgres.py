@@ -192,6 +192,25 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         )
         return taken
 
+    def _failed_rows(
+        self, connection: psycopg.Connection[Any], after: int, limit: int
+    ) -> list[tuple[int, str | None, str, str | None]]:
+        return [
+            (int(row), message_id, record, reason)
+            for row, message_id, record, reason in connection.execute(
+                f"SELECT id, message_id, record, reason FROM rehook_calls WHERE state = {SpoolState.FAILED:d} "
+                "AND id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                (after, limit),
+            ).fetchall()
+        ]
+
+    def _claim(self, connection: psycopg.Connection[Any], claims: list[tuple[int, int]]) -> None:
+        connection.execute(
+            "UPDATE rehook_calls SET owner = %s, state = c.state, reason = NULL "
+            "FROM unnest(%s::smallint[], %s::bigint[]) AS c(state, id) WHERE rehook_calls.id = c.id",
+            (self.owner, [state for state, _ in claims], [row for _, row in claims]),
+        )
+
     def _count(self, connection: psycopg.Connection[Any]) -> tuple[int, int]:
         row = connection.execute(
             f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d}), "

@@ -183,6 +183,23 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
         )
         return taken
 
+    def _failed_rows(
+        self, connection: sqlite3.Connection, after: int, limit: int
+    ) -> list[tuple[int, str | None, str, str | None]]:
+        found: list[tuple[int, str | None, str, str | None]] = connection.execute(
+            f"SELECT id, message_id, record, reason FROM rehook_calls WHERE state = {SpoolState.FAILED:d} AND id > ? "
+            "ORDER BY id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        return found  # (the write transaction holds the whole file)
+
+    def _claim(self, connection: sqlite3.Connection, claims: list[tuple[int, int]]) -> None:
+        connection.executemany(
+            "UPDATE rehook_calls SET owner = ?, state = ?, reason = NULL "
+            f"WHERE id = ? AND state = {SpoolState.FAILED:d}",
+            [(self.owner, state, row) for state, row in claims],
+        )
+
     def _count(self, connection: sqlite3.Connection) -> tuple[int, int]:
         rows, size = connection.execute(
             f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d}), "

@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 
 from .._encoding import PayloadError
 from .._exceptions import SpoolError
-from .base import Adopted, SpoolState, decode_record
+from .base import Adopted, Replay, SpoolState, decode_record, failure_maybe_delivered, failure_text
 
 __all__ = ["Rows", "SpoolWriter"]
 
@@ -154,6 +154,19 @@ class SpoolWriter(Generic[T, C]):
         """
         raise NotImplementedError
 
+    def _failed_rows(self, connection: C, after: int, limit: int) -> list[tuple[int, str | None, str, str | None]]:
+        """
+        Up to ``limit`` failed rows after the row ``after``, oldest first, locked for this transaction where the
+        database can (skipping rows another transaction holds): (id, message_id, record, reason).
+        """
+        raise NotImplementedError
+
+    def _claim(self, connection: C, claims: list[tuple[int, int]]) -> None:
+        """
+        Make (state, row id) failed rows this owner's calls again, in that state.
+        """
+        raise NotImplementedError
+
     def _count(self, connection: C) -> tuple[int, int]:
         """
         Rows not failed, and bytes of every record, in the spool.
@@ -210,13 +223,17 @@ class SpoolWriter(Generic[T, C]):
         """
         self._urgent(("mark", token, message_id))
 
-    def adopt(self, limit: int, tokens: Callable[[], int]) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
+    def adopt(
+        self, limit: int, tokens: Callable[[], int], *, replay: Replay | None = None
+    ) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
         """
         Take over up to ``limit`` calls nobody live owns (let go, or of an owner whose lease expired), oldest
-        first, each under a token from ``tokens``.
+        first, each under a token from ``tokens``. With ``replay``: the failed calls after ``replay.after``
+        instead (a call whose request may have reached Rehook only with ``replay.resend_maybe_delivered``; it is
+        then adopted as ``SENDING``), and ``replay`` says how far that got.
         """
         reply: concurrent.futures.Future[list[tuple[int, Adopted]]] = concurrent.futures.Future()
-        self._urgent(("adopt", limit, tokens, reply))
+        self._urgent(("adopt", limit, tokens, reply, replay))
         return reply
 
     def sync(self) -> concurrent.futures.Future[None]:
@@ -367,7 +384,7 @@ class SpoolWriter(Generic[T, C]):
         inserts: dict[int, list[Any]] = {}  # token -> [record, state, message_id, reason]
         marks: dict[int, str] = {}  # token of a stored row -> message_id
         ends: dict[int, str | None] = {}  # token of a stored row -> None (delete) or the reason it failed
-        adopts: list[tuple[int, Callable[[], int], concurrent.futures.Future[Any]]] = []
+        adopts: list[tuple[int, Callable[[], int], concurrent.futures.Future[Any], Replay | None]] = []
         waiting: list[tuple[str, concurrent.futures.Future[Any]]] = []
         marked: list[int] = []
         skipped = 0
@@ -401,12 +418,13 @@ class SpoolWriter(Generic[T, C]):
                     marks.pop(token, None)
                     ends[token] = failed
             elif kind == "adopt":
-                adopts.append((op[1], op[2], op[3]))
+                adopts.append((op[1], op[2], op[3], op[4]))
             elif kind in ("depth", "sync"):
                 waiting.append((kind, op[1]))
             else:
                 closing = bool(op[1])
         size_rows, size_bytes = self.rows, self.bytes
+        replays = [(replay, (replay.after, replay.skipped, replay.done)) for *_, replay in adopts if replay is not None]
         try:
             self._begin(connection)
             order = list(inserts)
@@ -433,7 +451,12 @@ class SpoolWriter(Generic[T, C]):
             if kept:
                 self._fail(connection, kept)
             size_rows -= len(ends)
-            adopted = [(reply, self._adopt(connection, limit, tokens)) for limit, tokens, reply in adopts]
+            adopted = []
+            for limit, tokens, reply, replay in adopts:
+                taken = self._adopt(connection, limit, tokens, replay)
+                adopted.append((reply, taken))
+                if replay is not None:
+                    size_rows += len(taken)  # failed rows are not counted; these are pending again
             counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
             if closing is not None:
                 self._release(connection, closing)
@@ -445,6 +468,8 @@ class SpoolWriter(Generic[T, C]):
                 logger.debug("spool %s: rollback failed", self.where, exc_info=True)
             for token in inserts:  # rolled back (the ended rows were not changed: they are settled again)
                 rows.pop(token, None)
+            for replay, (after, skipped, done) in replays:  # nothing it looked at was claimed: it goes on from there
+                replay.after, replay.skipped, replay.done = after, skipped, done
             return self._failed(ops, marked, exc), self._after(connection, exc)
         for token in [*ends, *lost]:
             rows.pop(token, None)  # (a call taken over is the other process's: nothing more to record for it)
@@ -496,15 +521,20 @@ class SpoolWriter(Generic[T, C]):
             self._on_marked(marked, False, [])
         return closing
 
-    def _adopt(self, connection: C, limit: int, tokens: Callable[[], int]) -> list[tuple[int, Adopted]]:
+    def _adopt(
+        self, connection: C, limit: int, tokens: Callable[[], int], replay: Replay | None
+    ) -> list[tuple[int, Adopted]]:
         taken: list[tuple[int, Adopted]] = []
         unreadable: list[tuple[str, int]] = []
-        for row, state, message_id, record in self._take(connection, limit):
+        found = self._take(connection, limit) if replay is None else self._take_failed(connection, limit, replay)
+        for row, state, message_id, record in found:
             try:
                 call = decode_record(record, message_id)
             except (ValueError, KeyError, TypeError) as exc:
                 logger.error("spool %s: row %d is not a call this SDK reads (%s); kept as failed", self.where, row, exc)
-                unreadable.append((f"unreadable: {exc}", row))
+                maybe = state == SpoolState.SENDING
+                failure = failure_text("unreadable", str(exc), maybe_delivered=maybe, attempts=0, http_status=None)
+                unreadable.append((failure, row))
                 continue
             token = tokens()
             self._rows[token] = (row, _size(record))
@@ -512,6 +542,21 @@ class SpoolWriter(Generic[T, C]):
         if unreadable:
             self._fail(connection, unreadable)
         return taken
+
+    def _take_failed(self, connection: C, limit: int, replay: Replay) -> list[tuple[int, int, str | None, str]]:
+        found = self._failed_rows(connection, replay.after, limit)
+        replay.done = len(found) < limit
+        claims: list[tuple[int, int, str | None, str]] = []
+        for row, message_id, record, reason in found:
+            replay.after = row
+            maybe = failure_maybe_delivered(reason)
+            if maybe and not replay.resend_maybe_delivered:
+                replay.skipped += 1
+                continue
+            claims.append((row, int(SpoolState.SENDING if maybe else SpoolState.QUEUED), message_id, record))
+        if claims:
+            self._claim(connection, [(state, row) for row, state, _, _ in claims])
+        return claims
 
 
 def _size(record: str) -> int:
