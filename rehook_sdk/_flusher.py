@@ -586,7 +586,7 @@ class Flusher:
                     continue
                 assert step.request is not None
                 key = f"{message_id}-{step.mapping.index}" if keyed else message_id
-                await self._deliver(step.mapping, step.request, key, results)
+                await self._deliver(step.mapping, step.request, key, results, (token, message_id))
         except TakenOver:
             message = (
                 "another process took this call over from the spool (this one was presumed dead: no heartbeat for "
@@ -665,9 +665,19 @@ class Flusher:
         self.counters.retry()
         return True
 
-    async def _deliver(self, mapping: CompiledMapping, request: Request, key: str, results: list[ActionResult]) -> None:
+    async def _deliver(
+        self,
+        mapping: CompiledMapping,
+        request: Request,
+        key: str,
+        results: list[ActionResult],
+        fence: tuple[int, str] | None = None,
+    ) -> None:
         """
         Send one request with retries and append its `ActionResult` (also when cancelled, then re-raise).
+
+        ``fence`` is the call's (token, messageId) with a spool: once this process has been presumed dead, each
+        retry first checks that the call is still its own (raising `TakenOver` when another process took it).
         """
         attempts = 0
         backoff: Backoff | None = None
@@ -679,8 +689,11 @@ class Flusher:
         metrics = self.metrics
         limiter = self.limiter
         started = 0.0
+        spooling = self.spooling
         try:
             while True:
+                if attempts and spooling is not None and fence is not None and spooling.spool.presumed_dead:
+                    await spooling.before_request(*fence)  # another process may have taken it: then not retried
                 if self._auth_failure is not None:
                     last = self._auth_failure
                     reason = Reason.REJECTED

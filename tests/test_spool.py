@@ -248,6 +248,26 @@ async def test_calls_taken_over_from_a_live_process_are_sent_by_one_of_them(fake
     assert spooled_rows(path) == []
 
 
+async def test_a_process_presumed_dead_does_not_retry_a_call_taken_over(fake: FakeRehook, tmp_path: Path) -> None:
+    """A call waits to be retried (Retry-After) when another process takes it over, this one being presumed dead
+    (its owner row gone): the retry finds the row no longer its own and the call ends as taken_over, unsent."""
+    path = tmp_path / "spool.db"
+    fake.fail_next(1, status=503, retry_after="0.5")
+    async with fake.client(spool=path, spool_lease=0.3, retry=RetryPolicy(max_retry_after=0.5)) as a:
+        handle = a.track("viewed", user_id="u0")
+        await wait_until(lambda: a.stats().retried == 1)
+        with sqlite3.connect(path) as connection:  # what a process that took the call over leaves
+            connection.execute(
+                "INSERT INTO rehook_owners VALUES ('other', 1, 'elsewhere', julianday('now') * 86400 + 3600)"
+            )
+            connection.execute("UPDATE rehook_calls SET owner = 'other'")
+            connection.execute("DELETE FROM rehook_owners WHERE owner != 'other'")
+        outcome = await handle
+    assert outcome.reason is Reason.TAKEN_OVER
+    assert fake.events == []
+    assert spooled_rows(path) == [(1, None)]  # the other process's, as it left it
+
+
 WORKER = textwrap.dedent(
     """
     import asyncio, sys

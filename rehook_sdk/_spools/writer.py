@@ -92,6 +92,7 @@ class SpoolWriter(Generic[T, C]):
         self.rows = 0  # calls in the spool that are not failed, every owner's (as of the last commit or beat)
         self.bytes = 0  # bytes of the records in the spool, every owner's
         self.full = False
+        self.presumed_dead = False  # a heartbeat found this owner gone: others may have taken its calls
         opened: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._thread = threading.Thread(target=self._run, args=(opened,), name="rehook-spool", daemon=True)
         self._thread.start()
@@ -349,10 +350,11 @@ class SpoolWriter(Generic[T, C]):
             size = self._count(connection)
             self._commit(connection)
             if not alive:
+                self.presumed_dead = True
                 logger.error(
                     "spool %s: this process was presumed dead (no heartbeat for the lease) and its calls may have "
                     "been taken over: the ones it does not send yet it leaves to the process that took them, but a "
-                    "call it was already sending may reach Rehook twice",
+                    "call it was already sending may reach Rehook twice (its retries check first)",
                     self.where,
                 )
         except Exception as exc:
