@@ -102,7 +102,7 @@ class Flusher:
         self._tokens = tokens
         self.last_adopted: int | None = None  # calls the last adoption took (None: none has run yet)
         if spooling is not None:
-            self.board.persist = spooling.persisted
+            self.board.persist = spooling.spool.sync
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 

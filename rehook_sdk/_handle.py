@@ -11,9 +11,10 @@ while its handle exists.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 import attrs
@@ -70,7 +71,8 @@ class Board:
         # Called when a handle is awaited before its outcome is known: starts the client if nothing runs it.
         self.starter: Callable[[], Callable[[], None] | None] | None = None
         # With a spool: until every call accepted so far is committed to it.
-        self.persist: Callable[[], Awaitable[None]] | None = None
+        # With a spool: a future done once every call accepted so far is committed (any thread may wait on it).
+        self.persist: Callable[[], concurrent.futures.Future[None]] | None = None
         self._lock = threading.Lock()
         self._alive: set[int] = set()  # tokens whose handle still exists
         self._outcomes: dict[int, Outcome] = {}  # outcomes of those handles
@@ -297,7 +299,36 @@ class EventHandle:
         if persist is None:
             return False
         if not self.done():
-            await persist()
+            await asyncio.wrap_future(persist())
+        return True
+
+    def wait_persisted(self, timeout: float | None = None) -> bool:
+        """
+        The blocking form of `persisted`, for code without an event loop (a `SyncRehookClient`'s handles).
+
+        Args:
+            timeout: Seconds to wait; ``None`` waits without limit.
+
+        Returns:
+            True once the call is durable or ended; False at once when the client has no spool.
+
+        Raises:
+            TimeoutError: not committed within ``timeout``.
+            SpoolError: the spool could not write it (it is still delivered from memory).
+            RuntimeError: called from a thread that runs an event loop (``await handle.persisted()`` there).
+        """
+        if _running_loop_or_none() is not None:
+            raise RuntimeError(
+                "EventHandle.wait_persisted() would block the event loop; use 'await handle.persisted()'"
+            )
+        persist = self._board.persist
+        if persist is None:
+            return False
+        if not self.done():
+            try:
+                persist().result(timeout)
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError(f"this {self.call.type.value} call was not committed within {timeout} s") from None
         return True
 
     def result(self, timeout: float | None = None) -> Outcome:

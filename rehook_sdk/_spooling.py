@@ -178,12 +178,6 @@ class Spooling:
     ) -> concurrent.futures.Future[list[tuple[int, Adopted]]]:
         return self.spool.adopt(limit, tokens, replay=replay)
 
-    async def persisted(self) -> None:
-        """
-        Until every call accepted so far is committed.
-        """
-        await asyncio.wrap_future(self.spool.sync())
-
     # -- shutdown ---------------------------------------------------------------------------------------
 
     def close(self, timeout: float | None) -> bool:

@@ -19,7 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, RetryPolicy, SpoolError
+from rehook_sdk import (
+    ConfigurationError,
+    OutcomeStatus,
+    Reason,
+    RehookClient,
+    RetryPolicy,
+    SpoolError,
+    SyncRehookClient,
+)
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
@@ -226,6 +234,28 @@ async def test_a_handle_can_be_awaited_until_its_call_is_on_disk(fake: FakeRehoo
         assert await handles[0].persisted() is True  # ended (spooled): nothing left to wait for
     async with fake.client() as plain:
         assert await plain.track("viewed", user_id="u1").persisted() is False
+
+
+def test_a_sync_clients_handle_can_wait_until_its_call_is_on_disk(
+    fake: FakeRehook, silent: str, tmp_path: Path
+) -> None:
+    """wait_persisted() is persisted() for code without a loop: it blocks until the commit, at once."""
+    path = tmp_path / "spool.db"
+    with SyncRehookClient(
+        "k", "s", base_url=silent, spool=path, spool_interval=3600, concurrency=1, request_timeout=60
+    ) as client:
+        handles = [client.track("viewed", user_id=f"u{i}") for i in range(3)]
+        assert handles[2].wait_persisted(timeout=10) is True
+        assert len(spooled_rows(path)) == 3
+        client.close(timeout=0.1)
+    with fake.memory_sync_client() as plain:
+        assert plain.track("e", user_id="u").wait_persisted() is False
+
+
+async def test_wait_persisted_refuses_to_block_the_event_loop(fake: FakeRehook, tmp_path: Path) -> None:
+    async with fake.client(spool=tmp_path / "spool.db") as client:
+        with pytest.raises(RuntimeError, match=r"await handle\.persisted"):
+            client.track("viewed", user_id="u1").wait_persisted()
 
 
 async def test_calls_taken_over_from_a_live_process_are_sent_by_one_of_them(fake: FakeRehook, tmp_path: Path) -> None:
