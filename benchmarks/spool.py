@@ -4,13 +4,15 @@ What the durable spool (``spool=``) costs and what it keeps, on loopback against
     python benchmarks/spool.py            # every figure (about 2 minutes)
     python benchmarks/spool.py --quick    # small sizes, one run (the test suite runs it)
     python benchmarks/spool.py --json out.json
+    python benchmarks/spool.py --postgres postgresql://postgres@127.0.0.1:5432/test   # and a PostgreSQL spool
 
-Figures, each without a spool and with one (synchronous "normal" and "full"), interleaved run by run:
+Figures, each without a spool and with one (SQLite with synchronous "normal" and "full"; with --postgres, also
+PostgreSQL: each run in a schema of its own, dropped afterwards), interleaved run by run:
 
 1. Caller cost: microseconds per track() (mean, p99) while the SDK delivers to a 0 ms server.
 2. Throughput: events/s and client CPU per event from the first call until all are delivered, at 0 ms and 20 ms.
 3. Restart: events/s of a client delivering what an earlier client left in the spool (0 ms server).
-4. Size: bytes of spool file per queued call (10,000 calls left in it).
+4. Size: bytes of spool per queued call (SQLite: the file with its WAL; PostgreSQL: the table with its indexes).
 5. What a SIGKILL loses: a process tracking ~10,000 calls/s to a silent server is SIGKILLed at a random moment;
    the calls it had accepted (counted in shared memory, exactly) against the calls found in its spool.
 """
@@ -23,6 +25,7 @@ import json
 import mmap
 import os
 import random
+import secrets
 import signal
 import socket
 import sqlite3
@@ -42,27 +45,69 @@ from bench import PROPS, Server, _summary, _timed_calls, client_for, median_of, 
 
 from rehook_sdk import RehookClient
 
-SPOOLS: tuple[Literal["normal", "full"], ...] = ("normal", "full")
-VARIANTS = ("memory", *SPOOLS)
+SQLITE: tuple[Literal["normal", "full"], ...] = ("normal", "full")
 
 
-def settings_for(variant: str, folder: Path) -> dict[str, Any]:
-    if variant == "memory":
-        return {}
-    path = folder / f"{variant}-{time.monotonic_ns()}.db"
-    return {"spool": path, "spool_synchronous": variant}
+class Spools:
+    """
+    Where each run's spool lives: a new SQLite file in ``folder``, or a new schema in the PostgreSQL database.
+    """
+
+    def __init__(self, folder: Path, postgres: str | None) -> None:
+        self.folder = folder
+        self.postgres = postgres
+        self.variants = ("memory", *SQLITE, *(("postgres",) if postgres else ()))
+        self.spooled = self.variants[1:]
+        self._schemas: list[str] = []
+
+    def settings(self, variant: str) -> dict[str, Any]:
+        if variant == "memory":
+            return {}
+        return {"spool": self.new(variant), **({} if variant == "postgres" else {"spool_synchronous": variant})}
+
+    def new(self, variant: str) -> str:
+        if variant != "postgres":
+            return str(self.folder / f"{variant}-{time.monotonic_ns()}.db")
+        assert self.postgres is not None
+        schema = f"rehook_bench_{secrets.token_hex(6)}"
+        self._execute(f"CREATE SCHEMA {schema}")
+        self._schemas.append(schema)
+        return f"{self.postgres}{'&' if '?' in self.postgres else '?'}options=-csearch_path%3D{schema}"
+
+    def size(self, spool: str) -> int:
+        if not spool.startswith("postgresql://"):
+            path = Path(spool)  # the database with its write-ahead log and index
+            return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
+        return int(self._execute("SELECT pg_total_relation_size('rehook_calls')", spool)[0][0])
+
+    def count(self, spool: str) -> int:
+        if not spool.startswith("postgresql://"):
+            with sqlite3.connect(spool) as connection:
+                return int(connection.execute("SELECT count(*) FROM rehook_calls").fetchone()[0])
+        return int(self._execute("SELECT count(*) FROM rehook_calls", spool)[0][0])
+
+    def close(self) -> None:
+        for schema in self._schemas:
+            self._execute(f"DROP SCHEMA {schema} CASCADE")
+
+    def _execute(self, sql: str, url: str | None = None) -> list[tuple[Any, ...]]:
+        import psycopg
+
+        with psycopg.connect(url or self.postgres or "", autocommit=True) as connection:
+            cursor = connection.execute(sql)
+            return cursor.fetchall() if cursor.description is not None else []
 
 
-async def caller_cost(url: str, n: int, variant: str, folder: Path) -> dict[str, float]:
-    async with client_for(url, n, **settings_for(variant, folder)) as client:
+async def caller_cost(url: str, n: int, variant: str, spools: Spools) -> dict[str, float]:
+    async with client_for(url, n, **spools.settings(variant)) as client:
         figures = _summary(await _timed_calls(client.track, n))
         assert await client.flush() == 0
         assert client.stats().delivered == n
     return {"track_mean_us": figures["mean_us"], "track_p99_us": figures["p99_us"]}
 
 
-async def throughput(url: str, n: int, variant: str, folder: Path) -> dict[str, float]:
-    return await throughput_sdk(url, n, **settings_for(variant, folder))
+async def throughput(url: str, n: int, variant: str, spools: Spools) -> dict[str, float]:
+    return await throughput_sdk(url, n, **spools.settings(variant))
 
 
 def silent_url() -> tuple[socket.socket, str]:
@@ -72,18 +117,12 @@ def silent_url() -> tuple[socket.socket, str]:
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-async def leave_in_spool(path: Path, n: int, synchronous: Literal["normal", "full"]) -> None:
+async def leave_in_spool(spool: str, n: int, variant: str) -> None:
     listener, url = silent_url()
+    durability: dict[str, Any] = {} if variant == "postgres" else {"spool_synchronous": variant}
     with listener:
         client = RehookClient(
-            "k",
-            "s",
-            base_url=url,
-            spool=path,
-            spool_synchronous=synchronous,
-            concurrency=1,
-            request_timeout=60,
-            max_queue_size=n + 10,
+            "k", "s", base_url=url, spool=spool, concurrency=1, request_timeout=60, max_queue_size=n + 10, **durability
         )
         await client.start()
         for i in range(n):
@@ -91,17 +130,12 @@ async def leave_in_spool(path: Path, n: int, synchronous: Literal["normal", "ful
         await client.aclose(timeout=0.5)
 
 
-def disk_bytes(path: Path) -> int:
-    # The database with its write-ahead log and index.
-    return sum(p.stat().st_size for p in path.parent.glob(f"{path.name}*"))
-
-
-async def restart(url: str, n: int, variant: Literal["normal", "full"], folder: Path) -> dict[str, float]:
-    path = folder / f"restart-{variant}-{time.monotonic_ns()}.db"
-    await leave_in_spool(path, n, variant)
-    size = await asyncio.to_thread(disk_bytes, path)
+async def restart(url: str, n: int, variant: str, spools: Spools) -> dict[str, float]:
+    spool = spools.new(variant)
+    await leave_in_spool(spool, n, variant)
+    size = await asyncio.to_thread(spools.size, spool)
     cpu0, t0 = time.process_time(), time.perf_counter()
-    async with client_for(url, n, spool=path, spool_synchronous=variant) as client:
+    async with client_for(url, n, spool=spool) as client:
         while client.stats().delivered < n:  # noqa: ASYNC110 (a counter has no event to wait on)
             await asyncio.sleep(0.001)
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -133,17 +167,13 @@ CHILD = textwrap.dedent(
 )
 
 
-def sigkill_loss(folder: Path, seed: int) -> dict[str, float]:
+def sigkill_loss(spools: Spools, variant: str, seed: int) -> dict[str, float]:
     listener, url = silent_url()
-    path = folder / f"killed-{seed}.db"
-    counter = folder / f"counter-{seed}"
+    spool = spools.new(variant)
+    counter = spools.folder / f"counter-{variant}-{seed}"
     counter.write_bytes(bytes(8))
-    with (
-        listener,
-        subprocess.Popen(
-            [sys.executable, "-c", CHILD, url, str(path), str(counter)], stdout=subprocess.PIPE, text=True
-        ) as child,
-    ):
+    command = [sys.executable, "-c", CHILD, url, spool, str(counter)]
+    with listener, subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
         time.sleep(0.3 + random.Random(seed).random() * 0.5)
@@ -151,52 +181,64 @@ def sigkill_loss(folder: Path, seed: int) -> dict[str, float]:
         child.wait(10)
     with open(counter, "rb") as f:
         accepted = struct.unpack("q", mmap.mmap(f.fileno(), 8, access=mmap.ACCESS_READ)[:8])[0]
-    with sqlite3.connect(path) as connection:
-        found = connection.execute("SELECT count(*) FROM rehook_calls").fetchone()[0]
+    found = spools.count(spool)
     return {"accepted": accepted, "found": found, "lost": accepted - found}
 
 
-async def run(quick: bool, runs: int) -> dict[str, Any]:
+async def run(quick: bool, runs: int, postgres: str | None) -> dict[str, Any]:
     n = 2_000 if quick else 20_000
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        zero = Server(0)
+        spools = Spools(Path(tmp), postgres)
         try:
-            samples: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-            for _ in range(runs):
-                for variant in VARIANTS:
-                    samples[variant].append(await caller_cost(zero.url, n, variant, folder))
-            results["caller_cost"] = {v: median_of(samples[v]) for v in VARIANTS}
-            samples = {v: [] for v in VARIANTS}
-            for _ in range(runs):
-                for variant in VARIANTS:
-                    samples[variant].append(await throughput(zero.url, n, variant, folder))
-            results["throughput_0ms"] = {v: median_of(samples[v]) for v in VARIANTS}
-            restarts: dict[str, list[dict[str, float]]] = {v: [] for v in SPOOLS}
-            for _ in range(runs):
-                for spooled in SPOOLS:
-                    restarts[spooled].append(await restart(zero.url, n // 2, spooled, folder))
-            results["restart_0ms"] = {v: median_of(restarts[v]) for v in SPOOLS}
+            await measure(spools, n, runs, results, quick)
         finally:
-            zero.close()
-        slow = Server(20)
-        try:
-            samples = {v: [] for v in VARIANTS}
-            for _ in range(runs):
-                for variant in VARIANTS:
-                    samples[variant].append(await throughput(slow.url, n // 4, variant, folder))
-            results["throughput_20ms"] = {v: median_of(samples[v]) for v in VARIANTS}
-        finally:
-            slow.close()
-        kills = [sigkill_loss(folder, seed) for seed in range(2 if quick else 5)]
-        results["sigkill"] = {
+            spools.close()
+    return results
+
+
+async def measure(spools: Spools, n: int, runs: int, results: dict[str, Any], quick: bool) -> None:
+    variants, spooled = spools.variants, spools.spooled
+    zero = Server(0)
+    try:
+        samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+        for _ in range(runs):
+            for variant in variants:
+                samples[variant].append(await caller_cost(zero.url, n, variant, spools))
+        results["caller_cost"] = {v: median_of(samples[v]) for v in variants}
+        samples = {v: [] for v in variants}
+        for _ in range(runs):
+            for variant in variants:
+                samples[variant].append(await throughput(zero.url, n, variant, spools))
+        results["throughput_0ms"] = {v: median_of(samples[v]) for v in variants}
+        restarts: dict[str, list[dict[str, float]]] = {v: [] for v in spooled}
+        for _ in range(runs):
+            for variant in spooled:
+                restarts[variant].append(await restart(zero.url, n // 2, variant, spools))
+        results["restart_0ms"] = {v: median_of(restarts[v]) for v in spooled}
+    finally:
+        zero.close()
+    slow = Server(20)
+    try:
+        samples = {v: [] for v in variants}
+        for _ in range(runs):
+            for variant in variants:
+                samples[variant].append(await throughput(slow.url, n // 4, variant, spools))
+        results["throughput_20ms"] = {v: median_of(samples[v]) for v in variants}
+    finally:
+        slow.close()
+    results["sigkill"] = {}
+    for variant in ("normal", *(("postgres",) if "postgres" in variants else ())):
+        kills = [sigkill_loss(spools, variant, seed) for seed in range(2 if quick else 5)]
+        results["sigkill"][variant] = {
             "runs": kills,
             "lost_median": statistics.median(k["lost"] for k in kills),
             "lost_max": max(k["lost"] for k in kills),
             "calls_per_ms": 10,
         }
-    return results
+
+
+NAMES = {"memory": "memory", "normal": "SQLite, normal", "full": "SQLite, full", "postgres": "PostgreSQL"}
 
 
 def table(results: dict[str, Any]) -> list[str]:
@@ -206,25 +248,26 @@ def table(results: dict[str, Any]) -> list[str]:
         results["throughput_20ms"],
         results["restart_0ms"],
     )
-    lines = ["| figure | memory | spool, normal | spool, full |", "|---|---|---|---|"]
+    variants = list(cost)
+    lines = ["| figure | " + " | ".join(NAMES[v] for v in variants) + " |", "|---" * (len(variants) + 1) + "|"]
 
-    def row(label: str, values: list[float | None], fmt: str) -> None:
-        cells = ["" if v is None else format(v, fmt) for v in values]
+    def row(label: str, key: str, figures: dict[str, dict[str, float]], fmt: str) -> None:
+        cells = [format(figures[v][key], fmt) if v in figures else "" for v in variants]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    row("track() mean, us", [cost[v]["track_mean_us"] for v in VARIANTS], ".2f")
-    row("track() p99, us", [cost[v]["track_p99_us"] for v in VARIANTS], ".2f")
-    row("0 ms: events/s", [zero[v]["events_per_s"] for v in VARIANTS], ",.0f")
-    row("0 ms: client CPU us per event", [zero[v]["cpu_us_per_event"] for v in VARIANTS], ".1f")
-    row("20 ms: events/s", [slow[v]["events_per_s"] for v in VARIANTS], ",.0f")
-    row("restart, 0 ms: events/s from the spool", [None, *(again[v]["events_per_s"] for v in SPOOLS)], ",.0f")
-    row("spool file bytes per call", [None, *(again[v]["bytes_per_call"] for v in SPOOLS)], ".0f")
-    kill = results["sigkill"]
-    lines.append(
-        f"\nSIGKILL at ~{kill['calls_per_ms']} calls/ms, {len(kill['runs'])} runs: calls accepted but not in the "
-        f"spool: median {kill['lost_median']:.0f}, max {kill['lost_max']:.0f} "
-        f"({', '.join(str(k['lost']) + ' of ' + str(k['accepted']) for k in kill['runs'])})"
-    )
+    row("track() mean, us", "track_mean_us", cost, ".2f")
+    row("track() p99, us", "track_p99_us", cost, ".2f")
+    row("0 ms: events/s", "events_per_s", zero, ",.0f")
+    row("0 ms: client CPU us per event", "cpu_us_per_event", zero, ".1f")
+    row("20 ms: events/s", "events_per_s", slow, ",.0f")
+    row("restart, 0 ms: events/s from the spool", "events_per_s", again, ",.0f")
+    row("spool bytes per call", "bytes_per_call", again, ".0f")
+    for variant, kill in results["sigkill"].items():
+        lines.append(
+            f"\nSIGKILL at ~{kill['calls_per_ms']} calls/ms, {NAMES[variant]}, {len(kill['runs'])} runs: calls "
+            f"accepted but not in the spool: median {kill['lost_median']:.0f}, max {kill['lost_max']:.0f} "
+            f"({', '.join(str(k['lost']) + ' of ' + str(k['accepted']) for k in kill['runs'])})"
+        )
     return lines
 
 
@@ -233,9 +276,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 3, 1 with --quick)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--postgres", default=None, metavar="URL", help="also a PostgreSQL spool, in new schemas of this database"
+    )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)
-    results = asyncio.run(run(args.quick, runs))
+    results = asyncio.run(run(args.quick, runs, args.postgres))
     for line in table(results):
         print(line)
     output = {"quick": args.quick, "runs": runs, "results": results}

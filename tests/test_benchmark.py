@@ -9,6 +9,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from .conftest import POSTGRES_URL
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
 
@@ -100,20 +103,40 @@ def test_quick_cli_benchmark_produces_every_figure(tmp_path: Path) -> None:
     assert data["identify_over_track"] > 0
 
 
-def test_quick_spool_benchmark_produces_every_figure(tmp_path: Path) -> None:
-    """benchmarks/spool.py --quick measures every figure with and without a spool, SIGKILLs included."""
+def run_spool_benchmark(tmp_path: Path, *options: str) -> dict[str, Any]:
     out = tmp_path / "spool.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH.with_name("spool.py")), "--quick", "--json", str(out)],
+        [sys.executable, str(BENCH.with_name("spool.py")), "--quick", "--json", str(out), *options],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "| track() mean, us |" in result.stdout
-    results = json.loads(out.read_text())["results"]
+    results: dict[str, Any] = json.loads(out.read_text())["results"]
     assert set(results) == {"caller_cost", "throughput_0ms", "throughput_20ms", "restart_0ms", "sigkill"}
+    for kills in results["sigkill"].values():
+        for run in kills["runs"]:
+            assert 0 < run["found"] <= run["accepted"]  # the spool never holds a call that was not accepted
+            assert run["lost"] == run["accepted"] - run["found"]
+    return results
+
+
+def test_quick_spool_benchmark_produces_every_figure(tmp_path: Path) -> None:
+    """benchmarks/spool.py --quick measures every figure with and without a spool, SIGKILLs included."""
+    results = run_spool_benchmark(tmp_path)
     assert set(results["throughput_0ms"]) == {"memory", "normal", "full"}
-    for run in results["sigkill"]["runs"]:
-        assert 0 < run["found"] <= run["accepted"]  # the spool never holds a call that was not accepted
-        assert run["lost"] == run["accepted"] - run["found"]
+    assert set(results["sigkill"]) == {"normal"}
+
+
+def test_quick_spool_benchmark_on_postgres(tmp_path: Path, postgres_url: str) -> None:
+    """With --postgres, every figure also for a PostgreSQL spool, in schemas it drops afterwards."""
+    import psycopg
+
+    results = run_spool_benchmark(tmp_path, "--postgres", POSTGRES_URL)
+    assert set(results["restart_0ms"]) == {"normal", "full", "postgres"}
+    assert results["restart_0ms"]["postgres"]["bytes_per_call"] > 0
+    assert set(results["sigkill"]) == {"normal", "postgres"}
+    with psycopg.connect(POSTGRES_URL) as connection:
+        left = connection.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'rehook_bench_%'").fetchall()
+    assert left == []
