@@ -130,3 +130,10 @@ def silent() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1024)
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+def threaded_fake() -> Iterator[FakeRehook]:
+    """The fake on its own thread, for tests whose own thread blocks (sync clients, WSGI test clients, workers)."""
+    with FakeRehook.in_thread(conversion_events={"signup"}) as fake:
+        yield fake

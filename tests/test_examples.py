@@ -36,3 +36,11 @@ async def test_custom_mappings_example() -> None:
     out = await _run("custom_mappings.py")
     for expected in ["order_success", "all 2 actions delivered", "no_matching_mapping", "high_ltv_customers"]:
         assert expected in out
+
+
+async def test_lambda_handler_example() -> None:
+    """The Lambda example invokes its handler as the runtime would: nothing is left in flight after each."""
+    out = await _run("lambda_handler.py")
+    assert "u1: {'statusCode': 200}; delivered so far 2, left in flight 0" in out
+    assert "u2: {'statusCode': 200}; delivered so far 4, left in flight 0" in out
+    assert "the fake recorded 2 customers and 2 events" in out

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +68,6 @@ async def test_aiohttp_cleanup_ctx_with_factory_and_custom_key(fake: FakeRehook)
     assert REHOOK not in app
     assert repr(made[0]).endswith("state='closed'>")
     assert len(fake.events) == 1
-
-
-@pytest.fixture
-def threaded_fake() -> Iterator[FakeRehook]:
-    """The fake on its own thread: Starlette's TestClient blocks the test's thread."""
-    with FakeRehook.in_thread(conversion_events={"signup"}) as fake:
-        yield fake
 
 
 def _client_for(fake: FakeRehook) -> RehookClient:
