@@ -214,6 +214,8 @@ class SyncRehookClient:
         Deliver what is queued within ``timeout`` seconds, then stop the thread; later calls are dropped as
         ``client_closed``. Calling it again does nothing.
         """
+        if self._pid != os.getpid():
+            self._after_fork()  # forked by a means that skipped os.register_at_fork's hooks (uWSGI): not our thread
         with self._lock:
             if self._closed:
                 return
@@ -245,6 +247,8 @@ class SyncRehookClient:
         Returns:
             How many calls were not delivered in time, and the dead-letter file they went to.
         """
+        if self._pid != os.getpid():
+            self._after_fork()  # the parent's thread and calls, seen from a child forked without the hooks
         if self._closed or self._atexit_timeout is None:
             return 0, None
         before = self.stats()
@@ -262,7 +266,10 @@ class SyncRehookClient:
         self.close()
 
     def _after_fork(self) -> None:
-        # The thread and its loop did not survive the fork; the inner client reset itself (see RehookClient).
+        # The thread and its loop did not survive the fork. The inner client reset itself (see RehookClient), unless
+        # the fork skipped os.register_at_fork's hooks: then it is reset here.
+        if self._client._pid != os.getpid():
+            self._client._after_fork()
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._loop = None

@@ -253,3 +253,30 @@ def test_dead_letter_lines_pending_at_aclose_are_written_before_exit(fake: FakeR
     )
     assert result.returncode == 0, result.stderr
     assert len(path.read_bytes().splitlines()) == 50_000
+
+
+def test_a_child_forked_without_the_hooks_exits_without_its_parents_calls(fake: FakeRehook) -> None:
+    """A child forked from C (uWSGI without --py-call-uwsgi-fork-hooks: no os.register_at_fork hook runs) holds a
+    copy of its parent's started SyncRehookClient, thread and all, though the thread is not in the child: its exit
+    drain must see that, not wait on that thread's loop forever, and not send the parent's calls."""
+    fake.delay_next(1, seconds=0.5)
+    result = run_script(
+        """
+        import ctypes, os
+        from rehook_sdk import SyncRehookClient
+
+        client = SyncRehookClient()
+        _ = client.track("e", user_id="parent")  # in flight (slow answer) when the process forks
+        pid = ctypes.PyDLL(None).fork()
+        if pid == 0:
+            raise SystemExit(0)  # the exit drain runs here, in the child
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        client.close()
+        """,
+        fake,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert [event["source_id"] for event in fake.events] == ["parent"]
