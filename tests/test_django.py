@@ -183,7 +183,12 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_") and k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(ROOT)
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args], capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
     )
 
 
@@ -199,6 +204,35 @@ def test_missing_credentials_fail_at_startup() -> None:
     assert result.returncode != 0
     assert "ConfigurationError" in result.stderr
     assert "credentials are missing" in result.stderr
+
+
+def test_calls_left_when_the_process_exits_are_delivered(threaded_fake: FakeRehook) -> None:
+    """A management command or a worker ends without closing anything: the exit drain delivers what views left."""
+    threaded_fake.delay_next(40, seconds=0.1)
+    result = run_script(
+        """
+        import sys
+        import django
+        from django.conf import settings
+        sys.path.insert(0, "examples")
+        settings.configure(ROOT_URLCONF="django_app", ALLOWED_HOSTS=["testserver"],
+                           INSTALLED_APPS=["rehook_sdk.integrations.django"],
+                           REHOOK={"api_key": sys.argv[1], "api_secret": sys.argv[2], "base_url": sys.argv[3],
+                                   "conversion_events": {"signup"}})
+        django.setup()
+        from django.test import Client
+        http = Client()
+        for i in range(20):
+            body = {"user_id": f"u{i}", "referral_code": "ADV001"}
+            assert http.post("/signup", body, content_type="application/json").status_code == 200
+        """,
+        threaded_fake.api_key,
+        threaded_fake.api_secret,
+        threaded_fake.url,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(event["source_id"] for event in threaded_fake.events) == sorted(f"u{i}" for i in range(20))
+    assert len(threaded_fake.customers) == 20
 
 
 FORKED = """
