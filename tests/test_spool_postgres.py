@@ -222,3 +222,15 @@ async def test_two_replays_at_once_send_each_failed_call_once(fake: FakeRehook, 
     assert sum(int(out.split(" call")[0].rsplit(" ", 1)[-1]) for _, out, _ in results) == 300  # "N calls failed"
     assert Counter(event["source_id"] for event in fake.events) == Counter(f"r{i}" for i in range(300))
     assert query(postgres_url, "SELECT count(*) FROM rehook_calls") == [(0,)]
+
+
+def test_a_process_never_adopts_its_own_calls_however_late_its_heartbeat(
+    postgres_url: str, opened: list[PostgresSpool[Call]]
+) -> None:
+    spool = open_spool(postgres_url, opened, lease=3600.0)
+    for i in range(3):
+        spool.append(i, track(i))
+    spool.sync().result(10)
+    query(postgres_url, "UPDATE rehook_owners SET heartbeat = heartbeat - interval '2 hours'")
+    tokens = iter(range(100, 200))
+    assert spool.adopt(10, lambda: next(tokens)).result(10) == []

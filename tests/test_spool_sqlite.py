@@ -395,3 +395,18 @@ def test_a_process_presumed_dead_leaves_what_was_taken_over(path: Path, opened: 
     a.sync().result(5)
     assert reported == [([1], True, [1])]
     assert [r[0] for r in rows(path)] == [SpoolState.QUEUED] * 3  # B's, untouched
+
+
+def test_a_process_never_adopts_its_own_calls_however_late_its_heartbeat(
+    path: Path, opened: list[SqliteSpool[Call]]
+) -> None:
+    """Under load a process's own heartbeat can be older than the lease it judges others by; adopting its own
+    calls then would hold each twice in its memory and could send it twice."""
+    spool = open_spool(path, opened, lease=3600.0)
+    for i in range(3):
+        spool.append(i, track(i))
+    spool.sync().result(5)
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE rehook_owners SET heartbeat = heartbeat - 7200")
+    tokens = iter(range(100, 200))
+    assert spool.adopt(10, lambda: next(tokens)).result(5) == []

@@ -54,7 +54,7 @@ _TAKE = f"""
 UPDATE rehook_calls SET owner = %(me)s
 WHERE id IN (
     SELECT id FROM rehook_calls
-    WHERE state < {SpoolState.FAILED:d} AND (owner IS NULL OR owner NOT IN ({_LIVE}))
+    WHERE state < {SpoolState.FAILED:d} AND (owner IS NULL OR owner <> %(me)s AND owner NOT IN ({_LIVE}))
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

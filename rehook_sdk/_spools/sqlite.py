@@ -53,7 +53,7 @@ WHERE id IN (
     SELECT id FROM rehook_calls
     WHERE state < {SpoolState.FAILED:d} AND (
         owner IS NULL
-        OR owner NOT IN (SELECT owner FROM rehook_owners WHERE heartbeat >= {_NOW} - :lease)
+        OR owner != :me AND owner NOT IN (SELECT owner FROM rehook_owners WHERE heartbeat >= {_NOW} - :lease)
     )
     ORDER BY id
     LIMIT :limit
