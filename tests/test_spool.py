@@ -192,6 +192,59 @@ async def test_a_sigkilled_processes_calls_are_delivered_by_the_next(
         assert [state for state, _ in spooled_rows(path)] == [2] * 8
 
 
+DRAINING = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rehook_sdk import RehookClient
+
+    async def main() -> None:
+        client = RehookClient(sys.argv[2], sys.argv[3], base_url=sys.argv[1], spool=sys.argv[4], concurrency=8,
+                              max_queue_size=20_000)
+        async with client:
+            for i in range(9_999):
+                _ = client.track("viewed", {"i": i}, user_id=f"u{i}")
+            assert await client.track("viewed", {"i": 9_999}, user_id="u9999").persisted()  # all 10,000 on disk
+            while client.stats().delivered < 2_000:
+                await asyncio.sleep(0.001)
+            print("draining", flush=True)
+            await asyncio.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_process_sigkilled_while_draining_loses_nothing_and_flags_what_it_may_repeat(
+    fake: FakeRehook, tmp_path: Path
+) -> None:
+    """A process delivering 10,000 spooled calls is SIGKILLed mid-drain: the next client on its spool delivers
+    the rest. Every call reaches Rehook; the only ones that reach it twice were on the wire at the kill, and the
+    next client flagged each of those as resent."""
+    path = tmp_path / "spool.db"
+
+    def drain_then_die() -> None:
+        command = [sys.executable, "-c", DRAINING, fake.url, fake.api_key, fake.api_secret, str(path)]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "draining"
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(10) == -signal.SIGKILL
+
+    await asyncio.to_thread(drain_then_die)
+    delivered_before = len(fake.events)
+    async with fake.client(spool=path, spool_lease=0.2) as client:
+        await wait_until(lambda: not spooled_rows(path) and client.stats().in_flight == 0, timeout=60)
+        stats = client.stats()
+    users = Counter(event["source_id"] for event in fake.events)
+    assert set(users) == {f"u{i}" for i in range(10_000)}
+    twice = sum(count - 1 for count in users.values())
+    # Flagged: the 8 requests on the wire at the kill, and calls delivered whose row's delete was still in the
+    # uncommitted group (one spool_interval of deliveries); nothing else is sent twice.
+    assert twice <= stats.resent
+    assert 2_000 <= delivered_before < 10_000
+    assert stats.adopted + delivered_before >= 10_000  # what the first had not delivered, all taken over
+
+
 async def test_two_clients_on_one_spool_each_deliver_their_own_once(fake: FakeRehook, tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     async with fake.client(spool=path) as first, fake.client(spool=path) as second:
