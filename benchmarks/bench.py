@@ -94,6 +94,13 @@ class Server:
         self.proc.wait(10)
 
 
+# What Python 3.13's strict verification (VERIFY_X509_STRICT, on by default) requires of a server certificate.
+STRICT_SERVER_EXTENSIONS = (
+    "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+    "extendedKeyUsage=serverAuth\nauthorityKeyIdentifier=keyid,issuer\nsubjectKeyIdentifier=hash\n"
+)
+
+
 def _cores() -> int:
     return os.cpu_count() or 1
 
@@ -554,9 +561,10 @@ def test_ca(folder: Path) -> tuple[Path, Path, Path] | None:
         subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
 
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
             "-subj", "/CN=rehook-sdk bench CA")  # fmt: skip
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=bench")
-    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    (folder / "san.ext").write_text(STRICT_SERVER_EXTENSIONS + "subjectAltName=IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
     return folder / "ca.pem", folder / "server.pem", folder / "server.key"

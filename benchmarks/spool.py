@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import mmap
 import os
@@ -82,7 +83,7 @@ class Spools:
 
     def count(self, spool: str) -> int:
         if not spool.startswith("postgresql://"):
-            with sqlite3.connect(spool) as connection:
+            with contextlib.closing(sqlite3.connect(spool)) as connection, connection:
                 return int(connection.execute("SELECT count(*) FROM rehook_calls").fetchone()[0])
         return int(self._execute("SELECT count(*) FROM rehook_calls", spool)[0][0])
 

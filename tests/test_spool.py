@@ -7,6 +7,7 @@ over once its lease expires, re-sent calls flagged; at most once, a call that ma
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -34,7 +35,7 @@ from .helpers import wait_until
 
 
 def spooled_rows(path: Path) -> list[tuple[int, str | None]]:
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         return connection.execute("SELECT state, reason FROM rehook_calls ORDER BY id").fetchall()
 
 
@@ -339,7 +340,10 @@ async def test_a_process_presumed_dead_does_not_retry_a_call_taken_over(fake: Fa
     async with fake.client(spool=path, spool_lease=0.3, retry=RetryPolicy(max_retry_after=0.5)) as a:
         handle = a.track("viewed", user_id="u0")
         await wait_until(lambda: a.stats().retried == 1)
-        with sqlite3.connect(path) as connection:  # what a process that took the call over leaves
+        with (
+            contextlib.closing(sqlite3.connect(path)) as connection,
+            connection,
+        ):  # what a process that took the call over leaves
             connection.execute(
                 "INSERT INTO rehook_owners VALUES ('other', 1, 'elsewhere', julianday('now') * 86400 + 3600)"
             )

@@ -5,6 +5,7 @@ owner's calls by exactly one process, a real SIGKILL, damaged files and forks. T
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -29,7 +30,7 @@ def track(i: int, **fields: object) -> Call:
 
 
 def rows(path: Path, where: str = "1") -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         return connection.execute(f"SELECT state, message_id, record FROM rehook_calls WHERE {where}").fetchall()
 
 
@@ -283,7 +284,7 @@ def test_files_that_are_not_a_usable_spool_are_refused(tmp_path: Path) -> None:
     for i in range(2_000):
         spool.append(i, track(i, padding="x" * 200))
     spool.close(release=True)
-    with sqlite3.connect(damaged) as connection:
+    with contextlib.closing(sqlite3.connect(damaged)) as connection, connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     data = bytearray(damaged.read_bytes())
     page = 4096
@@ -294,7 +295,7 @@ def test_files_that_are_not_a_usable_spool_are_refused(tmp_path: Path) -> None:
 
     newer = tmp_path / "newer.db"
     SqliteSpool(newer, encode_record).close()
-    with sqlite3.connect(newer) as connection:
+    with contextlib.closing(sqlite3.connect(newer)) as connection, connection:
         connection.execute("UPDATE rehook_spool SET value = '2' WHERE key = 'schema'")
     with pytest.raises(SpoolError, match="format is version 2; this SDK reads version 1"):
         SqliteSpool(newer, encode_record)
@@ -406,7 +407,7 @@ def test_a_process_never_adopts_its_own_calls_however_late_its_heartbeat(
     for i in range(3):
         spool.append(i, track(i))
     spool.sync().result(5)
-    with sqlite3.connect(path) as connection:
+    with contextlib.closing(sqlite3.connect(path)) as connection, connection:
         connection.execute("UPDATE rehook_owners SET heartbeat = heartbeat - 7200")
     tokens = iter(range(100, 200))
     assert spool.adopt(10, lambda: next(tokens)).result(5) == []
