@@ -37,6 +37,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,34 +199,29 @@ async def run(quick: bool, runs: int, postgres: str | None) -> dict[str, Any]:
     return results
 
 
+async def sampled(
+    runs: int, variants: tuple[str, ...], measure: Callable[[str], Awaitable[dict[str, float]]]
+) -> dict[str, dict[str, float]]:
+    """Each variant's median figures over ``runs`` runs, the variants interleaved run by run."""
+    samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
+    for _ in range(runs):
+        for variant in variants:
+            samples[variant].append(await measure(variant))
+    return {v: median_of(samples[v]) for v in variants}
+
+
 async def measure(spools: Spools, n: int, runs: int, results: dict[str, Any], quick: bool) -> None:
     variants, spooled = spools.variants, spools.spooled
     zero = Server(0)
     try:
-        samples: dict[str, list[dict[str, float]]] = {v: [] for v in variants}
-        for _ in range(runs):
-            for variant in variants:
-                samples[variant].append(await caller_cost(zero.url, n, variant, spools))
-        results["caller_cost"] = {v: median_of(samples[v]) for v in variants}
-        samples = {v: [] for v in variants}
-        for _ in range(runs):
-            for variant in variants:
-                samples[variant].append(await throughput(zero.url, n, variant, spools))
-        results["throughput_0ms"] = {v: median_of(samples[v]) for v in variants}
-        restarts: dict[str, list[dict[str, float]]] = {v: [] for v in spooled}
-        for _ in range(runs):
-            for variant in spooled:
-                restarts[variant].append(await restart(zero.url, n // 2, variant, spools))
-        results["restart_0ms"] = {v: median_of(restarts[v]) for v in spooled}
+        results["caller_cost"] = await sampled(runs, variants, lambda v: caller_cost(zero.url, n, v, spools))
+        results["throughput_0ms"] = await sampled(runs, variants, lambda v: throughput(zero.url, n, v, spools))
+        results["restart_0ms"] = await sampled(runs, spooled, lambda v: restart(zero.url, n // 2, v, spools))
     finally:
         zero.close()
     slow = Server(20)
     try:
-        samples = {v: [] for v in variants}
-        for _ in range(runs):
-            for variant in variants:
-                samples[variant].append(await throughput(slow.url, n // 4, variant, spools))
-        results["throughput_20ms"] = {v: median_of(samples[v]) for v in variants}
+        results["throughput_20ms"] = await sampled(runs, variants, lambda v: throughput(slow.url, n // 4, v, spools))
     finally:
         slow.close()
     results["sigkill"] = {}

@@ -20,7 +20,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, TextIO
 
 from . import __version__
@@ -478,8 +478,7 @@ async def relay(args: argparse.Namespace) -> int:
             loop.remove_signal_handler(signum)
         await client.aclose(timeout=args.drain_timeout)
     stats = client.stats()
-    failed = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.failed.items())) or "none"
-    dropped = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.dropped.items())) or "none"
+    failed, dropped = _by_reason(stats.failed), _by_reason(stats.dropped)
     print(
         f"rehook relay: took over {stats.adopted} ({stats.resent} of them may have reached Rehook before); "
         f"delivered {stats.delivered}; failed: {failed}; dropped: {dropped}; {stats.spooled} left in the spool",
@@ -525,8 +524,7 @@ async def send_from_spool(args: argparse.Namespace) -> int:
             loop.remove_signal_handler(signal.SIGINT)
         await client.aclose(timeout=args.drain_timeout)
     stats = client.stats()
-    failed = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.failed.items())) or "none"
-    dropped = ", ".join(f"{n} {reason.value}" for reason, n in sorted(stats.dropped.items())) or "none"
+    failed, dropped = _by_reason(stats.failed), _by_reason(stats.dropped)
     others = stats.adopted - replayed
     print(
         f"rehook send: {calls(replayed)} failed before, sent again from {where}"
@@ -541,6 +539,10 @@ async def send_from_spool(args: argparse.Namespace) -> int:
     if stop.is_set():
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.failed_total else EXIT_OK
+
+
+def _by_reason(counts: Mapping[Reason, int]) -> str:
+    return ", ".join(f"{n} {reason.value}" for reason, n in sorted(counts.items())) or "none"
 
 
 def _relayed_all(client: RehookClient) -> bool:

@@ -575,6 +575,7 @@ class Flusher:
             return 0
         results: list[ActionResult] = []
         keyed = len(routed) > 1  # several requests for one call: each needs its own Idempotency-Key
+        fence = (token, message_id) if self.spooling is not None else None
         try:
             if self.spooling is not None and any(step.request is not None for step in routed):
                 # On disk before anything is on the wire: whoever adopts the call after a crash knows it may have.
@@ -586,7 +587,7 @@ class Flusher:
                     continue
                 assert step.request is not None
                 key = f"{message_id}-{step.mapping.index}" if keyed else message_id
-                await self._deliver(step.mapping, step.request, key, results, (token, message_id))
+                await self._deliver(step.mapping, step.request, key, results, fence)
         except TakenOver:
             message = (
                 "another process took this call over from the spool (this one was presumed dead: no heartbeat for "

@@ -62,6 +62,20 @@ def signup(port: int, user: str) -> object:
         return json.loads(answer.read())
 
 
+def signups_then_sigterm(server: subprocess.Popen[str], fake: FakeRehook, port: int) -> None:
+    """Send the signups, stop the server with SIGTERM, and check that each call reached the fake exactly once."""
+    try:
+        for i in range(SIGNUPS):
+            assert signup(port, f"u{i}") == {"ok": True}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert Counter(event["source_id"] for event in fake.events) == Counter(f"u{i}" for i in range(SIGNUPS))
+    assert sorted(fake.customers) == sorted(f"u{i}" for i in range(SIGNUPS))
+
+
 WSGI = ["flask_app:create_app()"]
 ASGI_FACTORY = ["fastapi_app:create_app()"]
 
@@ -90,17 +104,7 @@ def test_a_server_stopped_with_sigterm_has_delivered_every_call_once(
     else:
         options += ["-b", f"127.0.0.1:{port}"]
     threaded_fake.delay_next(SIGNUPS * 2, seconds=0.2)  # slow Rehook: calls are still pending at SIGTERM
-    server = serve([sys.executable, "-m", executable, *options], threaded_fake, port)
-    try:
-        for i in range(SIGNUPS):
-            assert signup(port, f"u{i}") == {"ok": True}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    assert server.returncode == 0, output
-    assert "Traceback" not in output, output
-    assert Counter(event["source_id"] for event in threaded_fake.events) == Counter(f"u{i}" for i in range(SIGNUPS))
-    assert sorted(threaded_fake.customers) == sorted(f"u{i}" for i in range(SIGNUPS))
+    signups_then_sigterm(serve([sys.executable, "-m", executable, *options], threaded_fake, port), threaded_fake, port)
 
 
 def uwsgi_binary() -> str:
@@ -126,14 +130,4 @@ def test_uwsgi_stopped_with_sigterm_has_delivered_every_call_once(
         *("--die-on-term", "--module", "uwsgi_app", "--pythonpath", str(tmp_path), "--pythonpath", str(EXAMPLES)),
         *("--home", sys.prefix, *hooks),
     ]
-    server = serve(command, threaded_fake, port)
-    try:
-        for i in range(SIGNUPS):
-            assert signup(port, f"u{i}") == {"ok": True}
-    finally:
-        server.send_signal(signal.SIGTERM)
-        output, _ = server.communicate(timeout=60)
-    assert server.returncode == 0, output
-    assert "Traceback" not in output, output
-    assert Counter(event["source_id"] for event in threaded_fake.events) == Counter(f"u{i}" for i in range(SIGNUPS))
-    assert sorted(threaded_fake.customers) == sorted(f"u{i}" for i in range(SIGNUPS))
+    signups_then_sigterm(serve(command, threaded_fake, port), threaded_fake, port)
