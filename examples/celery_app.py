@@ -23,7 +23,7 @@ from celery import Celery
 from rehook_sdk.integrations.celery import get_rehook, setup_rehook
 
 FOLDER = Path(os.environ.get("CELERY_DEMO_FOLDER") or tempfile.mkdtemp(prefix="rehook-celery-"))
-for name in ("queue", "processed"):
+for name in ("queue", "processed", "control"):
     (FOLDER / name).mkdir(parents=True, exist_ok=True)
 
 app = Celery("celery_app")
@@ -33,6 +33,7 @@ app.conf.update(
         "data_folder_in": str(FOLDER / "queue"),
         "data_folder_out": str(FOLDER / "queue"),
         "processed_folder": str(FOLDER / "processed"),
+        "control_folder": str(FOLDER / "control"),  # kombu's default is ./control, in the working directory
     },
     task_ignore_result=True,
     worker_hijack_root_logger=False,

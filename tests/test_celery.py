@@ -24,8 +24,13 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "celery_app.py"
 def run_example(tmp_path: Path, tasks: int, recycle: int) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_")}
     env.update(CELERY_DEMO_FOLDER=str(tmp_path), DEMO_TASKS=str(tasks), DEMO_MAX_TASKS_PER_CHILD=str(recycle))
-    result = subprocess.run([sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120, env=env)
+    workdir = tmp_path / "workdir"
+    workdir.mkdir()
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120, env=env, cwd=workdir
+    )
     assert result.returncode == 0, result.stderr
+    assert list(workdir.iterdir()) == [], "the demo wrote into the working directory"
     return result.stdout
 
 
