@@ -271,7 +271,7 @@ class RehookClient:
             loopback hosts (a local fake Rehook).
         max_queue_size: Calls that may wait for a sender; more are dropped as ``queue_full``.
         concurrency: Sender tasks, and so requests in flight at once (and connections kept alive); or
-            ``"auto"``: as many as Rehook takes, found from its answers (README, "Adaptive concurrency"), up to
+            ``"auto"``: as many as Rehook takes, found from its answers (docs/configuration.md), up to
             ``max_concurrency``.
         max_concurrency: The most requests in flight with ``concurrency="auto"`` (default 256).
         request_timeout: Seconds one HTTP request may take, connecting included.
@@ -288,7 +288,7 @@ class RehookClient:
             for calls dropped at once). Exceptions it raises are logged and ignored.
         dead_letter: A file to append every failed call to (and those dropped as ``queue_full`` or
             ``client_closed``), one JSON line each, written by a background thread and flushed by `aclose`.
-            The format is versioned and replayable (README, "Dead-letter file").
+            The format is versioned and replayable (docs/durable-delivery.md, "Dead-letter file").
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
         proxy: An HTTP(S) proxy URL for every request (``http://user:password@proxy:3128``); its password is a
@@ -313,7 +313,7 @@ class RehookClient:
             dropped as ``disabled`` at once, counted in `stats`, with no log line, dead-letter line or
             ``on_error`` call, and credentials may be absent. ``None`` (the default) reads ``$REHOOK_DISABLED``
             (``1``/``true``/``yes``/``on`` disable).
-        meter_provider: The OpenTelemetry ``MeterProvider`` to report metrics to (README, "Metrics"); by default
+        meter_provider: The OpenTelemetry ``MeterProvider`` to report metrics to (docs: Logging and metrics); by default
             the global one, when ``opentelemetry-api`` is installed (the ``otel`` extra). Until the application
             sets a provider, OpenTelemetry's default discards them. ``NoOpMeterProvider()`` turns them off.
         transport: How requests are sent: ``"auto"`` (the default; ``$REHOOK_TRANSPORT`` when left out) posts
@@ -328,7 +328,7 @@ class RehookClient:
             then is reported with a ``RuntimeWarning`` and the dead-letter file. ``None`` never drains at exit.
         spool: A SQLite file that keeps every accepted call until its outcome, so that calls survive the process
             (SIGKILL, OOM, a deploy): the next client on the file, or another process sharing it, delivers what
-            this one did not (README, "Durable delivery"). Calls are still delivered from memory; the spool is
+            this one did not (docs/durable-delivery.md). Calls are still delivered from memory; the spool is
             written by a background thread in groups.
         spool_interval: Seconds a group of accepted calls waits before it is committed to the spool (what a
             SIGKILL can lose).

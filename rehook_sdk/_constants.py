@@ -1,5 +1,5 @@
 """
-Defaults in one place, so the README, the settings and the tests agree.
+Defaults in one place, so the docs, the settings and the tests agree.
 """
 
 from __future__ import annotations

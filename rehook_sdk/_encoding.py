@@ -1,7 +1,7 @@
 """
 Turning user values into JSON Rehook can read, without losing anything silently.
 
-Rules (also in the README, "What gets sent"):
+Rules (also in docs/concepts.md, "What gets sent"):
 - str, int, bool, None and finite floats pass through; numbers stay numbers.
 - A str with a lone surrogate (``"\\ud800"``) is not Unicode that UTF-8 can carry: the event is dropped as
   ``invalid_payload``. So is an int too long to write in decimal under the interpreter's limit (4,300 digits by

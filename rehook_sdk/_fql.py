@@ -24,7 +24,7 @@ This is a port of the behaviour of Segment's own code, checked against vectors g
 - Paths take the first falsy value met on the way (``properties.a.b`` is ``0`` when ``a`` is ``0``).
 
 Where Segment would silently ignore part of a trigger, or read a value other than the one written, this module
-refuses the trigger instead, with the position (`REFUSALS` names each case; the README lists them). Where
+refuses the trigger instead, with the position (`REFUSALS` names each case; docs/mappings.md lists them). Where
 Segment's parser throws, this module refuses too.
 """
 

@@ -21,7 +21,7 @@ __all__ = ["Router", "Step"]
 _NO_ACTION_TYPES = frozenset({CallType.GROUP, CallType.ALIAS})
 _NO_PAGE_MAPPING = (
     "{}() is not sent by default: Segment's Rehook destination sends only identify and track; "
-    "add a Mapping for page and screen calls (README, Mappings) to send them as Track Event"
+    "add a Mapping for page and screen calls (docs/mappings.md) to send them as Track Event"
 )
 
 

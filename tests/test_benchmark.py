@@ -1,5 +1,5 @@
 """
-The benchmark's smoke mode runs end to end, so the benchmark cannot rot; it asserts no speed (see README).
+The benchmark's smoke mode runs end to end, so the benchmark cannot rot; it asserts no speed (see docs/performance.md).
 """
 
 from __future__ import annotations

@@ -151,7 +151,7 @@ async def test_dry_run_prints_requests_and_sends_nothing(fake: FakeRehook, tmp_p
         f"{calls}:4: DROP missing_referral_code: 'signup' is a conversion event and needs properties['referral_code']",
         f"{calls}:5: DROP anonymous_only: track() has only an anonymousId; Rehook needs a userId",
         f"{calls}:9: DROP no_matching_mapping: page() is not sent by default: Segment's Rehook destination sends "
-        "only identify and track; add a Mapping for page and screen calls (README, Mappings) to send them as "
+        "only identify and track; add a Mapping for page and screen calls (docs/mappings.md) to send them as "
         "Track Event",
     ]
     assert f"{calls}:8: track(): event must be a str, not int" in err

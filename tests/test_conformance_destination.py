@@ -7,7 +7,7 @@ Each subscription of the vectors becomes one `Mapping` of a client (the default 
 post a body, the SDK must post the same body to the same path; where Segment's action fails, the SDK must send
 nothing and end the call dropped; where the subscription does not match, nothing is sent. A mapping Segment's
 mapping validation refuses, the SDK refuses when the client is built. The documented differences
-(README, "Where rehook-sdk differs from Segment") are asserted as such.
+(docs/mappings.md, "Where rehook-sdk differs from Segment") are asserted as such.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """
 Fuzzed input: properties of any shape either raise TypeError at the call (wrong top-level type) or end in an
 outcome; what is sent is strict JSON equal to the documented conversion, numbers staying numbers; what cannot be
-sent ends as invalid_payload naming the key path. The oracle below restates the README's rules independently.
+sent ends as invalid_payload naming the key path. The oracle below restates the rules of docs/concepts.md independently.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Invalid(Exception):
 
 def expected(value: Any, path: str = "properties", depth: int = 0, seen: frozenset[int] = frozenset()) -> Any:
     """
-    The README's "What gets sent" table, as an oracle.
+    The "What gets sent" table of docs/concepts.md, as an oracle.
     """
     if value is None or isinstance(value, bool):
         return value

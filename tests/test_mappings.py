@@ -161,7 +161,7 @@ async def test_default_mappings_are_importable_and_equivalent(fake: FakeRehook) 
 
 
 async def test_page_and_screen_are_sent_with_one_mapping(fake: FakeRehook) -> None:
-    """0.1.0 sent page and screen calls by default; the one Mapping in the README's migration note keeps that."""
+    """0.1.0 sent page and screen calls by default; the one Mapping on the Mappings page keeps that."""
     pages = Mapping(
         name="Page or Screen",
         trigger='type = "page" or type = "screen"',

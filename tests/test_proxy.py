@@ -49,7 +49,7 @@ async def test_a_proxy_that_refuses_or_is_down_fails_the_call_without_showing_it
     async with fake.client(proxy=f"http://team:{SECRET}@127.0.0.1:9") as client:  # nothing listens on port 9
         down = await client.track("e", user_id="u1")
 
-    assert (refused.reason, refused.http_status) == (Reason.REJECTED, 407)  # as the README says
+    assert (refused.reason, refused.http_status) == (Reason.REJECTED, 407)  # as docs/configuration.md says
     assert proxy.refused >= 1
     assert down.status.value == "failed"
     for outcome in (refused, down):

@@ -1,5 +1,5 @@
 """
-The README's recipes for servers, run for real: each server serves an example app in worker processes, answers
+The server recipes (docs/integrations), run for real: each server serves an example app in worker processes, answers
 signups while Rehook is slow, and is stopped with SIGTERM as a deployment stops it. Every call the views made must
 reach the fake exactly once (those still queued or in flight at SIGTERM included).
 """

@@ -273,7 +273,7 @@ def test_invalid_triggers_are_refused_at_construction(trigger: str, message: str
     assert isinstance(error, ValueError)
 
 
-# One trigger per refusal case: each is one Segment accepts and misreads (README, "Where rehook-sdk differs").
+# One trigger per refusal case: each is one Segment accepts and misreads (docs/mappings.md, "Where rehook-sdk differs").
 REFUSED: list[tuple[str, str]] = [
     ("event = 'x'", "single-quote"),
     ('match(event, "Order")', "match-pattern"),
