@@ -501,6 +501,36 @@ async def test_a_call_that_fails_again_stays_in_the_spool_with_its_new_outcome(
     assert json.loads(reason or "")["http_status"] == 422
 
 
+async def test_ctrl_c_gives_the_calls_taken_back_to_the_spools_queue(fake: FakeRehook, tmp_path: Path) -> None:
+    """Ctrl-C while Rehook holds the first requests: `send --from-spool` stops, and the calls it took but did not
+    deliver within --drain-timeout go back to the spool's queue (no longer failed), where the next client delivers
+    them; the 4 whose request was on the wire are flagged as maybe sent. Nothing is lost or kept as failed."""
+    path = tmp_path / "spool.db"
+    await fail_calls(fake, path, rejected=40, lost=0)
+    fake.events.clear()
+    fake.hang_next(4)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "rehook_sdk", "send", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
+        "--base-url", fake.url, "--from-spool", str(path), "--concurrency", "4", "--drain-timeout", "0.5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    await wait_until(lambda: fake.pending == 4, timeout=30)
+    process.send_signal(signal.SIGINT)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err
+    assert "40 calls failed before, sent again from" in out.decode()
+    assert "delivered 0" in out.decode()
+    states = Counter(state for state, _ in spooled_rows(path))
+    assert states == {0: 36, 1: 4}  # queued again, or on the wire when it stopped (sending); none failed
+
+    process = await relay(fake, "--spool", str(path), "--once")
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err
+    assert "took over 40 (4 of them may have reached Rehook before); delivered 40; failed: none" in err.decode()
+    assert sorted(event["source_id"] for event in fake.events) == sorted(f"r{i}" for i in range(40))
+    assert spooled_rows(path) == []
+
+
 async def test_rehook_send_from_spool_usage_errors(fake: FakeRehook, tmp_path: Path) -> None:
     spool = str(tmp_path / "spool.db")
     for options, expected in [
