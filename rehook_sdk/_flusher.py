@@ -298,7 +298,7 @@ class Flusher:
             outcome = Outcome._for(
                 call, Reason.SHUTDOWN_TIMEOUT, message, message_id=call.message_id, maybe_delivered=True
             )
-            self._report(token, call, outcome)
+            self._report(token, call, self._final(token, outcome))
 
     def _end_entries(self, metas: Sequence[Meta], datas: Sequence[Data], message: str) -> None:
         """
@@ -318,7 +318,8 @@ class Flusher:
             for meta, data in zip(metas, datas, strict=True):
                 if everyone or board.watched(meta[0]):
                     call = entry_call(meta, data)
-                    self._report(meta[0], call, Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message))
+                    outcome = Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message)
+                    self._report(meta[0], call, self._final(meta[0], outcome))
                 else:
                     kept_metas.append(meta)
                     kept_datas.append(data)
@@ -336,6 +337,7 @@ class Flusher:
         """
         Record, log and report ``outcome``, then hand it to the board (handle, waiters and callback). Once per call.
         """
+        outcome = self._final(token, outcome)  # what is logged is what the handle and on_error get
         if outcome.status is not OutcomeStatus.DELIVERED:
             # Rejected without a request: a 401 came earlier and was logged once, loudly; these are quiet.
             quiet = outcome.reason is Reason.REJECTED and outcome.attempts == 0
@@ -350,10 +352,17 @@ class Flusher:
         self.counters.record(outcome)
         self.board.resolve(token, call, outcome)
 
+    def _final(self, token: int, outcome: Outcome) -> Outcome:
+        """
+        The call's outcome, as the spool makes it (see `_spooled`); once per call, before it is logged or reported.
+        """
+        return outcome if self.spooling is None else self._spooled(token, outcome)
+
     def _report(self, token: int, call: Call, outcome: Outcome) -> None:
+        """
+        Count and report a final outcome (see `_final`), and hand it to the board.
+        """
         self._in_flight.pop(token, None)
-        if self.spooling is not None:
-            outcome = self._spooled(token, outcome)
         self.counters.record(outcome)
         if outcome.status is not OutcomeStatus.DELIVERED:
             if self._dead_letter is not None and self._dead_letter.wants(outcome):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -22,6 +23,7 @@ import pytest
 
 from rehook_sdk import (
     ConfigurationError,
+    Outcome,
     OutcomeStatus,
     Reason,
     RehookClient,
@@ -55,19 +57,27 @@ async def test_delivered_calls_leave_nothing_in_the_spool(fake: FakeRehook, tmp_
 
 
 async def test_what_a_shutdown_deadline_leaves_the_next_client_delivers(
-    fake: FakeRehook, silent: str, tmp_path: Path
+    fake: FakeRehook, silent: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """aclose() at its deadline with calls queued and in flight to a silent Rehook: they end 'spooled' (not
-    failed), stay in the file, and the next client on it delivers every one, once."""
+    failed), stay in the file, and the next client on it delivers every one, once. The log and on_error say
+    'spooled' too, for the calls in flight as well (their log line said shutdown_timeout before)."""
     path = tmp_path / "spool.db"
-    client = RehookClient("k", "s", base_url=silent, spool=path, concurrency=4, request_timeout=60)
+    errors: list[Outcome] = []
+    client = RehookClient(
+        "k", "s", base_url=silent, spool=path, concurrency=4, request_timeout=60, on_error=errors.append
+    )
     await client.start()
     handles = [client.track("viewed", {"i": i}, user_id=f"u{i}") for i in range(300)]
     await wait_until(lambda: client.stats().in_flight == 4)
-    await client.aclose(timeout=0.2)
+    with caplog.at_level(logging.WARNING, logger="rehook_sdk"):
+        await client.aclose(timeout=0.2)
     outcomes = [h.outcome for h in handles]
     assert all(o is not None and o.status is OutcomeStatus.DROPPED and o.reason is Reason.SPOOLED for o in outcomes)
     assert client.stats().dropped == {Reason.SPOOLED: 300}
+    assert [error.reason for error in errors] == [Reason.SPOOLED] * 300
+    logged = {getattr(record, "rehook_reason", None) for record in caplog.records if record.name == "rehook_sdk"}
+    assert logged - {None} == {"spooled"}
     assert len(spooled_rows(path)) == 300
 
     async with fake.client(spool=path) as second:
