@@ -417,7 +417,8 @@ class Flusher:
     async def _adopt_forever(self) -> None:
         """
         Take over calls nobody live owns in the spool (left by an earlier client, or by a process that died), as
-        the queue has room: at start, then every half lease, sooner after a round that took some.
+        the queue has room: at start, then every half lease, sooner after a round that took some, and at once when
+        the spool says calls nobody owns were written (PostgreSQL's NOTIFY: `rehook_sdk.outbox`, a client closing).
         """
         spooling = self.spooling
         assert spooling is not None
@@ -425,7 +426,16 @@ class Flusher:
         if _exit.draining:
             return  # the interpreter is exiting: deliver what this process accepted, not more
         every = max(spooling.lease / 2, 0.05)
+        heard = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_new_calls() -> None:  # in the spool's listener thread
+            with contextlib.suppress(RuntimeError):  # this loop has closed: the next one's adopter listens
+                loop.call_soon_threadsafe(heard.set)
+
+        spooling.spool.on_new_calls = on_new_calls
         while True:
+            heard.clear()  # a notification from here on makes another round
             limit = min(self.queue.maxsize - len(self.queue), ADOPT_BATCH)
             more = limit <= 0
             if limit > 0:
@@ -437,7 +447,11 @@ class Flusher:
                 self._take_adopted(taken)
                 more = bool(taken)  # look again soon: more may be waiting (or may come: a batch, a restart)
                 self.last_adopted = len(taken)
-            await asyncio.sleep(0.05 if more else every)
+            if more:
+                await asyncio.sleep(0.05)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(heard.wait(), every)
 
     async def replay_failed(self, replay: Replay) -> int:
         """

@@ -18,6 +18,8 @@ from rehook_sdk import RehookClient
 from rehook_sdk.testing import FakeRehook
 
 ROOT = Path(__file__).resolve().parent.parent
+# The database the examples on PostgreSQL name; the test server's URL replaces it.
+EXAMPLE_DATABASE = "postgresql://app@localhost/app"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCKS = [
     (f"{page.relative_to(ROOT)}#{i}", source)
@@ -48,10 +50,15 @@ def test_every_page_with_top_level_await_says_so() -> None:
 
 
 @pytest.mark.parametrize("source", [source for _, source in BLOCKS], ids=[name for name, _ in BLOCKS])
-async def test_example_runs(source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+async def test_example_runs(
+    source: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """The example runs without error, with top-level await as a page writes it, in a folder of its own (for
-    the files an example makes: a spool, a dead-letter file)."""
+    the files an example makes: a spool, a dead-letter file). An example on a PostgreSQL database runs on the test
+    server, in a schema of its own (skipped without one, as the other PostgreSQL tests are)."""
     monkeypatch.chdir(tmp_path)
+    if EXAMPLE_DATABASE in source:
+        source = source.replace(EXAMPLE_DATABASE, request.getfixturevalue("postgres_url"))
     # An example may configure the rehook_sdk logger (the Logging recipe): it must not outlive its test.
     sdk_logger = logging.getLogger("rehook_sdk")
     handlers, level = list(sdk_logger.handlers), sdk_logger.level

@@ -32,6 +32,7 @@ def test_the_site_builds_without_warnings_and_documents_every_public_name(tmp_pa
         html = (tmp_path / "integrations" / f"{page}.html").read_text(encoding="utf-8")
         assert f'id="module-rehook_sdk.integrations.{module}"' in html
     assert 'id="module-rehook_sdk.testing"' in (tmp_path / "testing.html").read_text(encoding="utf-8")
+    assert 'id="module-rehook_sdk.outbox"' in (tmp_path / "durable-delivery.html").read_text(encoding="utf-8")
 
 
 def test_the_readmes_links_into_the_repository_resolve() -> None:

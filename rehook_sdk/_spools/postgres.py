@@ -6,13 +6,19 @@ Coordination is the database's: calls are claimed with ``FOR UPDATE SKIP LOCKED`
 heartbeats and leases use the database's clock (``now()``), and the tables are created under an advisory lock. A
 lost connection is made again for the next group; until then the groups wait (see `SpoolWriter`).
 
+Calls that nobody owns (written in an application's transaction by `rehook_sdk.outbox`, or let go by a client that
+closed) come with a ``NOTIFY`` on `CHANNEL`: a listener thread with a connection of its own hears it and calls
+`on_new_calls`, so that the client takes them over at once rather than at its next look (every half lease).
+
 psycopg is imported when a PostgreSQL spool is opened: the ``postgres`` extra.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,14 +29,20 @@ from .writer import Rows, SpoolWriter
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresSpool", "is_postgres_url"]
+__all__ = ["CHANNEL", "SCHEMA_STATEMENTS", "SCHEMA_VERSION", "TABLES_LOCK", "PostgresSpool", "is_postgres_url"]
+
+logger = logging.getLogger("rehook_sdk")
 
 T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 # pg_advisory_xact_lock's key while the tables are created: any fixed 64-bit number ("rehook" in ASCII).
-_LOCK = 0x7265686F6F6B
-_SCHEMA = (
+TABLES_LOCK = 0x7265686F6F6B
+# NOTIFY's channel for calls nobody owns.
+CHANNEL = "rehook_calls"
+# How long the listener waits for a notification before it looks whether the spool was closed, in seconds.
+_LISTEN_POLL = 0.2
+SCHEMA_STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS rehook_spool (key text PRIMARY KEY, value text NOT NULL)",
     """CREATE TABLE IF NOT EXISTS rehook_owners (
         owner text PRIMARY KEY,
@@ -89,7 +101,41 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         self._psycopg = _psycopg()
         self._errors = (self._psycopg.Error,)
         self.url = url
+        self.listening = threading.Event()  # set while the listener hears notifications (for tests)
         super().__init__(_redacted(url), encode, **settings)
+        self._listener = threading.Thread(target=self._listen, name="rehook-spool-listener", daemon=True)
+        self._listener.start()
+
+    def close(self, *, release: bool = True, timeout: float | None = None) -> bool:
+        ended = super().close(release=release, timeout=timeout)
+        if os.getpid() == self._pid and self._listener.is_alive():
+            self._listener.join(1.0)  # it looks every _LISTEN_POLL; a daemon, should a connect be hanging
+        return ended
+
+    def _listen(self) -> None:
+        """
+        The listener thread: ``LISTEN`` on its own autocommit connection, and `on_new_calls` for each
+        notification, until the spool is closed. A lost connection is made again after a second, and then
+        `on_new_calls` once, for what was notified meanwhile.
+        """
+        pg = self._psycopg
+        while not self._closed:
+            try:
+                with pg.connect(
+                    self.url, connect_timeout=10, autocommit=True, application_name="rehook-sdk spool listener"
+                ) as connection:
+                    connection.execute(f"LISTEN {CHANNEL}")
+                    self.listening.set()
+                    self._heard()  # what was notified while this connection was being made again
+                    while not self._closed:
+                        for _ in connection.notifies(timeout=_LISTEN_POLL, stop_after=1):
+                            self._heard()
+            except pg.Error as exc:
+                logger.debug("spool listener: %s; listening again in 1 s", _first_line(exc))
+            finally:
+                self.listening.clear()
+            if not self._closed:
+                self._stopped.wait(1.0)
 
     def _connect(self) -> psycopg.Connection[Any]:
         pg = self._psycopg
@@ -100,8 +146,8 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         except pg.Error as exc:
             raise SpoolError(f"{self.where}: cannot connect to the spool: {_first_line(exc)}") from None
         try:
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
-            for statement in _SCHEMA:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (TABLES_LOCK,))
+            for statement in SCHEMA_STATEMENTS:
                 connection.execute(statement)
             row = connection.execute("SELECT value FROM rehook_spool WHERE key = 'schema'").fetchone()
             if row is None:
@@ -124,6 +170,11 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
             connection.close()
             raise
         return connection
+
+    def _heard(self) -> None:
+        callback = self.on_new_calls
+        if callback is not None:
+            callback()
 
     def _disconnect(self, connection: psycopg.Connection[Any]) -> None:
         connection.close()
@@ -231,10 +282,12 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
 
     def _release(self, connection: psycopg.Connection[Any], let_go: bool) -> None:
         if let_go:
-            connection.execute(
+            cursor = connection.execute(
                 f"UPDATE rehook_calls SET owner = NULL WHERE owner = %s AND state < {SpoolState.FAILED:d}",
                 (self.owner,),
             )
+            if cursor.rowcount:  # the clients still running take them at once
+                connection.execute(f"NOTIFY {CHANNEL}")
         connection.execute("DELETE FROM rehook_owners WHERE owner = %s", (self.owner,))
 
     def _is_lost(self, exc: Exception) -> bool:

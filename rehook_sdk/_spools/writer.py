@@ -85,6 +85,10 @@ class SpoolWriter(Generic[T, C]):
         self._wake = threading.Event()
         self._hurry = threading.Event()
         self._closed = False
+        self._stopped = threading.Event()  # set by close(), for threads of a store that wait
+        # Called from another thread when calls nobody owns were written to the spool (a store that can hear of
+        # them: PostgreSQL's NOTIFY); the client then takes them over without waiting for its next look.
+        self.on_new_calls: Callable[[], None] | None = None
         self._rows: dict[int, tuple[int, int]] = {}  # token -> (row id, record bytes), in the writer thread only
         self._retry: list[tuple[Any, ...]] = []  # appends and settles of groups that could not be written
         self.problem: str | None = None  # why the last group could not be written, until one is
@@ -264,6 +268,7 @@ class SpoolWriter(Generic[T, C]):
         if self._closed:
             return not self._thread.is_alive()
         self._closed = True
+        self._stopped.set()
         if os.getpid() != self._pid:
             return True  # a forked child's copy: the thread and the connection are the parent's
         self._ops.append(("close", release))

@@ -1,0 +1,200 @@
+"""
+Write a call in your own PostgreSQL transaction, so that it commits (or rolls back) with your rows: a signup and
+its ``signup`` event are kept together or not at all, whatever happens to the process after the commit.
+
+The call goes into the tables of a PostgreSQL spool (``spool="postgresql://..."``) in the connection's schema, and a
+client on that spool delivers it: your application's `RehookClient` or `SyncRehookClient` made with that spool, or
+``rehook relay --spool postgresql://...``. A ``NOTIFY`` sent with the commit tells them at once. The clients apply
+Rehook's rules and your mappings when they deliver it, as for any call, and report its outcome (the log,
+``on_error``, ``stats()``; a failed call stays in the spool).
+
+    with psycopg.connect(url) as connection, connection.transaction():
+        connection.execute("INSERT INTO users (id, email) VALUES (%s, %s)", ("u1", "bob@example.com"))
+        outbox.track(connection, "signup", {"referral_code": "ADV001"}, user_id="u1")
+
+``connection`` is a DB-API connection whose parameters are written ``%s``: psycopg 3's ``Connection`` and Django's
+``django.db.connection`` on PostgreSQL are tested (psycopg2's is the same kind); `atrack` and `aidentify` take
+psycopg 3's ``AsyncConnection``. The call is written by the transaction the connection is in; with autocommit on, it
+commits at once. The first call in a database without the spool's tables creates them, in that transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from uuid import UUID
+
+from ._calls import build
+from ._spools.outbox import Write, prepare, write_async, write_sync
+from ._types import CallType
+
+__all__ = ["aidentify", "atrack", "identify", "track"]
+
+
+def track(
+    connection: Any,
+    event: str,
+    properties: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | int | UUID | None = None,
+    anonymous_id: str | int | UUID | None = None,
+    timestamp: Any = None,
+    context: Mapping[str, Any] | None = None,
+    integrations: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """
+    Write a track call in ``connection``'s transaction, to be delivered once it commits.
+
+    The arguments are those of `RehookClient.track` (without the callback: the outcome is reported by the client
+    that delivers it).
+
+    Returns:
+        The call's messageId (``message_id``, or a new one): its Idempotency-Key, and how the log names it.
+
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: a value the SDK cannot send (NaN, a lone surrogate...), named by its key path.
+    """
+    write = _track(event, properties, options, user_id, anonymous_id, timestamp, context, integrations, message_id)
+    write_sync(connection, write)
+    return write.message_id
+
+
+def identify(
+    connection: Any,
+    user_id: str | int | UUID | Mapping[str, Any] | None = None,
+    traits: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    anonymous_id: str | int | UUID | None = None,
+    timestamp: Any = None,
+    context: Mapping[str, Any] | None = None,
+    integrations: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """
+    Write an identify call in ``connection``'s transaction, to be delivered once it commits.
+
+    The arguments are those of `RehookClient.identify` (without the callback).
+
+    Returns:
+        The call's messageId (``message_id``, or a new one).
+
+    Raises:
+        TypeError: an argument of the wrong type.
+        ValueError: a value the SDK cannot send, named by its key path.
+    """
+    write = _identify(user_id, traits, options, anonymous_id, timestamp, context, integrations, message_id)
+    write_sync(connection, write)
+    return write.message_id
+
+
+async def atrack(
+    connection: Any,
+    event: str,
+    properties: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    user_id: str | int | UUID | None = None,
+    anonymous_id: str | int | UUID | None = None,
+    timestamp: Any = None,
+    context: Mapping[str, Any] | None = None,
+    integrations: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """
+    `track` on psycopg 3's ``AsyncConnection``.
+    """
+    write = _track(event, properties, options, user_id, anonymous_id, timestamp, context, integrations, message_id)
+    await write_async(connection, write)
+    return write.message_id
+
+
+async def aidentify(
+    connection: Any,
+    user_id: str | int | UUID | Mapping[str, Any] | None = None,
+    traits: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | None = None,
+    *,
+    anonymous_id: str | int | UUID | None = None,
+    timestamp: Any = None,
+    context: Mapping[str, Any] | None = None,
+    integrations: Mapping[str, Any] | None = None,
+    message_id: str | None = None,
+) -> str:
+    """
+    `identify` on psycopg 3's ``AsyncConnection``.
+    """
+    write = _identify(user_id, traits, options, anonymous_id, timestamp, context, integrations, message_id)
+    await write_async(connection, write)
+    return write.message_id
+
+
+def _track(
+    event: object,
+    properties: object,
+    options: object,
+    user_id: object,
+    anonymous_id: object,
+    timestamp: object,
+    context: object,
+    integrations: object,
+    message_id: object,
+) -> Write:
+    if not isinstance(event, str):
+        raise TypeError(f"track(): event must be a str, not {type(event).__qualname__}")
+    _no_callback("track", options)
+    call, _ = build(
+        "track",
+        CallType.TRACK,
+        options=options,
+        callback=None,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        context=context,
+        integrations=integrations,
+        message_id=message_id,
+        event=event,
+        properties=properties,
+    )
+    return prepare(call)
+
+
+def _identify(
+    user_id: object,
+    traits: object,
+    options: object,
+    anonymous_id: object,
+    timestamp: object,
+    context: object,
+    integrations: object,
+    message_id: object,
+) -> Write:
+    if isinstance(user_id, Mapping):  # identify(traits): analytics.js's anonymous form
+        if traits is not None and options is not None:
+            raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
+        user_id, traits, options = None, user_id, traits
+    _no_callback("identify", options)
+    call, _ = build(
+        "identify",
+        CallType.IDENTIFY,
+        options=options,
+        callback=None,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        context=context,
+        integrations=integrations,
+        message_id=message_id,
+        traits=traits,
+    )
+    return prepare(call)
+
+
+def _no_callback(method: str, options: object) -> None:
+    # The client takes a callback in the options slot, as analytics.js does; a written call has none.
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"{method}(): options must be a mapping (dict) or None, not {type(options).__qualname__}")
