@@ -8,11 +8,14 @@ so they look for calls nobody owns only at start and when notified: a call they 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import math
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -60,6 +63,45 @@ async def test_a_call_written_in_a_transaction_is_delivered_when_it_commits(
     assert fake.requests[-1].idempotency_key == message_id
     await wait_until(lambda: rows(postgres_url) == [], timeout=10)
     assert listening.stats().adopted == 1
+
+
+CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("track", ("signup", {"referral_code": "ADV001", "plan": {"tier": 2, "tags": ["a", "b"]}}), {"user_id": 42}),
+    ("track", ("Order Completed", {"total": 9.5}, {"userId": "u2", "context": {"ip": "1.2.3.4"}}), {}),
+    ("track", ("Order Completed", {"userId": "u3", "at": dt.datetime(2026, 12, 2, 12, 0, tzinfo=dt.UTC)}), {}),
+    ("track", ("Viewed", {"n": Decimal("3"), "s": {3, 1, 2}}), {"user_id": "u4", "message_id": "m-4"}),
+    ("track", ("Viewed", None), {"user_id": "u5", "integrations": {"Rehook": False}}),
+    ("identify", ("u6", {"email": "u6@example.com", "referral_code": "U6"}), {"timestamp": "2026-12-02T12:00:00Z"}),
+    ("identify", ({"email": "anon@example.com"},), {"anonymous_id": "a7"}),
+]
+
+
+async def test_a_written_call_is_sent_as_the_same_call_made_on_the_client(
+    fake: FakeRehook, postgres_url: str, listening: RehookClient
+) -> None:
+    """Each call written by the outbox and delivered by the listening client makes the request (or the drop) the
+    same call made on a client does: the same arguments are normalised the same way."""
+    import psycopg
+
+    direct = []
+    async with fake.client() as client:
+        for method, args, kwargs in CALLS:
+            direct.append(await getattr(client, method)(*args, **kwargs))
+    sent_directly = [(r.path, r.json) for r in fake.requests]
+    fake.requests.clear()
+    async with await psycopg.AsyncConnection.connect(postgres_url) as connection, connection.transaction():
+        ids = [await getattr(outbox, f"a{method}")(connection, *args, **kwargs) for method, args, kwargs in CALLS]
+    ended = len(direct)
+    await wait_until(lambda: listening.stats().accepted == ended and listening.stats().in_flight == 0, timeout=10)
+    await listening.flush()
+    assert sorted((r.path, repr(r.json)) for r in fake.requests) == sorted((p, repr(j)) for p, j in sent_directly)
+    assert ids[3] == "m-4"
+    assert {r.idempotency_key for r in fake.requests} <= set(ids)
+    stats = listening.stats()
+    assert (stats.delivered, dict(stats.dropped)) == (
+        sum(o.delivered for o in direct),
+        dict(Counter(o.reason for o in direct if not o.delivered)),
+    )
 
 
 async def test_a_rolled_back_call_is_never_sent(fake: FakeRehook, postgres_url: str, listening: RehookClient) -> None:
