@@ -132,6 +132,8 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
                             self._heard()
             except pg.Error as exc:
                 logger.debug("spool listener: %s; listening again in 1 s", _first_line(exc))
+            except Exception:  # a bug: said loudly, and the client still looks every half lease meanwhile
+                logger.exception("the spool's listener failed; listening again in 1 s")
             finally:
                 self.listening.clear()
             if not self._closed:
