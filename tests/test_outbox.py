@@ -166,16 +166,16 @@ async def test_a_listener_whose_connection_the_server_kills_listens_again(
     listener, back, makes the client look once for what it may have missed."""
     import psycopg
 
+    spool: Any = listening._flusher.spooling.spool  # type: ignore[union-attr]
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         killed = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'rehook-sdk spool listener'"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (spool.listener_name,),
         ).fetchall()
         assert killed == [(True,)]
         with admin.transaction():
             outbox.track(admin, "Order Completed", {"total": 5}, user_id="u1")
     await wait_until(lambda: len(fake.events) == 1, timeout=15)
-    spool: Any = listening._flusher.spooling.spool  # type: ignore[union-attr]
     await asyncio.to_thread(spool.listening.wait, 10)
     with psycopg.connect(postgres_url) as connection, connection.transaction():
         outbox.track(connection, "Order Completed", {"total": 6}, user_id="u2")  # heard as before

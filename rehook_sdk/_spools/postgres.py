@@ -103,6 +103,9 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         self.url = url
         self.listening = threading.Event()  # set while the listener hears notifications (for tests)
         super().__init__(_redacted(url), encode, **settings)
+        # Its connection's application_name: which process listens, for operators (pg_stat_activity) and tests.
+        host, pid, token = self.owner.rsplit(":", 2)
+        self.listener_name = f"rehook-sdk listener {pid}:{token} {host}"[:63]  # unique, however long the host
         self._listener = threading.Thread(target=self._listen, name="rehook-spool-listener", daemon=True)
         self._listener.start()
 
@@ -122,7 +125,7 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         while not self._closed:
             try:
                 with pg.connect(
-                    self.url, connect_timeout=10, autocommit=True, application_name="rehook-sdk spool listener"
+                    self.url, connect_timeout=10, autocommit=True, application_name=self.listener_name
                 ) as connection:
                     connection.execute(f"LISTEN {CHANNEL}")
                     self.listening.set()
