@@ -450,8 +450,11 @@ class Flusher:
             if more:
                 await asyncio.sleep(0.05)
             else:
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for swallows a cancel (aclose() stopping
+                # this task) that comes as the notification sets the event, and the task then waits a half lease.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(heard.wait(), every)
+                    async with asyncio.timeout(every):
+                        await heard.wait()
 
     async def replay_failed(self, replay: Replay) -> int:
         """

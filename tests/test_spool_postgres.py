@@ -112,7 +112,7 @@ def test_a_connection_the_server_kills_is_made_again(postgres_url: str, opened: 
     spool.sync().result(10)
     killed = query(
         postgres_url,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'rehook-sdk spool'",
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{spool.writer_name}'",
     )
     assert killed == [(True,)]
     for i in range(10, 20):

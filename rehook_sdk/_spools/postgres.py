@@ -103,9 +103,7 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         self.url = url
         self.listening = threading.Event()  # set while the listener hears notifications (for tests)
         super().__init__(_redacted(url), encode, **settings)
-        # Its connection's application_name: which process listens, for operators (pg_stat_activity) and tests.
-        host, pid, token = self.owner.rsplit(":", 2)
-        self.listener_name = f"rehook-sdk listener {pid}:{token} {host}"[:63]  # unique, however long the host
+        self.listener_name = self._application_name("listener")
         self._listener = threading.Thread(target=self._listen, name="rehook-spool-listener", daemon=True)
         self._listener.start()
 
@@ -142,11 +140,20 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
             if not self._closed:
                 self._stopped.wait(1.0)
 
+    def _application_name(self, role: str) -> str:
+        # Which process's connection (pg_stat_activity), unique however long the host name: for operators, tests.
+        host, pid, token = self.owner.rsplit(":", 2)
+        return f"rehook-sdk {role} {pid}:{token} {host}"[:63]
+
+    @property
+    def writer_name(self) -> str:
+        return self._application_name("spool")
+
     def _connect(self) -> psycopg.Connection[Any]:
         pg = self._psycopg
         try:
             connection: psycopg.Connection[Any] = pg.connect(
-                self.url, connect_timeout=10, autocommit=False, application_name="rehook-sdk spool"
+                self.url, connect_timeout=10, autocommit=False, application_name=self.writer_name
             )
         except pg.Error as exc:
             raise SpoolError(f"{self.where}: cannot connect to the spool: {_first_line(exc)}") from None
