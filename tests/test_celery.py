@@ -22,13 +22,18 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "celery_app.py"
 
 
 def run_example(tmp_path: Path, tasks: int, recycle: int) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_")}
+    # Not Django's settings module either (the Django tests set it): Celery's Django fixup would import it, and
+    # from the demo's empty working directory `tests` cannot be imported (the worker died at start from the sdist).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_") and k != "DJANGO_SETTINGS_MODULE"}
     env.update(CELERY_DEMO_FOLDER=str(tmp_path), DEMO_TASKS=str(tasks), DEMO_MAX_TASKS_PER_CHILD=str(recycle))
     workdir = tmp_path / "workdir"
     workdir.mkdir()
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=120, env=env, cwd=workdir
-    )
+    try:  # within pytest-timeout's 60 s, so that a hang shows what the demo and its worker printed
+        result = subprocess.run(
+            [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=50, env=env, cwd=workdir
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the demo did not finish in 50 s; it printed:\n{exc.stdout!r}\n{exc.stderr!r}")
     assert result.returncode == 0, result.stderr
     assert list(workdir.iterdir()) == [], "the demo wrote into the working directory"
     return result.stdout
