@@ -62,6 +62,21 @@ def _timestamp(value: object, argument: str) -> dt.datetime | str | None:
     raise TypeError(f"{argument} must be a datetime, an ISO 8601 str or None, not {type(value).__qualname__}")
 
 
+def identify_arguments(user_id: object, traits: object, options: object) -> tuple[object, object, object]:
+    """
+    ``(user_id, traits, options)`` of an identify call: ``identify(traits[, options])``, analytics.js's anonymous
+    form, shifts them.
+
+    Raises:
+        TypeError: traits first, and three arguments.
+    """
+    if isinstance(user_id, Mapping):
+        if traits is not None and options is not None:
+            raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
+        return None, user_id, traits
+    return user_id, traits, options
+
+
 def build(
     method: str,
     call_type: CallType,

@@ -27,7 +27,7 @@ import attrs
 
 from . import _exit
 from ._audience import audience_key, engage_context
-from ._calls import Callback, build
+from ._calls import Callback, build, identify_arguments
 from ._constants import (
     API_KEY_ENV,
     API_SECRET_ENV,
@@ -572,10 +572,7 @@ class RehookClient:
         ):
             # The common shape, checked with exact types; equal to what build() would make (tests compare them).
             return self._fast(CallType.IDENTIFY, user_id, None, traits.copy() if traits is not None else None)
-        if isinstance(user_id, Mapping):
-            if traits is not None and options is not None:
-                raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
-            user_id, traits, options = None, user_id, traits
+        user_id, traits, options = identify_arguments(user_id, traits, options)  # type: ignore[assignment]
         call, cb = build(
             "identify",
             CallType.IDENTIFY,

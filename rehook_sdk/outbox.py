@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from ._calls import build
+from ._calls import build, identify_arguments
 from ._spools.outbox import Write, prepare, write_async, write_sync
 from ._types import CallType
 
@@ -57,7 +57,17 @@ def track(
         TypeError: an argument of the wrong type.
         ValueError: a value the SDK cannot send (NaN, a lone surrogate...), named by its key path.
     """
-    write = _track(event, properties, options, user_id, anonymous_id, timestamp, context, integrations, message_id)
+    write = _track(
+        event,
+        properties,
+        options,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        context=context,
+        integrations=integrations,
+        message_id=message_id,
+    )
     write_sync(connection, write)
     return write.message_id
 
@@ -86,7 +96,16 @@ def identify(
         TypeError: an argument of the wrong type.
         ValueError: a value the SDK cannot send, named by its key path.
     """
-    write = _identify(user_id, traits, options, anonymous_id, timestamp, context, integrations, message_id)
+    write = _identify(
+        user_id,
+        traits,
+        options,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        context=context,
+        integrations=integrations,
+        message_id=message_id,
+    )
     write_sync(connection, write)
     return write.message_id
 
@@ -107,7 +126,17 @@ async def atrack(
     """
     `track` on psycopg 3's ``AsyncConnection``.
     """
-    write = _track(event, properties, options, user_id, anonymous_id, timestamp, context, integrations, message_id)
+    write = _track(
+        event,
+        properties,
+        options,
+        user_id=user_id,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        context=context,
+        integrations=integrations,
+        message_id=message_id,
+    )
     await write_async(connection, write)
     return write.message_id
 
@@ -127,74 +156,33 @@ async def aidentify(
     """
     `identify` on psycopg 3's ``AsyncConnection``.
     """
-    write = _identify(user_id, traits, options, anonymous_id, timestamp, context, integrations, message_id)
+    write = _identify(
+        user_id,
+        traits,
+        options,
+        anonymous_id=anonymous_id,
+        timestamp=timestamp,
+        context=context,
+        integrations=integrations,
+        message_id=message_id,
+    )
     await write_async(connection, write)
     return write.message_id
 
 
-def _track(
-    event: object,
-    properties: object,
-    options: object,
-    user_id: object,
-    anonymous_id: object,
-    timestamp: object,
-    context: object,
-    integrations: object,
-    message_id: object,
-) -> Write:
+def _write(method: str, call_type: CallType, options: object, **fields: object) -> Write:
+    call, callback = build(method, call_type, options=options, callback=None, **fields)  # type: ignore[arg-type]
+    if callback is not None:  # build() takes a callable in the options slot as analytics.js's callback
+        raise TypeError(f"{method}(): options must be a mapping (dict) or None, not {type(callback).__qualname__}")
+    return prepare(call)
+
+
+def _track(event: object, properties: object, options: object, **fields: object) -> Write:
     if not isinstance(event, str):
         raise TypeError(f"track(): event must be a str, not {type(event).__qualname__}")
-    _no_callback("track", options)
-    call, _ = build(
-        "track",
-        CallType.TRACK,
-        options=options,
-        callback=None,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        timestamp=timestamp,
-        context=context,
-        integrations=integrations,
-        message_id=message_id,
-        event=event,
-        properties=properties,
-    )
-    return prepare(call)
+    return _write("track", CallType.TRACK, options, event=event, properties=properties, **fields)
 
 
-def _identify(
-    user_id: object,
-    traits: object,
-    options: object,
-    anonymous_id: object,
-    timestamp: object,
-    context: object,
-    integrations: object,
-    message_id: object,
-) -> Write:
-    if isinstance(user_id, Mapping):  # identify(traits): analytics.js's anonymous form
-        if traits is not None and options is not None:
-            raise TypeError("identify(): with traits as the first argument, pass at most traits and options")
-        user_id, traits, options = None, user_id, traits
-    _no_callback("identify", options)
-    call, _ = build(
-        "identify",
-        CallType.IDENTIFY,
-        options=options,
-        callback=None,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        timestamp=timestamp,
-        context=context,
-        integrations=integrations,
-        message_id=message_id,
-        traits=traits,
-    )
-    return prepare(call)
-
-
-def _no_callback(method: str, options: object) -> None:
-    # The client takes a callback in the options slot, as analytics.js does; a written call has none.
-    if options is not None and not isinstance(options, Mapping):
-        raise TypeError(f"{method}(): options must be a mapping (dict) or None, not {type(options).__qualname__}")
+def _identify(user_id: object, traits: object, options: object, **fields: object) -> Write:
+    user_id, traits, options = identify_arguments(user_id, traits, options)
+    return _write("identify", CallType.IDENTIFY, options, user_id=user_id, traits=traits, **fields)

@@ -24,7 +24,7 @@ from rehook_sdk import Reason, RehookClient, outbox
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
-from .test_spool import relay
+from .test_spool import relay_once
 
 LEASE = 600.0  # no periodic look during a test
 
@@ -132,13 +132,7 @@ def test_the_sync_api_on_a_psycopg_connection_and_a_relay_that_starts_later(
     assert [(owner, state) for owner, state, _ in rows(postgres_url)] == [(None, 0)] * 4
     assert [message_id for _, _, message_id in rows(postgres_url)][:3] == ids
 
-    async def run_relay() -> tuple[int | None, bytes]:
-        process = await relay(fake_rehook_sync, "--spool", postgres_url, "--once")
-        _, err = await asyncio.wait_for(process.communicate(), 60)
-        return process.returncode, err
-
-    code, err = asyncio.run(run_relay())
-    assert code == 0, err
+    err = asyncio.run(relay_once(fake_rehook_sync, postgres_url))
     assert "took over 4 (0 of them may have reached Rehook before); delivered 3" in err.decode()
     assert "1 anonymous_only" in err.decode()
     assert sorted(event["metadata"]["total"] for event in fake_rehook_sync.events) == [10, 11, 12]

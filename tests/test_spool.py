@@ -416,12 +416,18 @@ async def relay(fake: FakeRehook, *options: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
+async def relay_once(fake: FakeRehook, spool: Path | str) -> bytes:
+    """Run ``rehook relay --spool SPOOL --once`` to its end (exit 0); what it printed."""
+    process = await relay(fake, "--spool", str(spool), "--once")
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err
+    return err
+
+
 async def test_rehook_relay_once_delivers_what_a_spool_holds(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
     path = tmp_path / "spool.db"
     await leave_calls(path, silent, 300)
-    process = await relay(fake, "--spool", str(path), "--once")
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err
+    err = await relay_once(fake, path)
     assert "took over 300 (2 of them may have reached Rehook before); delivered 300; failed: none" in err.decode()
     assert sorted(event["source_id"] for event in fake.events) == sorted(f"u{i}" for i in range(300))
     assert spooled_rows(path) == []
@@ -533,9 +539,7 @@ async def test_ctrl_c_gives_the_calls_taken_back_to_the_spools_queue(fake: FakeR
     states = Counter(state for state, _ in spooled_rows(path))
     assert states == {0: 36, 1: 4}  # queued again, or on the wire when it stopped (sending); none failed
 
-    process = await relay(fake, "--spool", str(path), "--once")
-    _, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err
+    err = await relay_once(fake, path)
     assert "took over 40 (4 of them may have reached Rehook before); delivered 40; failed: none" in err.decode()
     assert sorted(event["source_id"] for event in fake.events) == sorted(f"r{i}" for i in range(40))
     assert spooled_rows(path) == []
