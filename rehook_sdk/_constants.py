@@ -40,9 +40,6 @@ DEFAULT_MAX_WAIT = 30.0
 # A Retry-After longer than this is capped: one event must not hold a sender for minutes.
 DEFAULT_MAX_RETRY_AFTER = 60.0
 
-# 4xx statuses that say "try again later" rather than "this request is wrong"; every 5xx is retried too.
-RETRYABLE_CLIENT_STATUSES = frozenset({408, 429})
-
 # Payload limits that keep a pathological value from stalling a sender.
 MAX_NESTING_DEPTH = 64
 

@@ -28,9 +28,10 @@ from ._mappings import CompiledMapping
 from ._metrics import metrics_for
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._outcome_log import OutcomeLog, calls
+from ._proof import Next, judge
 from ._queue import Data, EventQueue, Meta
 from ._reachability import Reachability, Turn
-from ._retry import Backoff, Delivery, RetryPolicy, is_retryable_status
+from ._retry import Backoff, Delivery, RetryPolicy
 from ._router import Router
 from ._spooling import ADOPT_BATCH, Spooling, TakenOver
 from ._spools import Adopted, Replay, SpoolError, SpoolState
@@ -710,6 +711,8 @@ class Flusher:
         backoff: Backoff | None = None
         sending = False
         probing = False
+        maybe = False  # some attempt may have been acted on by Rehook: sticky, whatever later attempts say
+        history: list[str] | None = None  # what each failed attempt came to, made at the first failure
         gate = self._reachability
         last = Attempt()
         debug = logger.isEnabledFor(logging.DEBUG)  # once per request: the lines below cost nothing otherwise
@@ -725,6 +728,8 @@ class Flusher:
                     last = self._auth_failure
                     reason = Reason.REJECTED
                     message = "not sent: Rehook refused this client's API key/secret (401) earlier"
+                    if history:
+                        message += f"; before that, {_summary(history)}"
                     break
                 if gate.down and not probing:
                     turn = await gate.wait()
@@ -733,9 +738,10 @@ class Flusher:
                     elif isinstance(turn, Attempt):  # the probe could not connect while this call waited
                         attempts += 1
                         last = turn
+                        history = _noted(history, turn)
                         if attempts >= self._retry.max_attempts:
                             reason = Reason.RETRIES_EXHAUSTED
-                            message = f"Rehook unreachable ({last.error}) on all {attempts} attempts"
+                            message = _exhausted(history, maybe)
                             break
                         continue
                 if limiter is not None and not limiter.try_acquire():
@@ -766,7 +772,9 @@ class Flusher:
                         f"HTTP {status}" if status is not None else last.error,
                         extra=_fields(key, attempts, status),
                     )
-                if status is not None and 200 <= status < 300:
+                verdict = judge(last)
+                if verdict.next is Next.DONE:
+                    assert status is not None
                     results.append(
                         ActionResult(
                             mapping=mapping.name,
@@ -780,19 +788,20 @@ class Flusher:
                         )
                     )
                     return
-                if status == 401:
+                if status == 401 and not last.from_proxy:
                     self.note_auth_failure(last)
-                if status is not None and not is_retryable_status(status):
-                    reason, message = Reason.REJECTED, f"Rehook rejected the call with {status}: {last.body}"
+                maybe = maybe or verdict.maybe_acted
+                history = _noted(history, last)
+                if verdict.next is Next.FINAL:
+                    assert verdict.reason is not None
+                    reason, message = verdict.reason, _refused(last, verdict.reason, history, maybe)
                     break
-                why = f"HTTP {status}" if status is not None else (last.error or "no answer")
                 reason = Reason.RETRIES_EXHAUSTED
-                if last.maybe_sent and self._delivery is Delivery.AT_MOST_ONCE:
-                    message = f"{why}; not retried (delivery=at_most_once): Rehook may have received it"
+                if maybe and self._delivery is Delivery.AT_MOST_ONCE:
+                    message = f"{_summary(history)}; not retried (delivery=at_most_once): Rehook may have received it"
                     break
                 if attempts >= self._retry.max_attempts:
-                    unreachable = "Rehook unreachable: " if last.unreachable else ""
-                    message = f"{unreachable}{why} on all {attempts} attempts"
+                    message = _exhausted(history, maybe)
                     break
                 self.counters.retry()
                 if gate.down:  # one shared backoff and one probe at a time: the gate says who tries next
@@ -818,16 +827,17 @@ class Flusher:
                 where = "while it waited to be retried"
             else:
                 where = "before its first request was sent"
-            message = f"the client stopped {where}" + (": Rehook may have received it" if sending else "")
-            results.append(
-                _failed(mapping, key, last, attempts, Reason.SHUTDOWN_TIMEOUT, message, sending or last.maybe_sent)
-            )
+            message = f"the client stopped {where}"
+            if history:
+                message += f" ({_summary(history)})"
+            if sending or maybe:
+                message += ": Rehook may have received it"
+            results.append(_failed(mapping, key, last, attempts, Reason.SHUTDOWN_TIMEOUT, message, sending or maybe))
             raise
         finally:
             if probing:
                 gate.release()
-        # Only an answer-less attempt can have maybe_sent; a rejection always came with an answer.
-        results.append(_failed(mapping, key, last, attempts, reason, message, last.maybe_sent))
+        results.append(_failed(mapping, key, last, attempts, reason, message, maybe))
 
     async def _post_limited(self, limiter: Limiter, request: Request, key: str) -> Attempt:
         # The permit is held (acquired by the caller) for exactly this request.
@@ -874,6 +884,68 @@ def _failed(
         mapping.name, mapping.action, reason, message, message_id=key, http_status=last.status,
         response_body=last.body, attempts=attempts, maybe_delivered=maybe_delivered,
     )  # fmt: skip
+
+
+def _noted(history: list[str] | None, attempt: Attempt) -> list[str]:
+    """
+    ``history`` (made at the first failure) with what ``attempt`` came to.
+    """
+    if attempt.status is not None:
+        what = f"HTTP {attempt.status} from the proxy" if attempt.from_proxy else f"HTTP {attempt.status}"
+    else:
+        what = attempt.error or "no answer"
+    if history is None:
+        return [what]
+    history.append(what)
+    return history
+
+
+def _summary(history: Sequence[str]) -> str:
+    """
+    The failed attempts in order, runs of the same result together: "HTTP 503 on all 3 attempts", or "attempt 1:
+    connection lost after the request was sent (...); attempts 2-3: HTTP 503".
+    """
+    if len(history) == 1:
+        return history[0]
+    if all(what == history[0] for what in history):
+        return f"{history[0]} on all {len(history)} attempts"
+    runs: list[str] = []
+    first = 0
+    for i in range(1, len(history) + 1):
+        if i == len(history) or history[i] != history[first]:
+            span = f"attempt {first + 1}" if i - first == 1 else f"attempts {first + 1}-{i}"
+            runs.append(f"{span}: {history[first]}")
+            first = i
+    return "; ".join(runs)
+
+
+def _exhausted(history: Sequence[str], maybe: bool) -> str:
+    """
+    The message of a call whose every allowed attempt failed.
+    """
+    summary = _summary(history)
+    if len(history) == 1:
+        summary += " on its only attempt"
+    if all(what.startswith(("cannot connect", "connect timed out")) for what in history):
+        return f"Rehook unreachable: {summary}"
+    return f"{summary}; Rehook may have received it" if maybe else summary
+
+
+def _refused(last: Attempt, reason: Reason, history: Sequence[str], maybe: bool) -> str:
+    """
+    The message of a call an attempt's answer ended for good (a 4xx, a proxy's refusal, a certificate).
+    """
+    if reason is Reason.TLS_FAILED:
+        message = f"TLS handshake failed, not retried: {last.error}"
+    elif last.from_proxy:
+        message = f"the proxy refused to open the tunnel to Rehook with {last.status}: {last.body}"
+    else:
+        message = f"Rehook rejected the call with {last.status}: {last.body}"
+    if len(history) > 1:
+        message += f" (after {_summary(history[:-1])})"
+    if maybe:
+        message += "; an earlier attempt may have been received"
+    return message
 
 
 # Calls that end without a request (no await) that the senders together run per loop iteration before yielding.

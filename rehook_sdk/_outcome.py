@@ -76,13 +76,23 @@ class Reason(enum.StrEnum):
     TAKEN_OVER = "taken_over"
     """dropped: another process took the call over from the spool, this one having been presumed dead (no
     heartbeat for ``spool_lease``): that process delivers it."""
+    TLS_FAILED = "tls_failed"
+    """failed: the TLS handshake refused the server's certificate (unknown CA, wrong host name, expired): nothing
+    was sent, and it is not retried (every retry would meet the same certificate); the message names the problem."""
     INTERRUPTED = "interrupted"
     """failed: taken over from the spool of a process that died with a request for it on the wire, under
     ``delivery="at_most_once"``: not sent again (Rehook may have it); kept in the spool."""
 
 
 _FAILED_REASONS = frozenset(
-    {Reason.REJECTED, Reason.RETRIES_EXHAUSTED, Reason.SHUTDOWN_TIMEOUT, Reason.INTERNAL_ERROR, Reason.INTERRUPTED}
+    {
+        Reason.REJECTED,
+        Reason.RETRIES_EXHAUSTED,
+        Reason.SHUTDOWN_TIMEOUT,
+        Reason.INTERNAL_ERROR,
+        Reason.INTERRUPTED,
+        Reason.TLS_FAILED,
+    }
 )
 
 
@@ -98,10 +108,10 @@ class ActionResult:
         reason: Why it was dropped or failed; ``None`` when delivered.
         message: A sentence for humans.
         message_id: The ``Idempotency-Key`` its requests carried; ``None`` when nothing was sent.
-        http_status: Rehook's last HTTP status, if any answer came.
-        response_body: Rehook's last response body, if any answer came.
+        http_status: The last HTTP status an attempt got (Rehook's, a gateway's or a proxy's), if any answer came.
+        response_body: That answer's body, if any answer came.
         attempts: HTTP requests made for this action.
-        maybe_delivered: The last attempt failed after the request was sent.
+        maybe_delivered: Some attempt may have been acted on by Rehook (see `Outcome.maybe_delivered`).
     """
 
     mapping: str
@@ -133,11 +143,14 @@ class Outcome:
         message: A sentence for humans (logs, dashboards). Never contains the API secret.
         message_id: The ``Idempotency-Key`` the requests carried: ``call.message_id`` (yours, or the one the SDK
             gave the call when a sender took it); ``None`` when nothing was ever sent.
-        http_status: Rehook's last HTTP status, if any answer came.
-        response_body: Rehook's last response body (text), if any answer came.
+        http_status: The last HTTP status an attempt got, if any answer came: Rehook's, or that of a gateway or
+            proxy in between (a 504 from a load balancer, a 407 from a proxy).
+        response_body: That answer's body (text, truncated, secrets redacted), if any answer came.
         attempts: How many HTTP requests were made for this call.
-        maybe_delivered: True when the last attempt failed after the request was sent (a timeout or a lost
-            connection): Rehook may have acted on it. Only ever true for failed outcomes.
+        maybe_delivered: True when any attempt may have been acted on by Rehook: a timeout or a lost connection
+            after the request was sent, or a 500, 502 or 504 (a gateway's answer while Rehook may still process
+            it). Sticky: a later attempt's clean refusal (a 503) does not clear it. Only ever true for calls that
+            were not delivered.
         results: One `ActionResult` per mapping the call fired, in mapping order (empty when the call was
             dropped before any mapping ran). The fields above summarise them: with one action they are its
             result; with several, the call is delivered when all were, and otherwise reports the first failed

@@ -18,16 +18,16 @@ from ._constants import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_RETRY_AFTER,
     DEFAULT_MAX_WAIT,
-    RETRYABLE_CLIENT_STATUSES,
 )
 
-__all__ = ["Backoff", "Delivery", "RetryPolicy", "is_retryable_status", "parse_retry_after"]
+__all__ = ["Backoff", "Delivery", "RetryPolicy", "parse_retry_after"]
 
 
 class Delivery(enum.StrEnum):
     """
-    What to do after an *ambiguous* failure: a timeout or a lost connection after the request was sent, when
-    Rehook may or may not have acted on it. Rehook has no idempotency key, and it hands out rewards on events.
+    What to do after an *ambiguous* failure, when Rehook may or may not have acted on the request: a timeout or a
+    lost connection after it was sent, or a gateway's 502/504 or a 500 (see ``_proof.py``).
+    Rehook has no idempotency key, and it hands out rewards on events.
     """
 
     AT_LEAST_ONCE = "at_least_once"
@@ -95,13 +95,6 @@ class Backoff:
         if retry_after is not None:
             wait = max(wait, min(retry_after, self._policy.max_retry_after))
         return wait * self._policy.time_scale
-
-
-def is_retryable_status(status: int) -> bool:
-    """
-    True for 408, 429 and every 5xx: the server may accept the same request later.
-    """
-    return status >= 500 or status in RETRYABLE_CLIENT_STATUSES
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:

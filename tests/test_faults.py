@@ -50,17 +50,26 @@ async def test_503_burst_then_recovery(fake: FakeRehook) -> None:
 
 
 @pytest.mark.parametrize("delivery", list(Delivery))
-async def test_30_percent_random_500s(fake: FakeRehook, delivery: Delivery) -> None:
-    """30% of requests fail at random: retries deliver (nearly) everything; the books always balance."""
-    fake.random_faults(error_rate=0.3, seed=7)
+@pytest.mark.parametrize("status", [500, 503])
+async def test_30_percent_random_5xx(fake: FakeRehook, delivery: Delivery, status: int) -> None:
+    """30% of requests answered 500 or 503 at random: the books always balance; retries deliver (nearly) everything,
+    except that at most once a 500 (Rehook may have acted on it) is never followed by another request."""
+    fake.random_faults(error_rate=0.3, status=status, seed=7)
     run = Run()
     async with fake.client(retry=FAST, delivery=delivery) as client:
         run.send(client)
         await client.flush()
         check_promises(run, client, fake, delivery)
+    failed = [o for o in run.outcomes if not o.delivered]
+    assert run.count(OutcomeStatus.FAILED) == run.count(OutcomeStatus.FAILED, Reason.RETRIES_EXHAUSTED)
+    if delivery is Delivery.AT_MOST_ONCE and status == 500:
+        assert len(failed) > N // 5  # about 30% met a 500 on their first attempt
+        assert {(o.attempts, o.http_status, o.maybe_delivered) for o in failed} == {(1, 500, True)}
+        assert all("not retried (delivery=at_most_once)" in o.message for o in failed)
+        return
     # 8 attempts at 30% each fail with p = 0.3**8: about 0.02 of 300 calls.
     assert run.count(OutcomeStatus.DELIVERED) >= N - 3
-    assert run.count(OutcomeStatus.FAILED) == run.count(OutcomeStatus.FAILED, Reason.RETRIES_EXHAUSTED)
+    assert all(o.maybe_delivered is (status == 500) for o in failed)
 
 
 @pytest.mark.parametrize("retry_after", ["seconds", "http-date"])

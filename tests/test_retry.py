@@ -38,6 +38,35 @@ async def test_retryable_statuses(client: RehookClient, fake: FakeRehook, status
     assert outcome.attempts == 2
 
 
+@pytest.mark.parametrize("status", [408, 429, 501, 503, 505, 511])
+async def test_statuses_that_prove_nothing_was_done_are_retried_at_most_once_too(fake: FakeRehook, status: int) -> None:
+    """408, 429, 501, 503, 505 and 511 say the request was not acted on: retried even at most once."""
+    fake.fail_next(1, status=status)
+
+    async with fake.client(delivery=Delivery.AT_MOST_ONCE) as client:
+        outcome = await client.track("e", user_id="u1")
+
+    assert (outcome.delivered, outcome.attempts) == (True, 2)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 507, 520, 599])
+async def test_statuses_that_may_mean_it_was_done_end_at_most_once(fake: FakeRehook, status: int) -> None:
+    """500, 502, 504 and every other 5xx may mean Rehook (behind a gateway) acted: at most once, not sent again."""
+    fake.fail_next(1, status=status)
+
+    async with fake.client(delivery=Delivery.AT_MOST_ONCE) as client:
+        outcome = await client.track("e", user_id="u1")
+
+    assert (outcome.reason, outcome.http_status, outcome.attempts, outcome.maybe_delivered) == (
+        Reason.RETRIES_EXHAUSTED,
+        status,
+        1,
+        True,
+    )
+    assert outcome.message == f"HTTP {status}; not retried (delivery=at_most_once): Rehook may have received it"
+    assert len(fake.requests) == 1
+
+
 @pytest.mark.parametrize("status", [400, 403, 404, 409, 422])
 async def test_other_4xx_are_rejected_without_retry(client: RehookClient, fake: FakeRehook, status: int) -> None:
     """Any other 4xx fails at once as rejected, keeping Rehook's status and body."""
@@ -57,8 +86,8 @@ async def test_other_4xx_are_rejected_without_retry(client: RehookClient, fake: 
 
 
 async def test_retries_exhausted(fake: FakeRehook) -> None:
-    """After max_attempts failures the call fails as retries_exhausted with the last status."""
-    fake.fail_next(10, status=500)
+    """After max_attempts 503s the call fails as retries_exhausted with the last status, not maybe delivered."""
+    fake.fail_next(10, status=503)
 
     async with fake.client(retry=RetryPolicy(max_attempts=3, time_scale=0)) as client:
         outcome = await client.track("e", user_id="u1")
@@ -67,10 +96,10 @@ async def test_retries_exhausted(fake: FakeRehook) -> None:
         OutcomeStatus.FAILED,
         Reason.RETRIES_EXHAUSTED,
         3,
-        500,
+        503,
     )
     assert not outcome.maybe_delivered
-    assert "3 attempts" in outcome.message
+    assert outcome.message == "HTTP 503 on all 3 attempts"
     assert len(fake.requests) == 3
 
 

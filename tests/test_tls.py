@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rehook_sdk import ConfigurationError, OutcomeStatus, RehookClient
+from rehook_sdk import ConfigurationError, OutcomeStatus, Reason, RehookClient, RehookError
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import ForwardProxy
@@ -46,6 +46,19 @@ def ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "san.ext").write_text(STRICT_SERVER_EXTENSIONS + "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.pem", "-days", "2", "-extfile", "san.ext")  # fmt: skip
+    # The same key under a name that is not the server's, and with dates long past (openssl ca sets any dates).
+    (folder / "other.ext").write_text(STRICT_SERVER_EXTENSIONS + "subjectAltName=DNS:other.invalid\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "wrong-host.pem", "-days", "2", "-extfile", "other.ext")  # fmt: skip
+    (folder / "index.txt").write_text("")
+    (folder / "serial").write_text("1000\n")
+    (folder / "ca.cnf").write_text(
+        "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\n"
+        "policy=p\n[p]\ncommonName=supplied\n"
+    )
+    openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", "server.csr",
+            "-out", "expired.pem", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+            "-extfile", "san.ext", "-notext")  # fmt: skip
     return folder
 
 
@@ -72,6 +85,81 @@ async def test_without_it_the_unknown_ca_is_refused(tls_fake: FakeRehook) -> Non
         outcome = await client.track("e", user_id="u1")
     assert outcome.status is OutcomeStatus.FAILED
     assert "certificate verify failed" in outcome.message
+    assert tls_fake.requests == []
+
+
+@pytest.fixture(params=["unknown CA", "wrong host name", "expired"])
+async def refused_fake(request: pytest.FixtureRequest, ca: Path) -> AsyncIterator[tuple[FakeRehook, str]]:
+    """A fake whose certificate the client refuses, and the words OpenSSL uses for why."""
+    certificate, why = {
+        "unknown CA": ("server.pem", "unable to get local issuer certificate"),
+        "wrong host name": ("wrong-host.pem", "IP address mismatch"),
+        "expired": ("expired.pem", "certificate has expired"),
+    }[request.param]
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(ca / certificate, ca / "server.key")
+    async with FakeRehook(ssl_context=context) as fake:
+        yield fake, why
+
+
+def trusting_unless_unknown(ca: Path, why: str) -> ssl.SSLContext | None:
+    if why.startswith("unable to get local issuer"):
+        return None
+    return ssl.create_default_context(cafile=str(ca / "ca.pem"))
+
+
+@pytest.mark.usefixtures("both_transports")
+async def test_a_refused_certificate_fails_at_once_as_tls_failed(
+    refused_fake: tuple[FakeRehook, str], ca: Path
+) -> None:
+    """Unknown CA, wrong host name, expired: one handshake, no retry, reason tls_failed naming the problem."""
+    fake, why = refused_fake
+    async with fake.client(ssl=trusting_unless_unknown(ca, why)) as client:
+        outcome = await client.track("e", user_id="u1")
+        assert client.stats().retried == 0
+        with pytest.raises(RehookError, match=why):
+            await client.check_auth()
+    assert (outcome.status, outcome.reason, outcome.attempts, outcome.maybe_delivered) == (
+        OutcomeStatus.FAILED,
+        Reason.TLS_FAILED,
+        1,
+        False,
+    )
+    assert outcome.message.startswith("TLS handshake failed, not retried: cannot connect: ")
+    assert why in outcome.message
+    assert fake.requests == []
+
+
+async def test_a_refused_certificate_through_a_proxy_tunnel_is_tls_failed_too(
+    refused_fake: tuple[FakeRehook, str], ca: Path
+) -> None:
+    """The same refusals when the TLS runs inside a proxy's CONNECT tunnel."""
+    fake, why = refused_fake
+    async with ForwardProxy() as proxy, fake.client(ssl=trusting_unless_unknown(ca, why), proxy=proxy.url) as client:
+        outcome = await client.track("e", user_id="u1")
+    assert (outcome.reason, outcome.attempts, outcome.maybe_delivered) == (Reason.TLS_FAILED, 1, False)
+    assert why in outcome.message
+    assert len(proxy.forwarded) == 1
+
+
+@pytest.mark.parametrize("password", ["wrong-pw", None])
+async def test_a_proxys_407_on_connect_is_rejected_once(tls_fake: FakeRehook, ca: Path, password: str | None) -> None:
+    """https through a proxy that refuses the credentials (or their absence): rejected with 407, not retried, and
+    never maybe delivered (the tunnel was never opened)."""
+    trusting = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+    async with ForwardProxy(credentials=("team", "s3cret-pw")) as proxy:
+        proxied = proxy.url.replace("http://", f"http://team:{password}@") if password else proxy.url
+        async with tls_fake.client(ssl=trusting, proxy=proxied) as client:
+            outcome = await client.track("e", user_id="u1")
+    assert (outcome.reason, outcome.http_status, outcome.attempts, outcome.maybe_delivered) == (
+        Reason.REJECTED,
+        407,
+        1,
+        False,
+    )
+    assert outcome.message.startswith("the proxy refused to open the tunnel to Rehook with 407")
+    assert "wrong-pw" not in outcome.message
+    assert proxy.refused == 1
     assert tls_fake.requests == []
 
 

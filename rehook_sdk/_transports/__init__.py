@@ -21,6 +21,7 @@ from .aiohttp import AiohttpTransport
 from .base import RESERVED_HEADERS, USER_AGENT, Attempt, Transport
 from .config import check_base_url, check_ssl, proxy_for
 from .fast import FastTransport
+from .keepalive import KeepAlive, parse_keep_alive
 
 __all__ = [
     "RESERVED_HEADERS",
@@ -29,12 +30,14 @@ __all__ = [
     "AiohttpTransport",
     "Attempt",
     "FastTransport",
+    "KeepAlive",
     "Transport",
     "TransportName",
     "check_base_url",
     "check_ssl",
     "check_transport",
     "make_transport",
+    "parse_keep_alive",
     "proxy_for",
 ]
 

@@ -19,7 +19,7 @@ from .. import _exit
 from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
-from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
+from .base import IDLE_TIMEOUT, MAX_BODY_BYTES, Attempt, Credentials, describe
 
 __all__ = ["AiohttpTransport"]
 
@@ -69,7 +69,10 @@ class AiohttpTransport:
             # thread, which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
             resolver = _BlockingResolver() if _exit.draining else None
             connector = aiohttp.TCPConnector(
-                limit=self._concurrency, limit_per_host=self._concurrency, resolver=resolver
+                limit=self._concurrency,
+                limit_per_host=self._concurrency,
+                resolver=resolver,
+                keepalive_timeout=IDLE_TIMEOUT,
             )
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
@@ -127,6 +130,12 @@ class AiohttpTransport:
             return self._no_answer(exc)
 
     def _no_answer(self, exc: BaseException) -> Attempt:
+        if isinstance(exc, aiohttp.ClientHttpProxyError):
+            # The proxy answered CONNECT with something other than 200: the tunnel to Rehook was never opened.
+            return Attempt(status=exc.status, body=self._redact(exc.message), from_proxy=True)
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            # The handshake refused the certificate (unknown CA, wrong host name, expired): the request never left.
+            return Attempt(error=self._redact(f"cannot connect: {describe(exc.certificate_error)}"), tls=True)
         if isinstance(exc, aiohttp.ClientConnectorError):
             # Refused, unreachable, DNS failure, TLS handshake: the request never left.
             return Attempt(error=self._redact(f"cannot connect: {describe(exc)}"), unreachable=True)
@@ -135,7 +144,7 @@ class AiohttpTransport:
         if isinstance(exc, TimeoutError):
             return Attempt(error=f"no answer within {self._timeout.total} s: {describe(exc)}", maybe_sent=True)
         # Reset, disconnected, broken response head: the request may have reached Rehook.
-        return Attempt(error=self._redact(f"connection lost: {describe(exc)}"), maybe_sent=True)
+        return Attempt(error=self._redact(f"connection lost before the answer: {describe(exc)}"), maybe_sent=True)
 
     def _text(self, prefix: bytearray) -> str:
         return self.credentials.body_text(prefix)

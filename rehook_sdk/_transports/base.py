@@ -17,6 +17,7 @@ from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER, VERSION
 
 __all__ = [
+    "IDLE_TIMEOUT",
     "MAX_BODY_BYTES",
     "REDACTED",
     "RESERVED_HEADERS",
@@ -41,6 +42,10 @@ _MAX_BODY_CHARS = 8192
 # At most this much of any answer is read; the rest is never read, and its connection is closed instead of reused.
 # The status line decides the outcome, so a huge or endless body costs neither memory nor the event loop's time.
 MAX_BODY_BYTES = 64 * 1024
+# A keep-alive connection idle this long is closed rather than reused: a server or proxy closing it meanwhile would
+# cross the request on the wire, and the request would be lost or maybe delivered. Below the 5 s idle timeouts of
+# Apache httpd and Node's http server, as undici's 4 s default; lower when a server's Keep-Alive header asks.
+IDLE_TIMEOUT = 4.0
 # Secrets shorter than this are not searched for in answers: replacing a 2-letter secret would garble every text.
 _MIN_REDACTED = 4
 REDACTED = "[redacted]"
@@ -57,6 +62,10 @@ class Attempt(NamedTuple):
         error: What went wrong when no answer came.
         maybe_sent: No answer came, and the request may have reached Rehook (timeout, lost connection).
         unreachable: No connection could be made: the request never left.
+        tls: The TLS handshake refused the server's certificate (unknown CA, wrong host name, expired): the
+            request never left, and a retry would meet the same certificate.
+        from_proxy: ``status`` is a proxy's answer to CONNECT: the tunnel to Rehook was not opened, the request
+            never left.
     """
 
     status: int | None = None
@@ -65,6 +74,8 @@ class Attempt(NamedTuple):
     error: str | None = None
     maybe_sent: bool = False
     unreachable: bool = False
+    tls: bool = False
+    from_proxy: bool = False
 
 
 class Transport(Protocol):

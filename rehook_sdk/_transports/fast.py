@@ -5,13 +5,17 @@ only straight to Rehook (https, or http to loopback; no proxy, no session of the
 through aiohttp.
 
 The "may have been sent" rules are the aiohttp transport's: a failure before the request was written (refused,
-DNS, TLS handshake, connect timeout) is ``unreachable``; after it was written, no status line is ``maybe_sent``;
-a status line, however the body ends, is the answer.
+DNS, TLS handshake, connect timeout) is ``unreachable`` (a refused certificate: ``tls``); after it was written, no
+status line is ``maybe_sent``; a status line, however the body ends, is the answer. A kept-alive connection is not
+reused once it has been idle too long (`KeepAlive`), nor when the peer has closed it or sent anything since its
+last answer (checked just before the write); when it closes before the request is written, the request goes out
+on a new connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import ssl
 from collections.abc import Coroutine, Mapping
@@ -26,6 +30,7 @@ from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
 from .aiohttp import AiohttpTransport
 from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
+from .keepalive import KeepAlive, parse_keep_alive
 
 __all__ = ["FastTransport"]
 
@@ -41,7 +46,7 @@ class _Connection(asyncio.Protocol):
     One keep-alive connection: at most one request at a time, its answer parsed as the bytes arrive.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_alive: KeepAlive) -> None:
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
@@ -49,8 +54,13 @@ class _Connection(asyncio.Protocol):
         self.usable = True  # False once it cannot carry another request
         self.status: int | None = None
         self.retry_after: bytes | None = None
+        self.keep_alive: bytes | None = None  # the last answer's Keep-Alive header
         self.body = bytearray()
         self.whole = False  # the body was read to its end (not cut at MAX_BODY_BYTES)
+        self.written = False  # the request was handed to the socket
+        self.idle_since = 0.0  # loop time it went back to the idle list; 0.0 while in use
+        self.aborted = False  # closed by this side
+        self._keep_alive = keep_alive
 
     # -- one request ----------------------------------------------------------------------------------------
 
@@ -61,9 +71,10 @@ class _Connection(asyncio.Protocol):
         time) passed.
         """
         assert self.waiter is None
-        self.status = self.retry_after = None
+        self.status = self.retry_after = self.keep_alive = None
         self.body = bytearray()
-        self.whole = False
+        self.whole = self.written = False
+        self.idle_since = 0.0
         self.deadline = deadline
         self.waiter = waiter = loop.create_future()
         return waiter
@@ -72,6 +83,41 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if self.waiter is not None and transport is not None and not transport.is_closing():
             transport.write(data)
+            self.written = True
+
+    def reusable(self, now: float) -> bool:
+        """
+        Whether this idle connection may carry the next request: open, idle for less than its limit, and nothing
+        (an EOF, a reset, stray bytes) arrived since its last answer.
+        """
+        transport = self.transport
+        if not self.usable or transport is None or transport.is_closing():
+            return False
+        idle = now - self.idle_since
+        if idle >= self._limit(now):
+            return False
+        if idle >= _CHECK_AFTER and _readable(transport):
+            return False
+        self.idle_since = 0.0
+        return True
+
+    def _limit(self, now: float) -> float:
+        announced = None
+        if self.keep_alive is not None:
+            announced = parse_keep_alive(self.keep_alive)[0]
+        return self._keep_alive.limit(now, announced)
+
+    def may_keep(self) -> bool:
+        """
+        Whether the answer just read leaves this connection open for another request.
+        """
+        if not (self.usable and self.whole):
+            return False
+        if self.keep_alive is not None:
+            most = parse_keep_alive(self.keep_alive)[1]
+            if most is not None and most < 1:
+                return False
+        return True
 
     def time_out(self) -> None:
         self._done(TimeoutError())
@@ -88,8 +134,15 @@ class _Connection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.usable = False
+        self.aborted = True
         if self.transport is not None:
             self.transport.abort()
+
+    def _closed_by_peer(self) -> None:
+        if self.waiter is None and self.idle_since and not self.aborted and self.transport is not None:
+            now = asyncio.get_running_loop().time()
+            self._keep_alive.peer_closed(now, now - self.idle_since)
+            self.idle_since = 0.0
 
     # -- asyncio.Protocol -----------------------------------------------------------------------------------
 
@@ -109,10 +162,12 @@ class _Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.usable = False
+        self._closed_by_peer()
         return False  # close the transport; connection_lost settles the request
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.usable = False
+        self._closed_by_peer()
         if self.waiter is not None:
             self._done(_Answer(f"the connection closed before the answer was complete{_cause(exc)}"))
 
@@ -121,6 +176,8 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(name) == 11 and name.lower() == b"retry-after":
             self.retry_after = value
+        elif len(name) == 10 and name.lower() == b"keep-alive":
+            self.keep_alive = value
 
     def on_headers_complete(self) -> None:
         if self.waiter is None:  # a second answer to one request, in the same bytes
@@ -154,6 +211,23 @@ class _Connection(asyncio.Protocol):
 
 def _cause(exc: BaseException | None) -> str:
     return f" ({describe(exc)})" if exc is not None else ""
+
+
+# A connection idle at least this long is checked for an EOF or bytes before it is reused (one poll() call). Under
+# load connections are reused within microseconds, and a peer closing them that soon is rare.
+_CHECK_AFTER = 0.005
+
+
+def _readable(transport: asyncio.Transport) -> bool:
+    """
+    Whether the socket has anything to read (an EOF, a reset, bytes) that the loop has not handled yet.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return bool(poller.poll(0))
 
 
 class FastTransport:
@@ -201,6 +275,7 @@ class FastTransport:
         self._fixed = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("utf-8")
         self._heads: dict[str, bytes] = {}
         self._idle: list[_Connection] = []
+        self._keep_alive = KeepAlive()
         # Deadlines: one sweep every _period while requests are in flight, rather than a timer per request (a
         # timer handle and a heap push, then a cancelled handle left in the loop's heap, on every request). A
         # request times out within _period after its deadline.
@@ -237,17 +312,41 @@ class FastTransport:
 
     async def _send(self, data: bytes) -> Attempt:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
-        connection = self._take_idle()
-        if connection is None:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    connection = await self._connect(loop)
-            except TimeoutError as exc:
-                return Attempt(error=f"connect timed out: {describe(exc)} after {self._timeout} s", unreachable=True)
-            except Exception as exc:  # OSError, ssl.SSLError, socket.gaierror, a bad address
-                # Refused, unreachable, DNS failure, TLS handshake: the request never left.
-                return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), unreachable=True)
+        now = loop.time()
+        deadline = now + self._timeout
+        connection = self._take_idle(now)
+        while True:
+            if connection is None:
+                made = await self._connect_by(loop, deadline)
+                if isinstance(made, Attempt):
+                    return made
+                connection = made
+            attempt = await self._exchange(loop, connection, data, deadline)
+            if attempt is not None:
+                return attempt
+            # Closed before the request was written (an idle connection the peer closed): nothing was sent.
+            connection = None
+
+    async def _connect_by(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection | Attempt:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._connect(loop)
+        except TimeoutError as exc:
+            return Attempt(error=f"connect timed out: {describe(exc)} after {self._timeout} s", unreachable=True)
+        except ssl.SSLCertVerificationError as exc:
+            # Unknown CA, wrong host name, expired: the request never left, and every retry would meet it again.
+            return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), tls=True)
+        except Exception as exc:  # OSError, ssl.SSLError, socket.gaierror, a bad address
+            # Refused, unreachable, DNS failure, TLS handshake: the request never left.
+            return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), unreachable=True)
+
+    async def _exchange(
+        self, loop: asyncio.AbstractEventLoop, connection: _Connection, data: bytes, deadline: float
+    ) -> Attempt | None:
+        """
+        One request on ``connection``, and its answer; ``None`` when the connection closed before the request was
+        written (send it on another).
+        """
         busy = self._busy
         busy.add(connection)
         if self._sweep_handle is None:
@@ -263,19 +362,28 @@ class FastTransport:
                 connection.abort()
                 if connection.status is not None:
                     return self._answer(connection)
-                return Attempt(error=f"no answer within {self._timeout} s: {describe(exc)}", maybe_sent=True)
+                if not connection.written:
+                    return Attempt(error=f"not sent within {self._timeout} s: {describe(exc)}", unreachable=True)
+                return Attempt(
+                    error=f"no answer within {self._timeout} s after the request was sent: {describe(exc)}",
+                    maybe_sent=True,
+                )
             except _Answer as exc:
                 if connection.status is not None:
                     # The status line and headers came, then the body was cut or garbled: the answer is known.
                     return self._answer(connection)
-                return Attempt(error=self.credentials.redact(f"connection lost: {exc}"), maybe_sent=True)
+                if not connection.written:
+                    return None
+                message = f"connection lost after the request was sent: {exc}"
+                return Attempt(error=self.credentials.redact(message), maybe_sent=True)
         except BaseException:
             connection.abort()  # cancelled mid-request: its state is unknown
             raise
         finally:
             busy.discard(connection)
         attempt = self._answer(connection)
-        if connection.usable and connection.whole and len(self._idle) < self._concurrency:
+        if connection.may_keep() and len(self._idle) < self._concurrency:
+            connection.idle_since = loop.time()
             self._idle.append(connection)
         else:
             connection.abort()
@@ -302,13 +410,13 @@ class FastTransport:
         body = self.credentials.body_text(connection.body) if connection.body else ""
         return Attempt(status=status, body=body, retry_after=retry_after)
 
-    def _take_idle(self) -> _Connection | None:
+    def _take_idle(self, now: float) -> _Connection | None:
         idle = self._idle
         while idle:
             connection = idle.pop()
-            if connection.usable and connection.transport is not None and not connection.transport.is_closing():
+            if connection.reusable(now):
                 return connection
-            connection.abort()
+            connection.abort()  # retired: idle too long, or closed (or spoken on) by the peer
         return None
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
@@ -317,8 +425,9 @@ class FastTransport:
             # During the exit drain, names are resolved in this thread: the loop's resolver needs an executor thread,
             # which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
             host = str(socket.getaddrinfo(host, self._port, type=socket.SOCK_STREAM)[0][4][0])
+        keep_alive = self._keep_alive
         _, connection = await loop.create_connection(
-            _Connection,
+            lambda: _Connection(keep_alive),
             host,
             self._port,
             ssl=self._ssl,

@@ -40,11 +40,22 @@ FaultKind = Literal[
     "drip",
     "huge_body",
     "endless_body",
+    "gateway_timeout",
+    "bad_gateway",
+    "unavailable",
 ]
 
-# The faults after which the server has processed the request but the client cannot know the answer: the only ones
-# that can make an at-least-once client send the same call twice.
-AMBIGUOUS: frozenset[str] = frozenset({"reset_after", "silence_after", "garbage", "head_cut"})
+# The faults after which the server has processed (or is processing) the request but the client cannot know the
+# answer: the only ones that can make an at-least-once client send the same call twice.
+AMBIGUOUS: frozenset[str] = frozenset(
+    {"reset_after", "silence_after", "garbage", "head_cut", "gateway_timeout", "bad_gateway"}
+)
+# What a gateway answers in place of the server: HAProxy's and nginx's error pages say as much, and close.
+_GATEWAY_ANSWERS = {
+    "gateway_timeout": b"504 Gateway Time-out",
+    "bad_gateway": b"502 Bad Gateway",
+    "unavailable": b"503 Service Unavailable",
+}
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d+)", re.IGNORECASE)
 _KEY = re.compile(rb"\r\nidempotency-key:[ \t]*([^\r\n]*)", re.IGNORECASE)
@@ -67,8 +78,13 @@ class ProxyFault:
             answer bytes that are not HTTP, or half the answer's head: the server processed it, the client cannot
             know); ``body_cut`` (the answer's head and half its body, then close); ``drip`` (the answer one byte
             every ``seconds``); ``huge_body`` (the answer's status with a body of ``size`` bytes); ``endless_body``
-            (the answer's status with a chunked body that never ends).
-        seconds: For ``latency`` and ``drip``.
+            (the answer's status with a chunked body that never ends). A gateway's own answers, as HAProxy and nginx
+            give them: ``gateway_timeout`` (forward, then answer 504 if the server has not answered within
+            ``seconds``, as ``timeout server`` or ``proxy_read_timeout`` do: the server goes on processing it),
+            ``bad_gateway`` (forward, then answer 502 in place of the server's answer, as after an answer the
+            gateway could not read), ``unavailable`` (answer 503 without forwarding, as when no server is up or a
+            rate limit refuses it); each closes the client's connection.
+        seconds: For ``latency``, ``drip`` and ``gateway_timeout``.
         size: For ``huge_body``.
     """
 
@@ -117,6 +133,7 @@ class FaultProxy:
         self._rng = random.Random(0)
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._late: set[asyncio.Task[None]] = set()  # upstream answers a gateway stopped waiting for
         self.requests: list[ProxiedRequest] = []
 
     @classmethod
@@ -143,9 +160,9 @@ class FaultProxy:
         Stop listening and cut every open connection.
         """
         await self.down()
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._late]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._late, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -241,8 +258,11 @@ class FaultProxy:
                 if request is None:
                     return
                 fault = self._next_fault()
-                if upstream is None and fault.kind not in ("reset_before", "silence_before"):
+                if upstream is None and fault.kind not in ("reset_before", "silence_before", "unavailable"):
                     upstream = await asyncio.open_connection(*self._upstream)
+                if fault.kind in _GATEWAY_ANSWERS:
+                    upstream = await self._gateway(fault, request, writer, upstream)
+                    return
                 keep = await self._apply(fault, request, reader, writer, upstream)
                 if not keep:
                     return
@@ -254,6 +274,67 @@ class FaultProxy:
             if upstream is not None:
                 upstream[1].close()
             writer.close()
+
+    async def _gateway(
+        self,
+        fault: ProxyFault,
+        request: tuple[bytes, bytes],
+        writer: asyncio.StreamWriter,
+        upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """
+        Answer as a gateway would (see `ProxyFault`); the upstream connection is handed to a task that reads the
+        server's late answer and closes it (``None`` is returned: the caller must not close it).
+        """
+        head, body = request
+        found = _KEY.search(head)
+        key = found.group(1).decode("latin-1").strip() if found else None
+        kind = fault.kind
+        answer: tuple[bytes, bytes] | None = None
+        forwarded = upstream is not None and kind != "unavailable"
+        if forwarded:
+            assert upstream is not None
+            upstream[1].write(head + body)
+            await upstream[1].drain()
+            reading = asyncio.ensure_future(_read_message(upstream[0]))
+            if kind == "gateway_timeout":
+                done, _ = await asyncio.wait([reading], timeout=fault.seconds)
+                if done and not reading.exception():
+                    answer = reading.result()
+            if answer is None:
+                late = asyncio.ensure_future(_finish_late(reading, upstream[1]))
+                self._late.add(late)
+                late.add_done_callback(self._late.discard)
+                upstream = None
+        if answer is not None:  # the server answered in time: passed on as it is
+            a_head, a_body = answer
+            match = _STATUS.match(a_head)
+            status = int(match.group(1)) if match else None
+            self.requests.append(
+                ProxiedRequest(fault="pass", key=key, forwarded=True, status=status, bytes_to_client=len(a_head))
+            )
+            writer.write(a_head + a_body)
+            await writer.drain()
+            if upstream is not None:
+                upstream[1].close()
+            writer.close()
+            return None
+        text = _GATEWAY_ANSWERS[kind]
+        page = b"<html><body><h1>%s</h1></body></html>\n" % text
+        reply = b"HTTP/1.1 %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+            text,
+            len(page),
+            page,
+        )
+        self.requests.append(
+            ProxiedRequest(fault=kind, key=key, forwarded=forwarded, status=None, bytes_to_client=len(reply))
+        )
+        with contextlib.suppress(ConnectionError, OSError):
+            writer.write(reply)
+            await writer.drain()
+        if upstream is not None:
+            upstream[1].close()
+        return None
 
     async def _apply(
         self,
@@ -374,6 +455,15 @@ async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | N
     found = _CONTENT_LENGTH.search(head)
     body = await reader.readexactly(int(found.group(1))) if found else b""
     return head, body
+
+
+async def _finish_late(reading: asyncio.Future[tuple[bytes, bytes] | None], upstream: asyncio.StreamWriter) -> None:
+    """
+    Let the server finish a request the gateway gave up on (its answer is read and dropped), then hang up.
+    """
+    with contextlib.suppress(ConnectionError, OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        await reading
+    upstream.close()
 
 
 def _reframe(head: bytes, framing: bytes) -> bytes:
