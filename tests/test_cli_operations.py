@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rehook_sdk import __version__
+from rehook_sdk import RetryPolicy, __version__
 from rehook_sdk._cli import parser
 from rehook_sdk.testing import FakeRehook
 
@@ -270,3 +270,23 @@ async def test_fake_server_prints_a_summary_when_stopped() -> None:
     rest = (await asyncio.wait_for(proc.stdout.read(), 20)).decode()
     await proc.wait()
     assert "Fake Rehook stopped: 0 requests, 0 calls delivered, 0 duplicates, 0 customers, 0 events recorded" in rest
+
+
+async def test_a_call_whose_first_answer_was_lost_is_not_replayed_after_later_503s(
+    fake: FakeRehook, tmp_path: Path
+) -> None:
+    """Attempt 1 lost its answer, attempts 2-3 got 503: the dead-letter line says maybe_delivered, so the replay of
+    that file skips it instead of sending it again (#25: the last attempt alone used to decide)."""
+    dead = tmp_path / "dead.jsonl"
+    fake.disconnect_next(1)
+    fake.fail_next(2, status=503)
+    async with fake.client(dead_letter=dead, retry=RetryPolicy(max_attempts=3, time_scale=0)) as client:
+        outcome = await client.track("e", user_id="u1", message_id="m-lost")
+    assert (outcome.attempts, outcome.http_status, outcome.maybe_delivered) == (3, 503, True)
+    assert json.loads(dead.read_text())["outcome"]["maybe_delivered"] is True
+
+    code, out, _ = await rehook(fake, "send", str(dead), "--no-progress", cwd=tmp_path)
+
+    assert code == 0
+    assert table(out)[("skipped", "maybe_delivered")] == 1
+    assert len(fake.requests) == 3  # the client's three attempts, nothing replayed
