@@ -1021,7 +1021,8 @@ class RehookClient:
 
         Raises:
             AuthenticationError: Rehook answered 401 (or 403): the credentials are wrong.
-            RehookError: Rehook could not be reached, or answered something unexpected.
+            RehookError: Rehook could not be reached (the message names a refused TLS certificate or a proxy's
+                refusal), or answered something unexpected.
             ClientStateError: the client is closed, runs on another loop, or is disabled (nothing is sent).
         """
         if self._disabled:
@@ -1033,6 +1034,12 @@ class RehookClient:
         if self._loop is not asyncio.get_running_loop():
             raise ClientStateError("check_auth() must be awaited on the event loop the client runs on")
         attempt = await self._flusher.transport.get(CHECK_AUTH_PATH)
+        if attempt.tls:
+            raise RehookError(f"the TLS handshake with {self._base_url} refused its certificate: {attempt.error}")
+        if attempt.from_proxy:
+            raise RehookError(
+                f"the proxy refused to open the tunnel to {self._base_url} with HTTP {attempt.status}: {attempt.body}"
+            )
         if attempt.status == 401:
             self._flusher.note_auth_failure(attempt)  # the calls would be refused too: fail them without sending
         if attempt.status in (401, 403):

@@ -117,7 +117,7 @@ async def test_a_refused_certificate_fails_at_once_as_tls_failed(
     async with fake.client(ssl=trusting_unless_unknown(ca, why)) as client:
         outcome = await client.track("e", user_id="u1")
         assert client.stats().retried == 0
-        with pytest.raises(RehookError, match=why):
+        with pytest.raises(RehookError, match=f"the TLS handshake with .* refused its certificate: .*{why}"):
             await client.check_auth()
     assert (outcome.status, outcome.reason, outcome.attempts, outcome.maybe_delivered) == (
         OutcomeStatus.FAILED,
@@ -161,6 +161,16 @@ async def test_a_proxys_407_on_connect_is_rejected_once(tls_fake: FakeRehook, ca
     assert "wrong-pw" not in outcome.message
     assert proxy.refused == 1
     assert tls_fake.requests == []
+
+
+async def test_check_auth_names_a_proxys_refusal(tls_fake: FakeRehook, ca: Path) -> None:
+    """check_auth() through a proxy that refuses the credentials says the proxy refused, not Rehook."""
+    trusting = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+    async with ForwardProxy(credentials=("team", "s3cret-pw")) as proxy:
+        proxied = proxy.url.replace("http://", "http://team:wrong-pw@")
+        async with tls_fake.client(ssl=trusting, proxy=proxied) as client:
+            with pytest.raises(RehookError, match=r"the proxy refused to open the tunnel to .* with HTTP 407"):
+                await client.check_auth()
 
 
 async def test_the_system_trust_store_through_truststore(

@@ -315,17 +315,18 @@ class FastTransport:
         now = loop.time()
         deadline = now + self._timeout
         connection = self._take_idle(now)
-        while True:
-            if connection is None:
-                made = await self._connect_by(loop, deadline)
-                if isinstance(made, Attempt):
-                    return made
-                connection = made
+        if connection is not None:
             attempt = await self._exchange(loop, connection, data, deadline)
             if attempt is not None:
                 return attempt
-            # Closed before the request was written (an idle connection the peer closed): nothing was sent.
-            connection = None
+            # The kept-alive connection closed before the request was written: nothing was sent; a new one.
+        made = await self._connect_by(loop, deadline)
+        if isinstance(made, Attempt):
+            return made
+        attempt = await self._exchange(loop, made, data, deadline)
+        if attempt is None:  # a new connection closed before the request could be written: nothing was sent
+            return Attempt(error="cannot connect: the connection closed before the request was sent", unreachable=True)
+        return attempt
 
     async def _connect_by(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection | Attempt:
         try:
