@@ -69,11 +69,18 @@ class Server:
     benchmarks/server.py in a subprocess.
     """
 
-    def __init__(self, latency_ms: float, tls: tuple[Path, Path] | None = None, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        latency_ms: float,
+        tls: tuple[Path, Path] | None = None,
+        limit: int | None = None,
+        rate: tuple[float, float] | None = None,
+    ) -> None:
         self.latency_ms = latency_ms
         cpu = ["--cpu", str(SERVER_CPU)] if _cores() > 1 else []
         pair = ["--tls", str(tls[0]), str(tls[1])] if tls else []
         pair += ["--limit", str(limit)] if limit is not None else []
+        pair += ["--rate", str(rate[0]), "--burst", str(rate[1])] if rate is not None else []
         self.proc = subprocess.Popen(
             [sys.executable, str(SERVER), "--port", "0", "--latency-ms", str(latency_ms), *cpu, *pair],
             stdout=subprocess.PIPE,
@@ -184,10 +191,32 @@ async def adaptive(n: int, seed: int) -> dict[str, Any]:
         assert auto["delivered"] == n, auto
     finally:
         server.close()
+    return {"n": n, "hidden_limit": limit, **_against_fixed(auto, fixed)}
+
+
+RATE_LIMIT = (800.0, 20.0)  # requests per second and burst, as nginx's limit_req rate=800r/s burst=20 nodelay
+RATE_LATENCY_MS = 20
+RATE_FIXED = (8, 16, 32, 64)
+
+
+async def adaptive_rate(n: int) -> dict[str, Any]:
+    """
+    concurrency="auto" against a server (20 ms) that answers 429 without Retry-After above 800 requests per second
+    (burst 20), however many are in flight, against fixed settings around 800/s x 20 ms = 16 in flight.
+    """
+    server = Server(RATE_LATENCY_MS, rate=RATE_LIMIT)
+    try:
+        fixed = {c: await drain_against_limit(server.url, n, c) for c in RATE_FIXED}
+        auto = await drain_against_limit(server.url, n, "auto")
+        assert auto["delivered"] == n, auto
+    finally:
+        server.close()
+    return {"n": n, "rate_limit": RATE_LIMIT[0], "burst": RATE_LIMIT[1], **_against_fixed(auto, fixed)}
+
+
+def _against_fixed(auto: dict[str, float], fixed: dict[int, dict[str, float]]) -> dict[str, Any]:
     best = max(fixed.values(), key=lambda f: f["events_per_s"])
     return {
-        "n": n,
-        "hidden_limit": limit,
         "auto": auto,
         "fixed": {str(c): f for c, f in fixed.items()},
         "auto_over_best_fixed": auto["events_per_s"] / best["events_per_s"],
@@ -572,7 +601,16 @@ def test_ca(folder: Path) -> tuple[Path, Path, Path] | None:
 
 async def run(quick: bool, runs: int) -> dict[str, Any]:
     sizes = (
-        {"caller": 5_000, "tp0": 500, "tp20": 640, "backlog": 5_000, "drain": 640, "metrics": 500, "auto": 2_000}
+        {
+            "caller": 5_000,
+            "tp0": 500,
+            "tp20": 640,
+            "backlog": 5_000,
+            "drain": 640,
+            "metrics": 500,
+            "auto": 2_000,
+            "rate": 1_000,
+        }
         if quick
         else {
             "caller": 100_000,
@@ -582,6 +620,7 @@ async def run(quick: bool, runs: int) -> dict[str, Any]:
             "drain": 10_000,
             "metrics": 20_000,
             "auto": 100_000,
+            "rate": 10_000,
         }
     )
     fast, slow = Server(0), Server(20)
@@ -604,6 +643,7 @@ async def run(quick: bool, runs: int) -> dict[str, Any]:
         results["metrics"] = {"n": sizes["metrics"], **{v: median_of(samples[v]) for v in variants}}
         # One run: at 100,000 events four drains take minutes.
         results["adaptive"] = await adaptive(sizes["auto"], seed=2026)
+        results["adaptive_rate"] = await adaptive_rate(sizes["rate"])
     finally:
         fast.close()
         slow.close()
@@ -652,6 +692,8 @@ TARGETS = [
     ("tls_0ms.sdk_over_baseline", ">=", 1.5),
     ("adaptive.auto_over_best_fixed", ">=", 0.9),
     ("adaptive.auto_refused_share", "<=", 0.02),
+    ("adaptive_rate.auto_over_best_fixed", ">=", 0.9),
+    ("adaptive_rate.auto_refused_share", "<=", 0.05),
 ]
 
 
@@ -744,6 +786,14 @@ def table(results: dict[str, Any], info: dict[str, Any]) -> Iterator[str]:
     rows += [
         ("auto: events/s / best fixed", a["auto_over_best_fixed"], f"hidden limit {a['hidden_limit']}, 50 ms; auto {a['auto']['events_per_s']:.0f}/s; fixed {fixed}", "adaptive.auto_over_best_fixed"),
         ("  auto: 429s / requests", a["auto_refused_share"], "", "adaptive.auto_refused_share"),
+    ]  # fmt: skip
+    r = results["adaptive_rate"]
+    fixed = ", ".join(
+        f"{c}: {f['events_per_s']:.0f}/s ({f['refused_share']:.1%} refused)" for c, f in r["fixed"].items()
+    )
+    rows += [
+        ("auto vs rate limit: events/s / best fixed", r["auto_over_best_fixed"], f"{r['rate_limit']:.0f}/s, burst {r['burst']:.0f}, 20 ms; auto {r['auto']['events_per_s']:.0f}/s; fixed {fixed}", "adaptive_rate.auto_over_best_fixed"),
+        ("  auto: 429s / requests", r["auto_refused_share"], "", "adaptive_rate.auto_refused_share"),
     ]  # fmt: skip
     for name, section in (("TLS 0 ms", "tls_0ms"), ("TLS 20 ms", "tls_20ms")):
         if results.get(section) is not None:

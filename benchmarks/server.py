@@ -5,6 +5,7 @@ Raw asyncio, no framework, so that it costs as little CPU as possible; run it in
 core) so that it does not steal the client's CPU:
 
     python benchmarks/server.py --port 0 --latency-ms 20 --cpu 1 [--tls server.pem server.key] [--limit 120]
+        [--rate 800 [--burst 20]]
 
 It prints ``listening on http://127.0.0.1:PORT`` once ready. ``GET /_count`` answers the number of POSTs so far.
 Stop it with SIGTERM; pause it with SIGSTOP (requests then wait in flight) and resume with SIGCONT.
@@ -27,6 +28,22 @@ class Counter:
     posts = 0
     in_flight = 0
     limit: int | None = None  # --limit: more POSTs in flight than this are answered 429 at once
+    rate: float | None = None  # --rate: POSTs over this many per second are answered 429 at once
+    burst = 0.0  # --burst: how many POSTs above the rate may come at once (nginx limit_req's burst, nodelay)
+    allowed_at = 0.0  # the rate limit's theoretical arrival time (GCRA): a POST before it - burst/rate is refused
+
+
+def over_rate(now: float) -> bool:
+    """
+    Whether a POST at ``now`` exceeds the rate (the generic cell rate algorithm, as nginx's limit_req with nodelay).
+    """
+    rate = Counter.rate
+    if rate is None:
+        return False
+    if now < Counter.allowed_at - Counter.burst / rate:
+        return True
+    Counter.allowed_at = max(Counter.allowed_at, now) + 1 / rate
+    return False
 
 
 TOO_MANY = b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -71,6 +88,9 @@ class HTTPProtocol(asyncio.Protocol):
             self.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             return
         if Counter.limit is not None and Counter.in_flight >= Counter.limit:
+            self.write(TOO_MANY)
+            return
+        if over_rate(self.loop.time()):
             self.write(TOO_MANY)
             return
         Counter.posts += 1
@@ -123,9 +143,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--cpu", type=int, default=None, help="pin to this CPU core")
     parser.add_argument("--limit", type=int, default=None, help="answer 429 above this many POSTs in flight")
+    parser.add_argument("--rate", type=float, default=None, help="answer 429 above this many POSTs per second")
+    parser.add_argument("--burst", type=float, default=0.0, help="with --rate: POSTs allowed above it at once")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None, help="serve https with this pair")
     args = parser.parse_args()
     Counter.limit = args.limit
+    Counter.rate = args.rate
+    Counter.burst = args.burst
     tls = None
     if args.tls:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -14,6 +14,10 @@ Netflix's concurrency-limits and TCP congestion control).
   trips) while the limit stays within a few percent of what it takes.
 - Never below 1 or above ``max_concurrency``. A Retry-After is honoured by the call that got it (it sleeps before
   its retry, see `_retry.py`), whatever the limit.
+- A refusal of a request sent with at most half as many in flight as requests Rehook accepted in the last second
+  is a *rate* limit, not a concurrency limit: fewer requests in flight did not stop the refusals. The limit goes
+  back to where requests were accepted, and `_pacing.Pacer` spaces the requests instead; from then on refusals cut
+  the rate, and latency and timeouts still cut the limit.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+
+from ._pacing import Pacer
 
 __all__ = ["BACKOFF", "START", "Limiter"]
 
@@ -35,6 +41,9 @@ _GROW_BELOW = 2.0
 _SLACK = 0.005
 _OVERLOAD_STATUSES = frozenset({429, 503})
 _WINDOW = 1000
+# The most requests in flight with which an accepted request was sent is kept per _PEAK_WINDOW seconds (this window's
+# and the last one's).
+_PEAK_WINDOW = 0.5
 
 
 class Limiter:
@@ -53,22 +62,43 @@ class Limiter:
         self._window_left = _WINDOW
         self._cut_at = float("-inf")  # when the limit was last cut (loop time)
         self._ceiling = float("inf")  # the limit when overload was last seen
+        self.pacer = Pacer()
+        self._peak = 0  # the most in flight an accepted request was sent with: this window
+        self._last_peak = 0  # and the last one
+        self._peak_until = float("-inf")
 
     @property
     def permits(self) -> int:
         return max(1, int(self.limit))
 
     def try_acquire(self) -> bool:
-        if self.in_flight < self.permits and not self._waiters:
+        """
+        Take a permit if one is free and no request waits for pacing; else `acquire` must be awaited.
+        """
+        if self.in_flight < self.permits and not self._waiters and self.pacer.rate is None:
             self.in_flight += 1
             return True
         return False
 
     async def acquire(self) -> None:
         """
-        Wait for a permit (first come, first served).
+        Wait for a permit (first come, first served), then, while pacing, for the request's slot.
         """
-        if self.try_acquire():
+        await self._permit()
+        if self.pacer.rate is None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self.pacer.slot(loop.time())
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except BaseException:
+                self._release_one()  # cancelled while waiting for its slot: the permit goes on
+                raise
+
+    async def _permit(self) -> None:
+        if self.in_flight < self.permits and not self._waiters:
+            self.in_flight += 1
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
@@ -82,11 +112,12 @@ class Limiter:
                     self._waiters.remove(waiter)
             raise
 
-    def release(self, started: float, now: float, status: int | None, timed_out: bool) -> None:
+    def release(self, started: float, now: float, status: int | None, timed_out: bool, load: int) -> None:
         """
-        A request sent at ``started`` ended at ``now`` (loop time), with ``status`` (None: no answer) or a timeout.
+        A request sent at ``started`` with ``load`` requests in flight (itself included) ended at ``now`` (loop
+        time), with ``status`` (None: no answer) or a timeout.
         """
-        self._adapt(started, now, status, timed_out)
+        self._adapt(started, now, status, timed_out, load)
         self._release_one()
 
     def _release_one(self) -> None:
@@ -97,10 +128,27 @@ class Limiter:
                 self.in_flight += 1
                 waiter.set_result(None)
 
-    def _adapt(self, started: float, now: float, status: int | None, timed_out: bool) -> None:
+    def _adapt(self, started: float, now: float, status: int | None, timed_out: bool, load: int) -> None:
         latency = now - started
-        overloaded = timed_out or status in _OVERLOAD_STATUSES
+        refused = status in _OVERLOAD_STATUSES
+        overloaded = timed_out or refused
         floor = self._floor
+        pacer = self.pacer
+        if refused and pacer.engaged:
+            if pacer.refused(started, now):
+                logger.debug("pacing: %.1f requests/s (HTTP %s)", pacer.rate, status)
+            return
+        peak = self._peak_at(now)
+        if refused and 2 * load <= peak:
+            # Refused with half as many in flight as accepted ones had: the server limits the rate.
+            self.limit = max(self.limit, float(peak))
+            pacer.engage(now)
+            logger.debug("refused at %d in flight, accepted at %d: pacing at %.1f requests/s", load, peak, pacer.rate)
+            return
+        if status is not None and 200 <= status < 300:
+            pacer.accepted(now)
+            if load > peak:
+                self._peak = max(self._peak, load)
         if status is not None and not overloaded:
             if floor is None or latency < floor:
                 self._floor = floor = latency
@@ -140,3 +188,13 @@ class Limiter:
             # one permit per round trip.
             step = max(1.0, (0.95 * self._ceiling - self.limit) / 2) / self.limit
         self.limit = min(float(self.maximum), self.limit + step)
+
+    def _peak_at(self, now: float) -> int:
+        """
+        The most requests in flight an accepted request was sent with, over the last one or two windows.
+        """
+        if now >= self._peak_until:
+            fresh = now - self._peak_until >= _PEAK_WINDOW
+            self._last_peak, self._peak = (0 if fresh else self._peak), 0
+            self._peak_until = now + _PEAK_WINDOW
+        return max(self._peak, self._last_peak)

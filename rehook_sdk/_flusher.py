@@ -843,6 +843,7 @@ class Flusher:
         # The permit is held (acquired by the caller) for exactly this request.
         loop = asyncio.get_running_loop()
         started = loop.time()
+        load = limiter.in_flight
         attempt: Attempt | None = None
         try:
             attempt = await self.transport.post(request, key)
@@ -850,7 +851,7 @@ class Flusher:
         finally:
             status = attempt.status if attempt is not None else None
             timed_out = attempt is not None and attempt.maybe_sent and status is None
-            limiter.release(started, loop.time(), status, timed_out)
+            limiter.release(started, loop.time(), status, timed_out, load)
 
     def note_auth_failure(self, attempt: Attempt) -> None:
         """

@@ -52,8 +52,11 @@ def test_quick_benchmark_produces_every_figure(tmp_path: Path) -> None:
         "tls_0ms.sdk_over_baseline",
         "adaptive.auto_over_best_fixed",
         "adaptive.auto_refused_share",
+        "adaptive_rate.auto_over_best_fixed",
+        "adaptive_rate.auto_refused_share",
     }
     assert results["adaptive"]["auto"]["events_per_s"] > 0
+    assert results["adaptive_rate"]["auto"]["delivered"] == results["adaptive_rate"]["n"]
     assert data["machine"]["python"]
 
 
