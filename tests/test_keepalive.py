@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -109,12 +110,12 @@ def server() -> Iterator[ThreadServer]:
     running.close()
 
 
-def at_most_once_client(url: str) -> RehookClient:
+def at_most_once_client(url: str, transport: Literal["fast", "aiohttp"] = "fast") -> RehookClient:
     return RehookClient(
         "key",
         "secret",
         base_url=url,
-        transport="fast",
+        transport=transport,
         delivery=Delivery.AT_MOST_ONCE,
         retry=RetryPolicy(max_attempts=1, time_scale=0),
     )
@@ -137,10 +138,13 @@ def wait_for_close_wait(port: int, limit: float = 5.0) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads socket states from /proc/net/tcp")
-async def test_a_connection_the_peer_closed_unseen_is_not_written_to(server: ThreadServer) -> None:
+@pytest.mark.parametrize("transport", ["fast", "aiohttp"])
+async def test_a_connection_the_peer_closed_unseen_is_not_written_to(
+    server: ThreadServer, transport: Literal["fast", "aiohttp"]
+) -> None:
     """The server closes an idle kept-alive connection while the client's loop is busy and has not read the EOF: the
     next call, at most once, goes out on a new connection and is delivered, not lost as maybe delivered."""
-    async with at_most_once_client(server.url) as client:
+    async with at_most_once_client(server.url, transport) as client:
         first = await client.track("e", user_id="u1")
         (port,) = server.close_idle()
         wait_for_close_wait(port)  # the loop is held here: it has not seen the close
@@ -181,6 +185,18 @@ def test_the_idle_limit_is_learned_from_the_peers_closes() -> None:
     assert keep_alive.limit(11.0, announced=0.1) == pytest.approx(0.075)
     assert keep_alive.limit(311.0) == pytest.approx(0.0375)  # the first close is forgotten, the second is not
     assert keep_alive.limit(312.0) == 4.0
+
+
+def test_closes_found_later_bound_the_limit_from_above() -> None:
+    """A transport that finds closes only when it looks (aiohttp's) learns that the peer's timeout is at most the
+    shortest idle age a close was found at; an exact close still counts by the longest."""
+    keep_alive = KeepAlive(4.0)
+    keep_alive.peer_closed_within(10.0, 0.2)
+    keep_alive.peer_closed_within(11.0, 10.0)  # found only after a long pause: says little
+    assert keep_alive.limit(11.0) == pytest.approx(0.15)
+    keep_alive.peer_closed(12.0, 0.1)
+    assert keep_alive.limit(12.0) == pytest.approx(0.075)
+    assert keep_alive.limit(313.0) == 4.0
 
 
 def test_a_servers_announced_timeout_leaves_a_margin() -> None:

@@ -9,6 +9,7 @@ import logging
 import socket
 import ssl
 from collections.abc import Coroutine, Mapping
+from time import monotonic
 from typing import Any
 
 import aiohttp
@@ -20,6 +21,7 @@ from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
 from .base import IDLE_TIMEOUT, MAX_BODY_BYTES, Attempt, Credentials, describe
+from .keepalive import CHECK_AFTER, KeepAlive, spoken_on
 
 __all__ = ["AiohttpTransport"]
 
@@ -53,6 +55,9 @@ class AiohttpTransport:
         self._concurrency = concurrency
         self._session = session
         self._owns_session = session is None
+        self._connector: aiohttp.TCPConnector | None = None  # of the session this transport made
+        self._checked = 0.0  # when its idle connections were last checked (monotonic)
+        self._keep_alive = KeepAlive()  # on the monotonic clock, as aiohttp's pool
         self._urls: dict[str, URL] = {}
 
     def _url(self, path: str) -> URL:
@@ -74,6 +79,7 @@ class AiohttpTransport:
                 resolver=resolver,
                 keepalive_timeout=IDLE_TIMEOUT,
             )
+            self._connector = connector
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
 
@@ -102,6 +108,8 @@ class AiohttpTransport:
 
     async def _request(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Attempt:
         session = self._session or self._get_session()
+        if self._connector is not None:
+            self._close_spoken_on()
         status: int | None = None
         retry_after: float | None = None
         prefix = bytearray()
@@ -128,6 +136,36 @@ class AiohttpTransport:
                 # known: a 2xx was accepted (sending it again would duplicate it), any other status decides as usual.
                 return Attempt(status=status, body=self._text(prefix), retry_after=retry_after)
             return self._no_answer(exc)
+
+    def _close_spoken_on(self) -> None:
+        """
+        Close the idle kept-alive connections of this transport's own session that the peer closed (or sent
+        anything on) since their last answer, and those idle too long to reuse safely (`KeepAlive`, learning from
+        the closes found), so that aiohttp does not write the next request on one of them: at most once every
+        `CHECK_AFTER` seconds, one ``poll()`` for all of them. aiohttp itself sees a peer's close only once its
+        loop has read it, and reuses the connection idle longest first.
+
+        It reads the connector's pool of idle connections, which aiohttp keeps as ``_conns`` (a mapping to
+        sequences of (protocol, monotonic time of release) pairs, in every 3.x release since 3.0); if that ever
+        changes, it does nothing, and tests/test_keepalive.py fails.
+        """
+        now = monotonic()
+        if now - self._checked < CHECK_AFTER:
+            return
+        self._checked = now
+        pool = getattr(self._connector, "_conns", None)
+        if not isinstance(pool, Mapping):
+            return
+        idle = [(entry[0], entry[1]) for queue in pool.values() for entry in queue if entry[0].transport is not None]
+        keep_alive = self._keep_alive
+        for index in spoken_on([protocol.transport for protocol, _ in idle]):
+            protocol, released = idle[index]
+            keep_alive.peer_closed_within(now, now - released)
+            protocol.close()
+        limit = keep_alive.limit(now)
+        for protocol, released in idle:
+            if now - released >= limit:
+                protocol.close()  # retired before the peer's idle timeout; closing twice does nothing
 
     def _no_answer(self, exc: BaseException) -> Attempt:
         if isinstance(exc, aiohttp.ClientHttpProxyError):
@@ -163,6 +201,7 @@ class AiohttpTransport:
         if not self._owns_session:
             logger.warning("the aiohttp session given to RehookClient belongs to a closed event loop; using a new one")
         self._session = None
+        self._connector = None
         self._owns_session = True
 
     async def close(self) -> None:
@@ -172,6 +211,7 @@ class AiohttpTransport:
         if self._owns_session and self._session is not None:
             await self._session.close()
         self._session = None if self._owns_session else self._session
+        self._connector = None
 
 
 class _BlockingResolver(aiohttp.abc.AbstractResolver):

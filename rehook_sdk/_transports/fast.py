@@ -15,7 +15,6 @@ on a new connection.
 from __future__ import annotations
 
 import asyncio
-import select
 import socket
 import ssl
 from collections.abc import Coroutine, Mapping
@@ -30,7 +29,7 @@ from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
 from .aiohttp import AiohttpTransport
 from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
-from .keepalive import KeepAlive, parse_keep_alive
+from .keepalive import CHECK_AFTER, KeepAlive, parse_keep_alive, readable
 
 __all__ = ["FastTransport"]
 
@@ -96,7 +95,7 @@ class _Connection(asyncio.Protocol):
         idle = now - self.idle_since
         if idle >= self._limit(now):
             return False
-        if idle >= _CHECK_AFTER and _readable(transport):
+        if idle >= CHECK_AFTER and readable(transport):
             return False
         self.idle_since = 0.0
         return True
@@ -211,23 +210,6 @@ class _Connection(asyncio.Protocol):
 
 def _cause(exc: BaseException | None) -> str:
     return f" ({describe(exc)})" if exc is not None else ""
-
-
-# A connection idle at least this long is checked for an EOF or bytes before it is reused (one poll() call). Under
-# load connections are reused within microseconds, and a peer closing them that soon is rare.
-_CHECK_AFTER = 0.005
-
-
-def _readable(transport: asyncio.Transport) -> bool:
-    """
-    Whether the socket has anything to read (an EOF, a reset, bytes) that the loop has not handled yet.
-    """
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return False
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
-    return bool(poller.poll(0))
 
 
 class FastTransport:

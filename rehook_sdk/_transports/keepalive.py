@@ -11,11 +11,18 @@ announce it (HAProxy's ``timeout http-keep-alive`` and nginx's ``keepalive_timeo
 
 from __future__ import annotations
 
+import asyncio
+import select
 from collections import deque
+from collections.abc import Sequence
 
 from .base import IDLE_TIMEOUT
 
-__all__ = ["KeepAlive", "parse_keep_alive"]
+__all__ = ["CHECK_AFTER", "KeepAlive", "parse_keep_alive", "readable", "spoken_on"]
+
+# A connection idle at least this long is checked for an EOF or bytes before it is reused (one poll() call). Under
+# load connections are reused within microseconds, and a peer closing them that soon is rare.
+CHECK_AFTER = 0.005
 
 # Of the idle age at which peers closed connections, reuse a connection for at most this share.
 _SHARE = 0.75
@@ -36,6 +43,7 @@ class KeepAlive:
     def __init__(self, default: float = IDLE_TIMEOUT) -> None:
         self._default = default
         self._closes: deque[tuple[float, float]] = deque(maxlen=_KEPT)  # (when, idle age) of peers' closes
+        self._bounds: deque[tuple[float, float]] = deque(maxlen=_KEPT)  # (when, idle age) closes were found by
         self._limit = default
         self._valid_until = float("inf")
 
@@ -46,6 +54,16 @@ class KeepAlive:
         if idle_age < _SHORTEST:
             return
         self._closes.append((now, idle_age))
+        self._learn(now)
+
+    def peer_closed_within(self, now: float, idle_age: float) -> None:
+        """
+        A connection idle ``idle_age`` seconds was found closed by the peer, at some time within that idle (a
+        transport that learns of closes only when it looks, as the aiohttp one does before a request).
+        """
+        if idle_age < _SHORTEST:
+            return
+        self._bounds.append((now, idle_age))
         self._learn(now)
 
     def limit(self, now: float, announced: float | None = None) -> float:
@@ -61,15 +79,20 @@ class KeepAlive:
         return limit
 
     def _learn(self, now: float) -> None:
-        closes = self._closes
-        while closes and closes[0][0] < now - _MEMORY:
-            closes.popleft()
-        if not closes:
-            self._limit, self._valid_until = self._default, float("inf")
-            return
-        # The longest idle age a peer closed at: a reload closes connections early, a timeout closes them at it.
-        self._limit = min(self._default, _SHARE * max(age for _, age in closes))
-        self._valid_until = closes[0][0] + _MEMORY
+        closes, bounds = self._closes, self._bounds
+        for kept in (closes, bounds):
+            while kept and kept[0][0] < now - _MEMORY:
+                kept.popleft()
+        limit = self._default
+        if closes:
+            # The longest idle age a peer closed at: a reload closes connections early, a timeout closes them at it.
+            limit = min(limit, _SHARE * max(age for _, age in closes))
+        if bounds:
+            # Closed at some time within each of these ages: the peer's timeout is at most the shortest of them.
+            limit = min(limit, _SHARE * min(age for _, age in bounds))
+        self._limit = limit
+        oldest = [kept[0][0] for kept in (closes, bounds) if kept]
+        self._valid_until = min(oldest) + _MEMORY if oldest else float("inf")
 
 
 def parse_keep_alive(value: bytes) -> tuple[float | None, int | None]:
@@ -92,3 +115,29 @@ def parse_keep_alive(value: bytes) -> tuple[float | None, int | None]:
         except ValueError:
             continue
     return timeout, most
+
+
+def readable(transport: asyncio.BaseTransport) -> bool:
+    """
+    Whether an idle connection's socket has anything to read that the loop has not handled yet: an EOF, a reset,
+    bytes. Any of them means the connection cannot carry another request.
+    """
+    return bool(spoken_on([transport]))
+
+
+def spoken_on(transports: Sequence[asyncio.BaseTransport]) -> set[int]:
+    """
+    The indexes of ``transports`` (idle connections) whose sockets have anything to read, in one ``poll()``.
+    """
+    poller = select.poll()
+    where: dict[int, int] = {}
+    for index, transport in enumerate(transports):
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            fd = sock.fileno()
+            if fd >= 0:
+                where[fd] = index
+                poller.register(fd, select.POLLIN | select.POLLPRI)
+    if not where:
+        return set()
+    return {where[fd] for fd, _ in poller.poll(0)}
