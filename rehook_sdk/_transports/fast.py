@@ -93,10 +93,13 @@ class _Connection(asyncio.Protocol):
         if not self.usable or transport is None or transport.is_closing():
             return False
         idle = now - self.idle_since
-        if idle >= self._limit(now):
-            return False
-        if idle >= CHECK_AFTER and readable(transport):
-            return False
+        # Reused at once, as under load, with no Keep-Alive header: no limit is that short (a learned one is at
+        # least 7.5 ms), and nothing is checked.
+        if idle >= CHECK_AFTER or self.keep_alive is not None:
+            if idle >= self._limit(now):
+                return False
+            if idle >= CHECK_AFTER and readable(transport):
+                return False
         self.idle_since = 0.0
         return True
 
@@ -296,19 +299,66 @@ class FastTransport:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + self._timeout
-        connection = self._take_idle(now)
-        if connection is not None:
-            attempt = await self._exchange(loop, connection, data, deadline)
-            if attempt is not None:
-                return attempt
-            # The kept-alive connection closed before the request was written: nothing was sent; a new one.
-        made = await self._connect_by(loop, deadline)
-        if isinstance(made, Attempt):
-            return made
-        attempt = await self._exchange(loop, made, data, deadline)
-        if attempt is None:  # a new connection closed before the request could be written: nothing was sent
-            return Attempt(error="cannot connect: the connection closed before the request was sent", unreachable=True)
-        return attempt
+        taken = self._take_idle(now)
+        busy = self._busy
+        while True:
+            if taken is not None:
+                connection, taken = taken, None
+                reused = True
+            else:
+                made = await self._connect_by(loop, deadline)
+                if isinstance(made, Attempt):
+                    return made
+                connection, reused = made, False
+            busy.add(connection)
+            if self._sweep_handle is None:
+                self._sweep_handle = loop.call_later(self._period, self._sweep, loop)
+            try:
+                answered = connection.expect(loop, deadline)
+                if not self._outbox:
+                    loop.call_soon(self._write_out)
+                self._outbox.append((connection, data))
+                await answered
+            except (TimeoutError, _Answer) as exc:
+                connection.abort()
+                if reused and connection.status is None and not connection.written:
+                    continue  # the kept-alive connection closed before the request was written: a new one
+                return self._unanswered(connection, exc)
+            except BaseException:
+                connection.abort()  # cancelled mid-request: its state is unknown
+                raise
+            finally:
+                busy.discard(connection)
+            attempt = self._answer(connection)
+            if connection.may_keep() and len(self._idle) < self._concurrency:
+                connection.idle_since = loop.time()
+                self._idle.append(connection)
+            else:
+                connection.abort()
+            return attempt
+
+    def _unanswered(self, connection: _Connection, exc: BaseException) -> Attempt:
+        """
+        What a request whose answer did not come whole came to (the connection is aborted already).
+        """
+        if connection.status is not None:
+            # The status line and headers came, then the body was cut, garbled or too slow: the answer is known.
+            return self._answer(connection)
+        timed_out = isinstance(exc, TimeoutError)
+        if not connection.written:  # nothing was sent
+            if timed_out:  # the loop stalled past the deadline before the write
+                return Attempt(error=f"not sent within {self._timeout} s: {describe(exc)}", unreachable=True)
+            return Attempt(
+                error=f"cannot connect: the connection closed before the request was sent{_cause(exc)}",
+                unreachable=True,
+            )
+        if timed_out:
+            return Attempt(
+                error=f"no answer within {self._timeout} s after the request was sent: {describe(exc)}", maybe_sent=True
+            )
+        return Attempt(
+            error=self.credentials.redact(f"connection lost after the request was sent: {exc}"), maybe_sent=True
+        )
 
     async def _connect_by(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection | Attempt:
         try:
@@ -322,55 +372,6 @@ class FastTransport:
         except Exception as exc:  # OSError, ssl.SSLError, socket.gaierror, a bad address
             # Refused, unreachable, DNS failure, TLS handshake: the request never left.
             return Attempt(error=self.credentials.redact(f"cannot connect: {describe(exc)}"), unreachable=True)
-
-    async def _exchange(
-        self, loop: asyncio.AbstractEventLoop, connection: _Connection, data: bytes, deadline: float
-    ) -> Attempt | None:
-        """
-        One request on ``connection``, and its answer; ``None`` when the connection closed before the request was
-        written (send it on another).
-        """
-        busy = self._busy
-        busy.add(connection)
-        if self._sweep_handle is None:
-            self._sweep_handle = loop.call_later(self._period, self._sweep, loop)
-        try:
-            try:
-                answered = connection.expect(loop, deadline)
-                if not self._outbox:
-                    loop.call_soon(self._write_out)
-                self._outbox.append((connection, data))
-                await answered
-            except TimeoutError as exc:
-                connection.abort()
-                if connection.status is not None:
-                    return self._answer(connection)
-                if not connection.written:
-                    return Attempt(error=f"not sent within {self._timeout} s: {describe(exc)}", unreachable=True)
-                return Attempt(
-                    error=f"no answer within {self._timeout} s after the request was sent: {describe(exc)}",
-                    maybe_sent=True,
-                )
-            except _Answer as exc:
-                if connection.status is not None:
-                    # The status line and headers came, then the body was cut or garbled: the answer is known.
-                    return self._answer(connection)
-                if not connection.written:
-                    return None
-                message = f"connection lost after the request was sent: {exc}"
-                return Attempt(error=self.credentials.redact(message), maybe_sent=True)
-        except BaseException:
-            connection.abort()  # cancelled mid-request: its state is unknown
-            raise
-        finally:
-            busy.discard(connection)
-        attempt = self._answer(connection)
-        if connection.may_keep() and len(self._idle) < self._concurrency:
-            connection.idle_since = loop.time()
-            self._idle.append(connection)
-        else:
-            connection.abort()
-        return attempt
 
     def _write_out(self) -> None:
         outbox, self._outbox = self._outbox, []
