@@ -98,6 +98,7 @@ async def test_auto_finds_the_servers_limit_and_loses_nothing(limited: LimitedSe
     assert limited.most == 12
 
 
+@pytest.mark.usefixtures("both_transports")
 async def test_auto_paces_requests_against_a_rate_limit() -> None:
     """Against a server that refuses over 400 requests per second however many are in flight (where fewer in
     flight cannot help: one connection alone sends faster), auto paces its requests: every call delivered once,
