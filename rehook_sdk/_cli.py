@@ -28,6 +28,7 @@ from ._client import RehookClient
 from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE
 from ._deadletter import outcome_line
 from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
+from ._files import open_private, private_error
 from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._outcome import Outcome, OutcomeStatus, Reason
@@ -728,15 +729,20 @@ def _run(args: argparse.Namespace) -> int:
             print(f"rehook send: {problem}", file=sys.stderr)
             return EXIT_USAGE
         try:
-            args.dropped_file = open(args.dropped_to, "ab") if args.dropped_to else None  # noqa: SIM115
+            args.dropped_file = _open_appending(args.dropped_to) if args.dropped_to else None
         except OSError as exc:
-            print(f"rehook send: cannot write {args.dropped_to}: {exc.strerror or exc}", file=sys.stderr)
+            print(f"rehook send: cannot write {args.dropped_to}: {private_error(exc)}", file=sys.stderr)
             return EXIT_USAGE
     try:
         return _run_command(args)
     finally:
         if getattr(args, "dropped_file", None) is not None:
             args.dropped_file.close()
+
+
+def _open_appending(path: str) -> IO[bytes]:
+    # 0600 and no symbolic link, as the dead-letter file: the dropped calls are users' data.
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "ab")
 
 
 def _send_usage(args: argparse.Namespace) -> str | None:

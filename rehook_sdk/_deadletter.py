@@ -39,6 +39,7 @@ from ._constants import MAX_NESTING_DEPTH
 from ._encoding import PayloadError, json_safe, safe_repr
 from ._event import call_to_segment
 from ._exceptions import ConfigurationError
+from ._files import open_private, private_error
 from ._handle import entry_call
 from ._outcome import Outcome, OutcomeStatus, Reason
 from ._queue import Data, Meta
@@ -136,10 +137,10 @@ class DeadLetterWriter:
         self.path = os.fspath(path)
         try:
             # Opened now so that a bad path fails at construction; O_APPEND keeps whole lines whole even when
-            # several processes (forked workers) append to the same file. 0600: it holds users' data.
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            # several processes (forked workers) append to the same file. 0600, and never through a link.
+            self._fd = open_private(self.path, os.O_WRONLY | os.O_APPEND)
         except OSError as exc:
-            raise ConfigurationError(f"cannot open the dead-letter file {self.path!r}: {exc.strerror}") from None
+            raise ConfigurationError(f"cannot open the dead-letter file {self.path!r}: {private_error(exc)}") from None
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

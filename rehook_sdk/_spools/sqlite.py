@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._exceptions import SpoolError
+from .._files import open_private, private_error
 from .base import SpoolState
 from .writer import Rows, SpoolWriter
 
@@ -89,10 +90,20 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
 
     def _connect(self) -> sqlite3.Connection:
         try:
+            # A new spool is created here, 0600 (its -wal and -shm files take the same mode from SQLite): it
+            # holds users' calls. An existing file keeps the mode its owner gave it.
+            os.close(open_private(self.path, os.O_RDWR | os.O_EXCL))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise SpoolError(f"{self.path}: cannot create the spool: {private_error(exc)}") from None
+        try:
             connection = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
         except sqlite3.Error as exc:
             raise SpoolError(f"{self.path}: cannot open the spool: {exc}") from None
         try:
+            # Deleted calls' bytes are overwritten, not left in free pages (most SQLite builds have it off).
+            connection.execute("PRAGMA secure_delete=ON")
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode != "wal":
                 raise SpoolError(f"{self.path}: the spool needs WAL mode, and SQLite gave {mode!r}")
