@@ -240,3 +240,27 @@ def test_the_module_needs_no_psycopg_to_import() -> None:
     code = "import sys; sys.modules['psycopg'] = None; from rehook_sdk import outbox; print(outbox.track.__name__)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout.strip()) == (0, "track"), result.stderr
+
+
+async def test_spooled_never_goes_negative_as_outbox_calls_are_delivered(
+    fake: FakeRehook, postgres_url: str, listening: RehookClient
+) -> None:
+    """stats().spooled counts the outbox's rows once this client takes them, and comes back to 0, never below
+    (#26: it went to -2, the rows being written by another connection than the client's)."""
+    import psycopg
+
+    seen: list[int] = []
+    async with await psycopg.AsyncConnection.connect(postgres_url) as connection, connection.transaction():
+        for i in range(5):
+            await outbox.atrack(connection, "signup", {"referral_code": "ADV001"}, user_id=f"u{i}")
+
+    def delivered_all() -> bool:  # as the client counts them: each one's row is ended before it is counted
+        seen.append(listening.stats().spooled)
+        return listening.stats().delivered == 5
+
+    await wait_until(delivered_all, timeout=10)
+    spool: Any = listening._flusher.spooling.spool  # type: ignore[union-attr]
+    await asyncio.wrap_future(spool.sync())
+    seen.append(listening.stats().spooled)
+    assert min(seen) >= 0
+    assert seen[-1] == 0

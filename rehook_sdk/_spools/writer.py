@@ -290,7 +290,9 @@ class SpoolWriter(Generic[T, C]):
         raise SpoolError(f"{self.where}: the spool is closed")
 
     def _set_size(self, rows: int, size: int) -> None:
-        self.rows, self.bytes = rows, size
+        # Never below zero: rows ended here that another process had counted away already (a count is as of its
+        # beat or commit) are not this spool's to go negative for.
+        self.rows, self.bytes = max(0, rows), max(0, size)
         self.full = (self._max_bytes is not None and size >= self._max_bytes) or len(self._retry) >= self._max_pending
 
     # -- the writer thread --------------------------------------------------------------------------------
@@ -460,10 +462,11 @@ class SpoolWriter(Generic[T, C]):
             size_rows -= len(ends)
             adopted = []
             for limit, tokens, reply, replay in adopts:
-                taken = self._adopt(connection, limit, tokens, replay)
-                adopted.append((reply, taken))
-                if replay is not None:
-                    size_rows += len(taken)  # failed rows are not counted; these are pending again
+                adopted.append((reply, self._adopt(connection, limit, tokens, replay)))
+            if adopts:
+                # Counted again: calls taken over may have been written by other connections since the last count
+                # (the outbox's, in the application's transactions), and ending them must not count below zero.
+                size_rows, size_bytes = self._count(connection)
             counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
             if closing is not None:
                 self._release(connection, closing)
