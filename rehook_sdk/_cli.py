@@ -17,6 +17,7 @@ import collections
 import contextlib
 import datetime as dt
 import json
+import math
 import os
 import signal
 import sys
@@ -43,7 +44,7 @@ from .testing.__main__ import serve as serve_fake
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 130, 141
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HELD, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 3, 130, 141
 # analytics.js message fields -> the options the client takes.
 _OPTION_FIELDS = ("userId", "anonymousId", "timestamp", "context", "integrations", "messageId")
 
@@ -468,10 +469,21 @@ async def relay(args: argparse.Namespace) -> int:
     await client.start()
     where = client._flusher.spooling.path if client._flusher.spooling is not None else args.spool
     print(f"rehook relay: delivering from {where}" + (" until it is empty" if args.once else ""), file=sys.stderr)
+    held = (0, 0, 0.0)
+    told = False
     try:
         while not stop.is_set():
             if args.once and _relayed_all(client):
-                break
+                held = await _held(client)
+                if held[0] and args.wait:
+                    if not told:  # waiting for those leases: say so once
+                        print(f"rehook relay: waiting: {_held_words(held)}", file=sys.stderr)
+                        told = True
+                elif told:  # the leases waited for have ended: one more look takes those calls over
+                    told = False
+                    client._flusher.adopt_soon()
+                else:
+                    break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
     finally:
@@ -485,7 +497,31 @@ async def relay(args: argparse.Namespace) -> int:
         f"delivered {stats.delivered}; failed: {failed}; dropped: {dropped}; {stats.spooled} left in the spool",
         file=sys.stderr,
     )
-    return EXIT_FAILED if stats.failed_total else EXIT_OK
+    if stats.failed_total:
+        return EXIT_FAILED
+    if held[0] and not stop.is_set():
+        print(
+            f"rehook relay: not taken: {_held_words(held)}; those processes deliver them if they are alive, or "
+            "--wait waits for their leases and takes them over",
+            file=sys.stderr,
+        )
+        return EXIT_HELD
+    return EXIT_OK
+
+
+async def _held(client: RehookClient) -> tuple[int, int, float]:
+    spooling = client._flusher.spooling
+    assert spooling is not None
+    return await asyncio.wrap_future(spooling.spool.held())
+
+
+def _held_words(held: tuple[int, int, float]) -> str:
+    calls_held, processes, seconds = held
+    whose = "whose lease ends" if processes == 1 else "whose leases end, the first one,"
+    return (
+        f"{calls(calls_held)} are held by {processes} other process{'es' if processes != 1 else ''} with a live "
+        f"heartbeat, {whose} in {math.ceil(seconds)} s"
+    )
 
 
 async def send_from_spool(args: argparse.Namespace) -> int:
@@ -672,11 +708,17 @@ def parser() -> argparse.ArgumentParser:
         description="Run a delivery worker over a spool (a SQLite file, or a postgresql:// URL): it takes over the "
         "calls of processes that died (once their lease expires) or closed before delivering them, and delivers "
         "them, until SIGINT/SIGTERM (or, with --once, until none is left). For apps whose processes are "
-        "short-lived or killed. Calls a live process owns are left to it.",
+        "short-lived or killed. Calls a live process owns are left to it. Exit status: 0 nothing left for it, 1 some "
+        "calls failed, 3 (--once without --wait) calls were left that processes with a live heartbeat hold.",
     )
     relay_p.add_argument("--spool", required=True, help="the spool: a SQLite file or a postgresql:// URL")
     credentials(relay_p)
     relay_p.add_argument("--once", action="store_true", help="stop when nothing is left to take over")
+    relay_p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --once: also wait for calls other processes still hold (until their leases end) and take them over",
+    )
     relay_p.add_argument(
         "--lease",
         type=_positive_seconds,

@@ -102,6 +102,7 @@ class Flusher:
         self.spooling = spooling
         self._tokens = tokens
         self.last_adopted: int | None = None  # calls the last adoption took (None: none has run yet)
+        self._adopt_now: asyncio.Event | None = None  # set: the adopter looks again at once
         if spooling is not None:
             self.board.persist = spooling.spool.sync
 
@@ -427,7 +428,7 @@ class Flusher:
         if _exit.draining:
             return  # the interpreter is exiting: deliver what this process accepted, not more
         every = max(spooling.lease / 2, 0.05)
-        heard = asyncio.Event()
+        heard = self._adopt_now = asyncio.Event()
         loop = asyncio.get_running_loop()
 
         def on_new_calls() -> None:  # in the spool's listener thread
@@ -456,6 +457,15 @@ class Flusher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(every):
                         await heard.wait()
+
+    def adopt_soon(self) -> None:
+        """
+        Look for calls to take over at once rather than at the next half lease (`last_adopted` is ``None`` until
+        that round has run): for ``rehook relay --wait``, once the leases it waited for have ended.
+        """
+        self.last_adopted = None
+        if self._adopt_now is not None:
+            self._adopt_now.set()
 
     async def replay_failed(self, replay: Replay) -> int:
         """

@@ -447,6 +447,43 @@ async def test_rehook_relay_runs_until_sigterm(fake: FakeRehook, silent: str, tm
     assert "delivered 70" in err.decode()
 
 
+async def test_rehook_relay_once_says_why_it_took_nothing(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+    """Calls a live process holds are not taken: the relay says whose they are and when their lease ends, and exits
+    3 (not 0, which would read as "done"); once that process lets them go, the relay delivers them."""
+    path = tmp_path / "spool.db"
+    holder = RehookClient("k", "s", base_url=silent, spool=path, concurrency=2, request_timeout=60)
+    await holder.start()
+    for i in range(20):
+        _ = holder.track("viewed", user_id=f"u{i}")
+    await wait_until(lambda: holder.stats().spooled == 20)
+    try:
+        process = await relay(fake, "--spool", str(path), "--once")
+        _, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        await holder.aclose(timeout=0.1)
+    text = err.decode()
+    assert process.returncode == 3, text
+    assert "not taken: 20 calls are held by 1 other process with a live heartbeat, whose lease ends in " in text
+    assert "--wait waits for their leases" in text
+    assert fake.events == []
+    assert "delivered 20" in (await relay_once(fake, path)).decode()
+
+
+async def test_rehook_relay_wait_takes_over_what_a_killed_process_held(
+    fake: FakeRehook, silent: str, tmp_path: Path
+) -> None:
+    """--once --wait after a SIGKILL: the relay waits for the dead process's lease, then takes over and delivers
+    every call (exit 0) instead of leaving at once with nothing done."""
+    path = tmp_path / "spool.db"
+    await asyncio.to_thread(accept_then_die, silent, path, "at_least_once")
+    process = await relay(fake, "--spool", str(path), "--once", "--wait", "--lease", "5")
+    _, err = await asyncio.wait_for(process.communicate(), 120)
+    text = err.decode()
+    assert process.returncode == 0, text
+    assert "took over 10000 (8 of them may have reached Rehook before); delivered 10000" in text
+    assert spooled_rows(path) == []
+
+
 async def test_rehook_relay_refuses_a_file_that_is_not_a_spool(fake: FakeRehook, tmp_path: Path) -> None:
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"not a database" * 100)

@@ -13,12 +13,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rehook_sdk import Reason, RehookClient, SpoolError
-from rehook_sdk._spools import PostgresSpool, SpoolState, encode_record
+from rehook_sdk._spools import PostgresSpool, SpoolState, SqliteSpool, encode_record
 from rehook_sdk._types import Call, CallType
 from rehook_sdk.testing import FakeRehook
 
@@ -234,3 +235,29 @@ def test_a_process_never_adopts_its_own_calls_however_late_its_heartbeat(
     query(postgres_url, "UPDATE rehook_owners SET heartbeat = heartbeat - interval '2 hours'")
     tokens = iter(range(100, 200))
     assert spool.adopt(10, lambda: next(tokens)).result(10) == []
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_held_counts_what_live_owners_hold(
+    store: str, postgres_url: str, tmp_path: Path, opened: list[PostgresSpool[Call]]
+) -> None:
+    """held(): the calls other processes with a live heartbeat hold, how many processes, and when the first lease
+    ends; nothing of its own, nothing failed."""
+    where: Any = str(tmp_path / "spool.db") if store == "sqlite" else postgres_url
+    make = SqliteSpool if store == "sqlite" else PostgresSpool
+    holder = make(where, encode_record, lease=30.0, group_interval=0.0)
+    other = make(where, encode_record, lease=30.0, group_interval=0.0)
+    try:
+        for i in range(3):
+            holder.append(i, track(i))
+        holder.settle(2, failed="rejected: HTTP 400")
+        holder.sync().result(10)
+        other.append(10, track(10))
+        other.sync().result(10)
+        calls, processes, seconds = other.held().result(10)
+        assert (calls, processes) == (2, 1)
+        assert 25.0 < seconds <= 30.0
+        assert holder.held().result(10)[:2] == (1, 1)
+    finally:
+        holder.close()
+        other.close()

@@ -282,6 +282,18 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         assert row is not None
         return int(row[0]), int(row[1])
 
+    def _held(self, connection: psycopg.Connection[Any]) -> tuple[int, int, float]:
+        row = connection.execute(
+            "SELECT count(*), count(DISTINCT c.owner), "
+            "extract(epoch FROM min(o.heartbeat) + make_interval(secs => %(lease)s) - now()) "
+            "FROM rehook_calls c JOIN rehook_owners o ON o.owner = c.owner "
+            f"WHERE c.state < {SpoolState.FAILED:d} AND c.owner != %(me)s "
+            "AND o.heartbeat >= now() - make_interval(secs => %(lease)s)",
+            {"me": self.owner, "lease": self.lease},
+        ).fetchone()
+        assert row is not None
+        return int(row[0]), int(row[1]), max(0.0, float(row[2] or 0.0))
+
     def _beat(self, connection: psycopg.Connection[Any]) -> bool:
         cursor = connection.execute("UPDATE rehook_owners SET heartbeat = now() WHERE owner = %s", (self.owner,))
         if cursor.rowcount:

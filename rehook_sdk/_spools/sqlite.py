@@ -218,6 +218,15 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
         ).fetchone()
         return int(rows), int(size)
 
+    def _held(self, connection: sqlite3.Connection) -> tuple[int, int, float]:
+        calls, owners, left = connection.execute(
+            f"SELECT count(*), count(DISTINCT c.owner), min(o.heartbeat) + :lease - {_NOW} "
+            "FROM rehook_calls c JOIN rehook_owners o ON o.owner = c.owner "
+            f"WHERE c.state < {SpoolState.FAILED:d} AND c.owner != :me AND o.heartbeat >= {_NOW} - :lease",
+            {"me": self.owner, "lease": self.lease},
+        ).fetchone()
+        return int(calls), int(owners), max(0.0, float(left or 0.0))
+
     def _beat(self, connection: sqlite3.Connection) -> bool:
         cursor = connection.execute(f"UPDATE rehook_owners SET heartbeat = {_NOW} WHERE owner = ?", (self.owner,))
         if cursor.rowcount:

@@ -178,6 +178,12 @@ class SpoolWriter(Generic[T, C]):
         """
         raise NotImplementedError
 
+    def _held(self, connection: C) -> tuple[int, int, float]:
+        """
+        See `held`.
+        """
+        raise NotImplementedError
+
     def _beat(self, connection: C) -> bool:
         """
         Renew this owner's heartbeat; False when its row was gone (it was presumed dead, and registered again).
@@ -255,6 +261,15 @@ class SpoolWriter(Generic[T, C]):
         """
         reply: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._urgent(("depth", reply))
+        return reply
+
+    def held(self) -> concurrent.futures.Future[tuple[int, int, float]]:
+        """
+        The calls that other processes still alive (a heartbeat within the lease) hold, so that no one else may take
+        them yet: (calls, processes, seconds until the first of those leases ends), from the database's clock.
+        """
+        reply: concurrent.futures.Future[tuple[int, int, float]] = concurrent.futures.Future()
+        self._urgent(("held", reply))
         return reply
 
     def close(self, *, release: bool = True, timeout: float | None = None) -> bool:
@@ -428,7 +443,7 @@ class SpoolWriter(Generic[T, C]):
                     ends[token] = failed
             elif kind == "adopt":
                 adopts.append((op[1], op[2], op[3], op[4]))
-            elif kind in ("depth", "sync"):
+            elif kind in ("depth", "sync", "held"):
                 waiting.append((kind, op[1]))
             else:
                 closing = bool(op[1])
@@ -468,6 +483,7 @@ class SpoolWriter(Generic[T, C]):
                 # (the outbox's, in the application's transactions), and ending them must not count below zero.
                 size_rows, size_bytes = self._count(connection)
             counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
+            held = self._held(connection) if any(kind == "held" for kind, _ in waiting) else (0, 0, 0.0)
             if closing is not None:
                 self._release(connection, closing)
             self._commit(connection)
@@ -495,7 +511,7 @@ class SpoolWriter(Generic[T, C]):
                 answer.set_result(taken)
         for kind, reply in waiting:
             if not reply.done():
-                reply.set_result(counted if kind == "depth" else None)
+                reply.set_result(counted if kind == "depth" else held if kind == "held" else None)
         return closing is not None, connection
 
     def _failed(self, ops: list[tuple[Any, ...]], marked: list[int], exc: Exception | str) -> bool:
