@@ -5,8 +5,8 @@ the rate, as the limiter does on the number in flight).
 An API gateway in front of Rehook (nginx ``limit_req``, a cloud gateway's throttling) refuses requests over so many
 per second, whatever the number in flight. Fewer requests in flight then help only once a round trip is long
 enough: on a fast network even one connection can send faster than the limit, so cutting concurrency alone ends
-at 1 with refusals still coming. `_concurrency.Limiter` engages the pacer when refusals persist through several
-concurrency cuts in a row; from then on:
+at 1 with refusals still coming. `_concurrency.Limiter` engages the pacer when a request sent with at most half as
+many in flight as accepted ones had is refused (a concurrency limit cannot refuse that); from then on:
 
 - requests start at most ``rate`` per second, evenly spaced (each takes the next free slot);
 - the rate starts at `BACKOFF` times the rate of answers Rehook accepted over the last second;

@@ -53,7 +53,8 @@ class _Connection(asyncio.Protocol):
         self.usable = True  # False once it cannot carry another request
         self.status: int | None = None
         self.retry_after: bytes | None = None
-        self.keep_alive: bytes | None = None  # the last answer's Keep-Alive header
+        self.announced: float | None = None  # the last answer's Keep-Alive: timeout=N
+        self.most: int | None = None  # and its max=N
         self.body = bytearray()
         self.whole = False  # the body was read to its end (not cut at MAX_BODY_BYTES)
         self.written = False  # the request was handed to the socket
@@ -70,7 +71,7 @@ class _Connection(asyncio.Protocol):
         time) passed.
         """
         assert self.waiter is None
-        self.status = self.retry_after = self.keep_alive = None
+        self.status = self.retry_after = self.announced = self.most = None
         self.body = bytearray()
         self.whole = self.written = False
         self.idle_since = 0.0
@@ -93,33 +94,21 @@ class _Connection(asyncio.Protocol):
         if not self.usable or transport is None or transport.is_closing():
             return False
         idle = now - self.idle_since
-        # Reused at once, as under load, with no Keep-Alive header: no limit is that short (a learned one is at
+        # Reused at once, as under load, with no Keep-Alive timeout: no limit is that short (a learned one is at
         # least 7.5 ms), and nothing is checked.
-        if idle >= CHECK_AFTER or self.keep_alive is not None:
-            if idle >= self._limit(now):
+        if idle >= CHECK_AFTER or self.announced is not None:
+            if idle >= self._keep_alive.limit(now, self.announced):
                 return False
             if idle >= CHECK_AFTER and readable(transport):
                 return False
         self.idle_since = 0.0
         return True
 
-    def _limit(self, now: float) -> float:
-        announced = None
-        if self.keep_alive is not None:
-            announced = parse_keep_alive(self.keep_alive)[0]
-        return self._keep_alive.limit(now, announced)
-
     def may_keep(self) -> bool:
         """
         Whether the answer just read leaves this connection open for another request.
         """
-        if not (self.usable and self.whole):
-            return False
-        if self.keep_alive is not None:
-            most = parse_keep_alive(self.keep_alive)[1]
-            if most is not None and most < 1:
-                return False
-        return True
+        return self.usable and self.whole and (self.most is None or self.most >= 1)
 
     def time_out(self) -> None:
         self._done(TimeoutError())
@@ -179,7 +168,7 @@ class _Connection(asyncio.Protocol):
         if len(name) == 11 and name.lower() == b"retry-after":
             self.retry_after = value
         elif len(name) == 10 and name.lower() == b"keep-alive":
-            self.keep_alive = value
+            self.announced, self.most = parse_keep_alive(value)  # parsed once per answer
 
     def on_headers_complete(self) -> None:
         if self.waiter is None:  # a second answer to one request, in the same bytes

@@ -51,20 +51,19 @@ class KeepAlive:
         """
         The peer closed a connection that had been idle ``idle_age`` seconds (at ``now``, loop time).
         """
-        if idle_age < _SHORTEST:
-            return
-        self._closes.append((now, idle_age))
-        self._learn(now)
+        self._note(self._closes, now, idle_age)
 
     def peer_closed_within(self, now: float, idle_age: float) -> None:
         """
         A connection idle ``idle_age`` seconds was found closed by the peer, at some time within that idle (a
         transport that learns of closes only when it looks, as the aiohttp one does before a request).
         """
-        if idle_age < _SHORTEST:
-            return
-        self._bounds.append((now, idle_age))
-        self._learn(now)
+        self._note(self._bounds, now, idle_age)
+
+    def _note(self, kept: deque[tuple[float, float]], now: float, idle_age: float) -> None:
+        if idle_age >= _SHORTEST:
+            kept.append((now, idle_age))
+            self._learn(now)
 
     def limit(self, now: float, announced: float | None = None) -> float:
         """
