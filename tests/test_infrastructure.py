@@ -95,8 +95,12 @@ async def test_at_least_once_says_maybe_delivered_after_504s_on_every_attempt(
 async def test_randomised_refusals_and_lost_answers_behind_haproxy_keep_outcomes_truthful(
     fake: FakeRehook, delivery: Delivery
 ) -> None:
-    """Half the requests answered 503 by the server, 5% dropped without an answer (HAProxy then answers 502):
-    nothing the server got is reported not delivered, and at most once nothing is sent after a 502."""
+    """Half the requests answered 503 by the server, 5% dropped without an answer: nothing the server got is
+    reported not delivered, and at most once nothing is sent after a dropped request.
+
+    HAProxy (2.6) answers a dropped request with 502 only when it was the first on the client's connection; a later
+    one it answers by closing the client's connection without a word, as a kept-alive server would, so the client
+    sees its answer lost. Which requests are first depends on timing: both must end maybe delivered."""
     fake.random_faults(error_rate=0.5, status=503, reset_rate=0.05, seed=5)
     run = Run()
     async with haproxy(fake_port(fake)) as url, client_behind(fake, url, delivery) as client:
@@ -109,12 +113,13 @@ async def test_randomised_refusals_and_lost_answers_behind_haproxy_keep_outcomes
     assert not_maybe
     assert not (not_maybe & fake.delivered_keys)
     assert all(o.http_status == 503 for o in outcomes if o.message_id in not_maybe)
-    if delivery is Delivery.AT_MOST_ONCE:  # a request the server dropped (HAProxy: 502) is the call's last
-        assert any(o.http_status == 502 and o.maybe_delivered for o in outcomes)
+    if delivery is Delivery.AT_MOST_ONCE:  # a request the server dropped (502, or a closed connection) is the last
         last = {r.idempotency_key: r.status for r in fake.requests}
         dropped = {r.idempotency_key for r in fake.requests if r.status is None}
         assert dropped
         assert all(last[key] is None for key in dropped)
+        ends = {(o.delivered, o.maybe_delivered, o.http_status) for o in outcomes if o.message_id in dropped}
+        assert ends <= {(False, True, 502), (False, True, None)}
 
 
 @pytest.mark.parametrize("status", [503, 429])
