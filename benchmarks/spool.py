@@ -45,8 +45,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bench import PROPS, Server, _summary, _timed_calls, client_for, median_of, throughput_sdk
 
-from rehook_sdk import RehookClient
-
 SQLITE: tuple[Literal["normal", "full"], ...] = ("normal", "full")
 
 
@@ -119,13 +117,13 @@ def silent_url() -> tuple[socket.socket, str]:
     return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
-async def leave_in_spool(spool: str, n: int, variant: str) -> None:
-    listener, url = silent_url()
+async def leave_in_spool(url: str, spool: str, n: int, variant: str) -> None:
+    # The application the restarted client is (a spool's calls belong to one base URL and API key), its requests
+    # sent through a "proxy" that never answers: they stay in the spool.
+    listener, silent = silent_url()
     durability: dict[str, Any] = {} if variant == "postgres" else {"spool_synchronous": variant}
     with listener:
-        client = RehookClient(
-            "k", "s", base_url=url, spool=spool, concurrency=1, request_timeout=60, max_queue_size=n + 10, **durability
-        )
+        client = client_for(url, n, spool=spool, proxy=silent, concurrency=1, request_timeout=60, **durability)
         await client.start()
         for i in range(n):
             _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
@@ -134,7 +132,7 @@ async def leave_in_spool(spool: str, n: int, variant: str) -> None:
 
 async def restart(url: str, n: int, variant: str, spools: Spools) -> dict[str, float]:
     spool = spools.new(variant)
-    await leave_in_spool(spool, n, variant)
+    await leave_in_spool(url, spool, n, variant)
     size = await asyncio.to_thread(spools.size, spool)
     cpu0, t0 = time.process_time(), time.perf_counter()
     async with client_for(url, n, spool=spool) as client:

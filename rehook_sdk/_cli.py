@@ -36,7 +36,7 @@ from ._outcome import Outcome, OutcomeStatus, Reason
 from ._outcome_log import calls
 from ._retry import RetryPolicy
 from ._router import Router
-from ._spools import Replay
+from ._spools import Holdings, Replay
 from ._types import CallType
 from .testing.__main__ import __doc__ as fake_doc
 from .testing.__main__ import add_arguments as add_fake_arguments
@@ -459,6 +459,7 @@ async def relay(args: argparse.Namespace) -> int:
         args,
         spool=args.spool,
         spool_lease=args.lease,
+        spool_take_unidentified=args.take_unidentified,
         concurrency=args.concurrency,
         max_queue_size=args.max_queue,
     )
@@ -469,13 +470,13 @@ async def relay(args: argparse.Namespace) -> int:
     await client.start()
     where = client._flusher.spooling.path if client._flusher.spooling is not None else args.spool
     print(f"rehook relay: delivering from {where}" + (" until it is empty" if args.once else ""), file=sys.stderr)
-    held = (0, 0, 0.0)
+    held = Holdings()
     told = False
     try:
         while not stop.is_set():
             if args.once and _relayed_all(client):
                 held = await _held(client)
-                if held[0] and args.wait:
+                if held.calls and args.wait:
                     if not told:  # waiting for those leases: say so once
                         print(f"rehook relay: waiting: {_held_words(held)}", file=sys.stderr)
                         told = True
@@ -489,6 +490,7 @@ async def relay(args: argparse.Namespace) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+        holdings = await _held_or_none(client)
         await client.aclose(timeout=args.drain_timeout)
     stats = client.stats()
     failed, dropped = _by_reason(stats.failed), _by_reason(stats.dropped)
@@ -497,30 +499,64 @@ async def relay(args: argparse.Namespace) -> int:
         f"delivered {stats.delivered}; failed: {failed}; dropped: {dropped}; {stats.spooled} left in the spool",
         file=sys.stderr,
     )
+    unidentified = 0
+    if holdings is not None:
+        _tell_not_taken("rehook relay", holdings.others, holdings.unidentified)
+        unidentified = holdings.unidentified
     if stats.failed_total:
         return EXIT_FAILED
-    if held[0] and not stop.is_set():
+    if held.calls and not stop.is_set():
         print(
             f"rehook relay: not taken: {_held_words(held)}; those processes deliver them if they are alive, or "
             "--wait waits for their leases and takes them over",
             file=sys.stderr,
         )
         return EXIT_HELD
-    return EXIT_OK
+    return EXIT_HELD if unidentified and args.once and not stop.is_set() else EXIT_OK
 
 
-async def _held(client: RehookClient) -> tuple[int, int, float]:
+async def _held(client: RehookClient) -> Holdings:
     spooling = client._flusher.spooling
     assert spooling is not None
     return await asyncio.wrap_future(spooling.spool.held())
 
 
-def _held_words(held: tuple[int, int, float]) -> str:
-    calls_held, processes, seconds = held
+async def _held_or_none(client: RehookClient) -> Holdings | None:
+    # For the summary: a spool that cannot be read now only loses that part of it.
+    try:
+        return await _held(client)
+    except SpoolError as exc:
+        print(f"rehook: could not count what the spool holds for others: {exc}", file=sys.stderr)
+        return None
+
+
+def _tell_not_taken(command: str, others: int, unidentified: int) -> None:
+    if others:
+        print(
+            f"{command}: {calls(others)} {_verb(others, 'belongs', 'belong')} to other applications and "
+            f"{_verb(others, 'was', 'were')} not taken: it takes only the calls of the application its API key "
+            "and base URL name",
+            file=sys.stderr,
+        )
+    if unidentified:
+        print(
+            f"{command}: {calls(unidentified)} {_verb(unidentified, 'names', 'name')} no application (spooled "
+            f"before rows named one) and {_verb(unidentified, 'was', 'were')} not taken: --take-unidentified "
+            "delivers them as this application's, only where no other application has used this spool",
+            file=sys.stderr,
+        )
+
+
+def _verb(count: int, one: str, more: str) -> str:
+    return one if count == 1 else more
+
+
+def _held_words(held: Holdings) -> str:
+    processes = held.processes
     whose = "whose lease ends" if processes == 1 else "whose leases end, the first one,"
     return (
-        f"{calls(calls_held)} are held by {processes} other process{'es' if processes != 1 else ''} with a live "
-        f"heartbeat, {whose} in {math.ceil(seconds)} s"
+        f"{calls(held.calls)} are held by {processes} other process{'es' if processes != 1 else ''} with a live "
+        f"heartbeat, {whose} in {math.ceil(held.seconds)} s"
     )
 
 
@@ -534,6 +570,7 @@ async def send_from_spool(args: argparse.Namespace) -> int:
     client = _client_from(
         args,
         spool=args.from_spool,
+        spool_take_unidentified=args.take_unidentified,
         concurrency=args.concurrency,
         max_queue_size=args.max_queue,
         conversion_events=args.conversion_event,
@@ -559,6 +596,7 @@ async def send_from_spool(args: argparse.Namespace) -> int:
     finally:
         with contextlib.suppress(NotImplementedError):
             loop.remove_signal_handler(signal.SIGINT)
+        holdings = await _held_or_none(client)
         await client.aclose(timeout=args.drain_timeout)
     stats = client.stats()
     failed, dropped = _by_reason(stats.failed), _by_reason(stats.dropped)
@@ -573,6 +611,8 @@ async def send_from_spool(args: argparse.Namespace) -> int:
             f"rehook send: skipped {calls(replay.skipped)} whose request may have reached Rehook (maybe_delivered); "
             "sending them again may duplicate them: --resend-maybe-delivered sends them"
         )
+    if holdings is not None:
+        _tell_not_taken("rehook send", holdings.others_failed, holdings.unidentified_failed)
     if stop.is_set():
         return EXIT_INTERRUPTED
     return EXIT_FAILED if stats.failed_total else EXIT_OK
@@ -638,6 +678,14 @@ def parser() -> argparse.ArgumentParser:
             "--base-url", default=None, help="Rehook's URL (default $REHOOK_BASE_URL or https://api.rehook.ai)"
         )
 
+    def take_unidentified(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--take-unidentified",
+            action="store_true",
+            help="also take the spool's calls that name no application (spooled before rows named one) as this "
+            "application's: only where no other application has used the spool",
+        )
+
     send_p = commands.add_parser(
         "send",
         help="send the calls in JSON Lines files (or - for stdin)",
@@ -700,6 +748,7 @@ def parser() -> argparse.ArgumentParser:
         help="also send failed-file lines (or failed spool calls) whose request may have reached Rehook (skipped "
         "by default: Rehook has no idempotency key, so they may be duplicated)",
     )
+    take_unidentified(send_p)
     send_p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     relay_p = commands.add_parser(
@@ -709,11 +758,14 @@ def parser() -> argparse.ArgumentParser:
         "calls of processes that died (once their lease expires) or closed before delivering them, and delivers "
         "them, until SIGINT/SIGTERM (or, with --once, until none is left). For apps whose processes are "
         "short-lived or killed. Calls a live process owns are left to it. Exit status: 0 nothing left for it, 1 some "
-        "calls failed, 3 (--once without --wait) calls were left that processes with a live heartbeat hold.",
+        "calls failed, 3 (--once) calls were left that processes with a live heartbeat hold (without --wait) or that "
+        "name no application (without --take-unidentified). It takes only the calls of the application whose API key "
+        "and base URL it is given: run one relay per application.",
     )
     relay_p.add_argument("--spool", required=True, help="the spool: a SQLite file or a postgresql:// URL")
     credentials(relay_p)
     relay_p.add_argument("--once", action="store_true", help="stop when nothing is left to take over")
+    take_unidentified(relay_p)
     relay_p.add_argument(
         "--wait",
         action="store_true",

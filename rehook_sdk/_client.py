@@ -60,6 +60,7 @@ from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._spooling import Spooling
 from ._spools import SpoolError, is_postgres_url
+from ._spools.identity import application_identity
 from ._stats import Stats
 from ._transports import (
     RESERVED_HEADERS,
@@ -130,7 +131,7 @@ def _delivery(value: object) -> Delivery:
 
 
 def _spool_opener(
-    spool: object, interval: float, lease: float, synchronous: str, max_bytes: int
+    spool: object, app: str, take_unidentified: object, interval: float, lease: float, synchronous: str, max_bytes: int
 ) -> Callable[[], Spooling | None]:
     """
     Check the spool settings; return what opens the spool, for the client's first flusher and for each forked
@@ -152,6 +153,8 @@ def _spool_opener(
     if synchronous not in ("normal", "full"):
         raise ConfigurationError(f"spool_synchronous must be 'normal' or 'full', got {synchronous!r}")
     most = _positive_int(max_bytes, "max_spool_bytes")
+    if not isinstance(take_unidentified, bool):
+        raise ConfigurationError(f"spool_take_unidentified must be True or False, got {take_unidentified!r}")
     pragma: Literal["NORMAL", "FULL"] = "FULL" if synchronous == "full" else "NORMAL"
     opened = 0
 
@@ -160,7 +163,13 @@ def _spool_opener(
         opened += 1
         try:
             return Spooling(
-                path, lease=float(lease), group_interval=float(interval), synchronous=pragma, max_bytes=most
+                path,
+                app=app,
+                take_unidentified=take_unidentified,
+                lease=float(lease),
+                group_interval=float(interval),
+                synchronous=pragma,
+                max_bytes=most,
             )
         except SpoolError:
             if opened == 1:
@@ -336,6 +345,10 @@ class RehookClient:
         spool_synchronous: ``"normal"`` (a committed call survives the process dying, not necessarily the machine
             losing power) or ``"full"`` (it survives both; each commit waits for the disk).
         max_spool_bytes: Beyond this many bytes of calls in the spool, calls are dropped as ``spool_full``.
+        spool_take_unidentified: Also deliver the calls a spool kept from before rows named their application
+            (a spool of format version 1), as this application's. Every spool row names the application (API key
+            and base URL) that accepted it, and a client takes only its own; set this only where no other
+            application has used the spool, until those calls are delivered.
 
     Raises:
         ConfigurationError: missing credentials or an invalid setting.
@@ -375,6 +388,7 @@ class RehookClient:
         spool_lease: float = DEFAULT_SPOOL_LEASE,
         spool_synchronous: Literal["normal", "full"] = "normal",
         max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
+        spool_take_unidentified: bool = False,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
         self._state = _State.NOT_STARTED
@@ -436,7 +450,13 @@ class RehookClient:
         policy = retry if retry is not None else RetryPolicy()
         mode = _delivery(delivery)
         open_spool = _spool_opener(
-            None if self._disabled else spool, spool_interval, spool_lease, spool_synchronous, max_spool_bytes
+            None if self._disabled else spool,
+            application_identity(str(url), api_key),
+            spool_take_unidentified,
+            spool_interval,
+            spool_lease,
+            spool_synchronous,
+            max_spool_bytes,
         )
         tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
 

@@ -65,6 +65,8 @@ class Spooling:
         self,
         path: str | os.PathLike[str],
         *,
+        app: str,
+        take_unidentified: bool,
         lease: float,
         group_interval: float,
         synchronous: Literal["NORMAL", "FULL"],
@@ -75,6 +77,8 @@ class Spooling:
         self.lease = lease
         self.resent: set[int] = set()  # tokens of adopted calls a request may already have reached Rehook for
         settings: dict[str, Any] = {
+            "app": app,
+            "take_unidentified": take_unidentified,
             "lease": lease,
             "group_interval": group_interval,
             "max_bytes": max_bytes,

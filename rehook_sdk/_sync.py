@@ -73,6 +73,7 @@ class ClientSettings(TypedDict, total=False):
     spool_lease: float
     spool_synchronous: Literal["normal", "full"]
     max_spool_bytes: int
+    spool_take_unidentified: bool
 
 
 def _forward(

@@ -16,16 +16,25 @@ Rehook's rules and your mappings when they deliver it, as for any call, and repo
 ``django.db.connection`` on PostgreSQL are tested (psycopg2's is the same kind); `atrack` and `aidentify` take
 psycopg 3's ``AsyncConnection``. The call is written by the transaction the connection is in; with autocommit on, it
 commits at once. The first call in a database without the spool's tables creates them, in that transaction.
+
+Each row names the Rehook application it is for, and only a client of that application takes it: the application
+of ``api_key`` and ``base_url`` (default ``$REHOOK_API_KEY`` and ``$REHOOK_BASE_URL``, as for the client), stored as
+a keyed digest, never the key.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from ._calls import build, identify_arguments
+from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from ._exceptions import ConfigurationError
+from ._spools.identity import application_identity
 from ._spools.outbox import Write, prepare, write_async, write_sync
+from ._transports.config import check_base_url
 from ._types import CallType
 
 __all__ = ["aidentify", "atrack", "identify", "track"]
@@ -43,12 +52,15 @@ def track(
     context: Mapping[str, Any] | None = None,
     integrations: Mapping[str, Any] | None = None,
     message_id: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
 ) -> str:
     """
     Write a track call in ``connection``'s transaction, to be delivered once it commits.
 
     The arguments are those of `RehookClient.track` (without the callback: the outcome is reported by the client
-    that delivers it).
+    that delivers it), and the application's ``api_key`` and ``base_url`` as for `RehookClient`: only a client of
+    that application delivers the call.
 
     Returns:
         The call's messageId (``message_id``, or a new one): its Idempotency-Key, and how the log names it.
@@ -56,6 +68,8 @@ def track(
     Raises:
         TypeError: an argument of the wrong type.
         ValueError: a value the SDK cannot send (NaN, a lone surrogate...), named by its key path.
+        ConfigurationError: no API key (neither ``api_key`` nor ``$REHOOK_API_KEY``), or a base URL the client
+            would refuse.
     """
     write = _track(
         event,
@@ -67,6 +81,7 @@ def track(
         context=context,
         integrations=integrations,
         message_id=message_id,
+        app=_application(api_key, base_url),
     )
     write_sync(connection, write)
     return write.message_id
@@ -83,11 +98,14 @@ def identify(
     context: Mapping[str, Any] | None = None,
     integrations: Mapping[str, Any] | None = None,
     message_id: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
 ) -> str:
     """
     Write an identify call in ``connection``'s transaction, to be delivered once it commits.
 
-    The arguments are those of `RehookClient.identify` (without the callback).
+    The arguments are those of `RehookClient.identify` (without the callback), and ``api_key`` and ``base_url`` as
+    for `track`.
 
     Returns:
         The call's messageId (``message_id``, or a new one).
@@ -95,6 +113,7 @@ def identify(
     Raises:
         TypeError: an argument of the wrong type.
         ValueError: a value the SDK cannot send, named by its key path.
+        ConfigurationError: as for `track`.
     """
     write = _identify(
         user_id,
@@ -105,6 +124,7 @@ def identify(
         context=context,
         integrations=integrations,
         message_id=message_id,
+        app=_application(api_key, base_url),
     )
     write_sync(connection, write)
     return write.message_id
@@ -122,6 +142,8 @@ async def atrack(
     context: Mapping[str, Any] | None = None,
     integrations: Mapping[str, Any] | None = None,
     message_id: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
 ) -> str:
     """
     `track` on psycopg 3's ``AsyncConnection``.
@@ -136,6 +158,7 @@ async def atrack(
         context=context,
         integrations=integrations,
         message_id=message_id,
+        app=_application(api_key, base_url),
     )
     await write_async(connection, write)
     return write.message_id
@@ -152,6 +175,8 @@ async def aidentify(
     context: Mapping[str, Any] | None = None,
     integrations: Mapping[str, Any] | None = None,
     message_id: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
 ) -> str:
     """
     `identify` on psycopg 3's ``AsyncConnection``.
@@ -165,24 +190,36 @@ async def aidentify(
         context=context,
         integrations=integrations,
         message_id=message_id,
+        app=_application(api_key, base_url),
     )
     await write_async(connection, write)
     return write.message_id
 
 
-def _write(method: str, call_type: CallType, options: object, **fields: object) -> Write:
+def _application(api_key: str | None, base_url: str | None) -> str:
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if not key or not isinstance(key, str):
+        raise ConfigurationError(
+            f"the outbox needs the Rehook application's API key, to name the application a call is for: pass "
+            f"api_key or set {API_KEY_ENV}"
+        )
+    url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
+    return application_identity(str(url), key)
+
+
+def _write(method: str, call_type: CallType, options: object, *, app: str, **fields: object) -> Write:
     call, callback = build(method, call_type, options=options, callback=None, **fields)  # type: ignore[arg-type]
     if callback is not None:  # build() takes a callable in the options slot as analytics.js's callback
         raise TypeError(f"{method}(): options must be a mapping (dict) or None, not {type(callback).__qualname__}")
-    return prepare(call)
+    return prepare(call, app)
 
 
-def _track(event: object, properties: object, options: object, **fields: object) -> Write:
+def _track(event: object, properties: object, options: object, *, app: str, **fields: object) -> Write:
     if not isinstance(event, str):
         raise TypeError(f"track(): event must be a str, not {type(event).__qualname__}")
-    return _write("track", CallType.TRACK, options, event=event, properties=properties, **fields)
+    return _write("track", CallType.TRACK, options, app=app, event=event, properties=properties, **fields)
 
 
-def _identify(user_id: object, traits: object, options: object, **fields: object) -> Write:
+def _identify(user_id: object, traits: object, options: object, *, app: str, **fields: object) -> Write:
     user_id, traits, options = identify_arguments(user_id, traits, options)
-    return _write("identify", CallType.IDENTIFY, options, user_id=user_id, traits=traits, **fields)
+    return _write("identify", CallType.IDENTIFY, options, app=app, user_id=user_id, traits=traits, **fields)

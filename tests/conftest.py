@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from rehook_sdk import RehookClient
-from rehook_sdk.testing import FakeRehook
+from rehook_sdk.testing import FakeRehook, FaultProxy
 
 # CI (the default) replays the same generated examples every run: a new example that fails must not surface as a
 # red CI run on an unrelated change. `HYPOTHESIS_PROFILE=explore` draws new examples each run (see DEVELOPERS.md).
@@ -130,6 +130,18 @@ def silent() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1024)
         yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.fixture
+async def mute(fake: FakeRehook) -> AsyncIterator[FaultProxy]:
+    """
+    The fake behind a proxy that reads every request and neither forwards nor answers it until ``clear()``: Rehook
+    gone silent, for clients that must leave calls in a spool. The clients after it use the proxy's URL too, with
+    the fake's credentials: a spool's calls belong to one application (base URL and API key).
+    """
+    async with FaultProxy.for_url(fake.url) as proxy:
+        proxy.random_faults([("silence_before", 1.0)])
+        yield proxy
 
 
 @pytest.fixture

@@ -36,6 +36,14 @@ def rows(url: str) -> list[tuple[Any, ...]]:
         return connection.execute("SELECT owner, state, message_id FROM rehook_calls ORDER BY id").fetchall()
 
 
+@pytest.fixture(autouse=True)
+def application(fake: FakeRehook, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The outbox names the fake's application, from the environment as a deployed app's would (one test passes
+    api_key and base_url instead)."""
+    monkeypatch.setenv("REHOOK_API_KEY", fake.api_key)
+    monkeypatch.setenv("REHOOK_BASE_URL", fake.url)
+
+
 @pytest.fixture
 async def listening(fake: FakeRehook, postgres_url: str) -> AsyncIterator[RehookClient]:
     """A client on the spool whose listener hears notifications."""
@@ -121,13 +129,22 @@ def test_the_sync_api_on_a_psycopg_connection_and_a_relay_that_starts_later(
     fake_rehook_sync: FakeRehook, postgres_url: str
 ) -> None:
     """No client runs while the calls commit (the first write makes the spool's tables, in its transaction): the
-    relay started afterwards takes them; rules apply then, as for any call (a call without a user id is dropped)."""
+    relay started afterwards takes them; rules apply then, as for any call (a call without a user id is dropped).
+    The application is named by arguments here, not by the environment."""
     import psycopg
 
+    key, url = fake_rehook_sync.api_key, fake_rehook_sync.url
     with psycopg.connect(postgres_url) as connection:
         with connection.transaction():
-            ids = [outbox.track(connection, "Order Completed", {"total": 10 + i}, user_id=f"u{i}") for i in range(3)]
-            outbox.identify(connection, {"email": "anonymous@example.com"}, anonymous_id="a1")  # traits first
+            ids = [
+                outbox.track(
+                    connection, "Order Completed", {"total": 10 + i}, user_id=f"u{i}", api_key=key, base_url=url
+                )
+                for i in range(3)
+            ]
+            outbox.identify(
+                connection, {"email": "anonymous@example.com"}, anonymous_id="a1", api_key=key, base_url=url
+            )
         assert len(set(ids)) == 3
     assert [(owner, state) for owner, state, _ in rows(postgres_url)] == [(None, 0)] * 4
     assert [message_id for _, _, message_id in rows(postgres_url)][:3] == ids
@@ -140,11 +157,12 @@ def test_the_sync_api_on_a_psycopg_connection_and_a_relay_that_starts_later(
 
 
 async def test_a_client_closing_with_calls_left_tells_the_clients_still_running(
-    fake: FakeRehook, postgres_url: str, silent: str, listening: RehookClient
+    fake: FakeRehook, postgres_url: str, listening: RehookClient
 ) -> None:
     """A client whose Rehook does not answer closes with calls left: it lets them go with a NOTIFY, and the client
     still running takes them at once rather than in half a lease."""
-    async with RehookClient("k", "s", base_url=silent, spool=postgres_url, spool_lease=LEASE) as stuck:
+    fake.hang_next(10)  # the stuck client's senders wait on these; the rest of its calls stay queued
+    async with fake.client(spool=postgres_url, spool_lease=LEASE, concurrency=10) as stuck:
         handles = [stuck.track("e", {"i": i}, user_id=f"u{i}") for i in range(20)]
         await asyncio.gather(*(handle.persisted() for handle in handles))
         await stuck.aclose(timeout=0.3)

@@ -23,6 +23,8 @@ from rehook_sdk.testing import FakeRehook
 
 from .test_cli import rehook, write_lines
 
+APP = "a1:tests"  # the application the spools here write rows for
+
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="file modes and O_NOFOLLOW are POSIX")
 
 
@@ -51,7 +53,7 @@ async def test_the_dead_letter_file_is_private(fake: FakeRehook, tmp_path: Path)
 def test_a_stricter_umask_still_wins(tmp_path: Path) -> None:
     os.umask(0o277)
     try:
-        SqliteSpool(tmp_path / "spool.db", encode_record).close()
+        SqliteSpool(tmp_path / "spool.db", encode_record, app=APP).close()
     finally:
         os.umask(0o022)
     assert mode(tmp_path / "spool.db") == 0o400
@@ -100,7 +102,7 @@ def test_a_spool_overwrites_what_it_deletes(tmp_path: Path) -> None:
     """A delivered call's bytes do not stay in the file's free pages (secure_delete)."""
     path = tmp_path / "spool.db"
     marker = "jane.doe.marker@example.com"
-    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, group_interval=0.0)
+    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, app=APP, group_interval=0.0)
     try:
         spool.append(1, Call(type=CallType.TRACK, user_id="u1", event="e", properties={"email": marker}))
         spool.sync().result(5)

@@ -31,7 +31,7 @@ from rehook_sdk import (
     SpoolError,
     SyncRehookClient,
 )
-from rehook_sdk.testing import FakeRehook
+from rehook_sdk.testing import FakeRehook, FaultProxy
 
 from .helpers import wait_until
 
@@ -57,16 +57,14 @@ async def test_delivered_calls_leave_nothing_in_the_spool(fake: FakeRehook, tmp_
 
 
 async def test_what_a_shutdown_deadline_leaves_the_next_client_delivers(
-    fake: FakeRehook, silent: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    fake: FakeRehook, mute: FaultProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """aclose() at its deadline with calls queued and in flight to a silent Rehook: they end 'spooled' (not
     failed), stay in the file, and the next client on it delivers every one, once. The log and on_error say
     'spooled' too, for the calls in flight as well (their log line said shutdown_timeout before)."""
     path = tmp_path / "spool.db"
     errors: list[Outcome] = []
-    client = RehookClient(
-        "k", "s", base_url=silent, spool=path, concurrency=4, request_timeout=60, on_error=errors.append
-    )
+    client = fake.client(base_url=mute.url, spool=path, concurrency=4, request_timeout=60, on_error=errors.append)
     await client.start()
     handles = [client.track("viewed", {"i": i}, user_id=f"u{i}") for i in range(300)]
     await wait_until(lambda: client.stats().in_flight == 4)
@@ -80,7 +78,8 @@ async def test_what_a_shutdown_deadline_leaves_the_next_client_delivers(
     assert logged - {None} == {"spooled"}
     assert len(spooled_rows(path)) == 300
 
-    async with fake.client(spool=path) as second:
+    mute.clear()
+    async with fake.client(base_url=mute.url, spool=path) as second:
         await wait_until(lambda: second.stats().delivered == 300)
         stats = second.stats()
     assert (stats.accepted, stats.adopted, stats.resent) == (300, 300, 4)  # the 4 in flight may have arrived
@@ -148,7 +147,7 @@ CRASHING = textwrap.dedent(
     from rehook_sdk import RehookClient
 
     async def main() -> None:
-        client = RehookClient("k", "s", base_url=sys.argv[1], spool=sys.argv[2], concurrency=8,
+        client = RehookClient(sys.argv[4], sys.argv[5], base_url=sys.argv[1], spool=sys.argv[2], concurrency=8,
                               request_timeout=60, delivery=sys.argv[3], max_queue_size=20_000)
         async with client:
             for i in range(10_000):
@@ -163,11 +162,11 @@ CRASHING = textwrap.dedent(
 )
 
 
-def accept_then_die(url: str, spool: Path | str, delivery: str) -> None:
-    """Run CRASHING on ``spool`` (a file or a database URL) and SIGKILL it once its 10,000 calls are spooled."""
-    with subprocess.Popen(
-        [sys.executable, "-c", CRASHING, url, str(spool), delivery], stdout=subprocess.PIPE, text=True
-    ) as child:
+def accept_then_die(fake: FakeRehook, url: str, spool: Path | str, delivery: str) -> None:
+    """Run CRASHING on ``spool`` (a file or a database URL), as the fake's application at ``url`` (a silent one),
+    and SIGKILL it once its 10,000 calls are spooled."""
+    argv = [sys.executable, "-c", CRASHING, url, str(spool), delivery, fake.api_key, fake.api_secret]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         assert child.stdout.readline().split() == ["spooled", "10000"]
         os.kill(child.pid, signal.SIGKILL)
@@ -176,16 +175,18 @@ def accept_then_die(url: str, spool: Path | str, delivery: str) -> None:
 
 @pytest.mark.parametrize("delivery", ["at_least_once", "at_most_once"])
 async def test_a_sigkilled_processes_calls_are_delivered_by_the_next(
-    fake: FakeRehook, silent: str, tmp_path: Path, delivery: str
+    fake: FakeRehook, mute: FaultProxy, tmp_path: Path, delivery: str
 ) -> None:
     """10,000 calls accepted by a process that Rehook never answers, then SIGKILL: a client opened on its spool
     takes them over once the dead process's lease expires and delivers each once. The 8 that were on the wire are
     re-sent and flagged (at least once), or failed as 'interrupted' and kept (at most once)."""
     path = tmp_path / "spool.db"
-    await asyncio.to_thread(accept_then_die, silent, path, delivery)
+    await asyncio.to_thread(accept_then_die, fake, mute.url, path, delivery)
 
+    mute.clear()
     failed: list[object] = []
-    async with fake.client(spool=path, spool_lease=0.2, delivery=delivery, on_error=failed.append) as client:
+    settings = {"spool": path, "spool_lease": 0.2, "delivery": delivery, "on_error": failed.append}
+    async with fake.client(base_url=mute.url, **settings) as client:
         await wait_until(lambda: client.stats().delivered + client.stats().failed_total == 10_000, timeout=60)
         stats = client.stats()
     users = Counter(event["source_id"] for event in fake.events)
@@ -270,16 +271,13 @@ async def test_two_clients_on_one_spool_each_deliver_their_own_once(fake: FakeRe
     assert spooled_rows(path) == []
 
 
-async def test_adopted_calls_wait_for_room_in_the_queue(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+async def test_adopted_calls_wait_for_room_in_the_queue(fake: FakeRehook, mute: FaultProxy, tmp_path: Path) -> None:
     """A spool holding more than the next client's max_queue_size is delivered in turns, all of it."""
     path = tmp_path / "spool.db"
-    client = RehookClient("k", "s", base_url=silent, spool=path, concurrency=1, request_timeout=60)
-    await client.start()
-    for i in range(3_000):
-        _ = client.track("e", user_id=f"u{i}")
-    await client.aclose(timeout=0.1)
+    await leave_calls(fake, path, mute.url, 3_000, concurrency=1)
 
-    async with fake.client(spool=path, max_queue_size=500) as second:
+    mute.clear()
+    async with fake.client(base_url=mute.url, spool=path, max_queue_size=500) as second:
         await wait_until(lambda: second.stats().delivered == 3_000, timeout=60)
     assert len(fake.events) == 3_000
 
@@ -400,46 +398,53 @@ async def test_worker_processes_sharing_one_file_deliver_each_call_once(fake: Fa
     assert spooled_rows(path) == []
 
 
-async def leave_calls(path: Path, url: str, n: int) -> None:
-    """A client that closes with ``n`` calls undelivered (Rehook silent): they stay in the spool, let go."""
-    client = RehookClient("k", "s", base_url=url, spool=path, concurrency=2, request_timeout=60)
+async def leave_calls(fake: FakeRehook, path: Path | str, url: str, n: int, concurrency: int = 2) -> None:
+    """A client of the fake's application at ``url`` that closes with ``n`` calls undelivered (Rehook silent): they
+    stay in the spool, let go."""
+    client = fake.client(base_url=url, spool=path, concurrency=concurrency, request_timeout=60)
     await client.start()
     for i in range(n):
         _ = client.track("viewed", user_id=f"u{i}")
     await client.aclose(timeout=0.1)
 
 
-async def relay(fake: FakeRehook, *options: str) -> asyncio.subprocess.Process:
+async def relay(fake: FakeRehook, *options: str, url: str | None = None) -> asyncio.subprocess.Process:
+    """``rehook relay`` as the fake's application, at ``url`` (default the fake's)."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "rehook_sdk", "relay", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
-        "--base-url", fake.url, *options, stderr=asyncio.subprocess.PIPE,
+        "--base-url", url or fake.url, *options, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
 
-async def relay_once(fake: FakeRehook, spool: Path | str) -> bytes:
+async def relay_once(fake: FakeRehook, spool: Path | str, url: str | None = None) -> bytes:
     """Run ``rehook relay --spool SPOOL --once`` to its end (exit 0); what it printed."""
-    process = await relay(fake, "--spool", str(spool), "--once")
+    process = await relay(fake, "--spool", str(spool), "--once", url=url)
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0, err
     return err
 
 
-async def test_rehook_relay_once_delivers_what_a_spool_holds(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+async def test_rehook_relay_once_delivers_what_a_spool_holds(
+    fake: FakeRehook, mute: FaultProxy, tmp_path: Path
+) -> None:
     path = tmp_path / "spool.db"
-    await leave_calls(path, silent, 300)
-    err = await relay_once(fake, path)
+    await leave_calls(fake, path, mute.url, 300)
+    mute.clear()
+    err = await relay_once(fake, path, mute.url)
     assert "took over 300 (2 of them may have reached Rehook before); delivered 300; failed: none" in err.decode()
     assert sorted(event["source_id"] for event in fake.events) == sorted(f"u{i}" for i in range(300))
     assert spooled_rows(path) == []
 
 
-async def test_rehook_relay_runs_until_sigterm(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+async def test_rehook_relay_runs_until_sigterm(fake: FakeRehook, tmp_path: Path) -> None:
     """A relay keeps taking over what clients leave, and stops cleanly on SIGTERM."""
     path = tmp_path / "spool.db"
     process = await relay(fake, "--spool", str(path), "--lease", "0.2")
-    await leave_calls(path, silent, 50)
+    fake.hang_next(2)  # the leaving client's two senders wait on these; the rest of its calls stay queued
+    await leave_calls(fake, path, fake.url, 50)
     await wait_until(lambda: len(fake.events) == 50, timeout=30)
-    await leave_calls(path, silent, 20)
+    fake.hang_next(2)
+    await leave_calls(fake, path, fake.url, 20)
     await wait_until(lambda: len(fake.events) == 70, timeout=30)
     process.send_signal(signal.SIGTERM)
     _, err = await asyncio.wait_for(process.communicate(), 30)
@@ -447,36 +452,38 @@ async def test_rehook_relay_runs_until_sigterm(fake: FakeRehook, silent: str, tm
     assert "delivered 70" in err.decode()
 
 
-async def test_rehook_relay_once_says_why_it_took_nothing(fake: FakeRehook, silent: str, tmp_path: Path) -> None:
+async def test_rehook_relay_once_says_why_it_took_nothing(fake: FakeRehook, mute: FaultProxy, tmp_path: Path) -> None:
     """Calls a live process holds are not taken: the relay says whose they are and when their lease ends, and exits
     3 (not 0, which would read as "done"); once that process lets them go, the relay delivers them."""
     path = tmp_path / "spool.db"
-    holder = RehookClient("k", "s", base_url=silent, spool=path, concurrency=2, request_timeout=60)
+    holder = fake.client(base_url=mute.url, spool=path, concurrency=2, request_timeout=60)
     await holder.start()
     for i in range(20):
         _ = holder.track("viewed", user_id=f"u{i}")
     await wait_until(lambda: holder.stats().spooled == 20)
     try:
-        process = await relay(fake, "--spool", str(path), "--once")
+        process = await relay(fake, "--spool", str(path), "--once", url=mute.url)
         _, err = await asyncio.wait_for(process.communicate(), 60)
     finally:
         await holder.aclose(timeout=0.1)
+    mute.clear()
     text = err.decode()
     assert process.returncode == 3, text
     assert "not taken: 20 calls are held by 1 other process with a live heartbeat, whose lease ends in " in text
     assert "--wait waits for their leases" in text
     assert fake.events == []
-    assert "delivered 20" in (await relay_once(fake, path)).decode()
+    assert "delivered 20" in (await relay_once(fake, path, mute.url)).decode()
 
 
 async def test_rehook_relay_wait_takes_over_what_a_killed_process_held(
-    fake: FakeRehook, silent: str, tmp_path: Path
+    fake: FakeRehook, mute: FaultProxy, tmp_path: Path
 ) -> None:
     """--once --wait after a SIGKILL: the relay waits for the dead process's lease, then takes over and delivers
     every call (exit 0) instead of leaving at once with nothing done."""
     path = tmp_path / "spool.db"
-    await asyncio.to_thread(accept_then_die, silent, path, "at_least_once")
-    process = await relay(fake, "--spool", str(path), "--once", "--wait", "--lease", "5")
+    await asyncio.to_thread(accept_then_die, fake, mute.url, path, "at_least_once")
+    mute.clear()
+    process = await relay(fake, "--spool", str(path), "--once", "--wait", "--lease", "5", url=mute.url)
     _, err = await asyncio.wait_for(process.communicate(), 120)
     text = err.decode()
     assert process.returncode == 0, text

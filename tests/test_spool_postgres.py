@@ -18,13 +18,15 @@ from typing import Any
 
 import pytest
 
-from rehook_sdk import Reason, RehookClient, SpoolError
+from rehook_sdk import Reason, SpoolError
 from rehook_sdk._spools import PostgresSpool, SpoolState, SqliteSpool, encode_record
 from rehook_sdk._types import Call, CallType
-from rehook_sdk.testing import FakeRehook
+from rehook_sdk.testing import FakeRehook, FaultProxy
 
 from .helpers import wait_until
 from .test_spool import accept_then_die, fail_calls, rehook_send
+
+APP = "a1:tests"  # the application the spools here write rows for
 
 
 def track(i: int) -> Call:
@@ -48,7 +50,7 @@ def opened() -> Iterator[list[PostgresSpool[Call]]]:
 
 
 def open_spool(url: str, opened: list[PostgresSpool[Call]], **settings: Any) -> PostgresSpool[Call]:
-    spool: PostgresSpool[Call] = PostgresSpool(url, encode_record, **settings)
+    spool: PostgresSpool[Call] = PostgresSpool(url, encode_record, app=APP, **settings)
     opened.append(spool)
     return spool
 
@@ -136,16 +138,16 @@ def test_an_unreachable_server_or_a_newer_format_is_refused(postgres_url: str) -
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
     with pytest.raises(SpoolError, match="cannot connect to the spool"):
-        PostgresSpool(f"postgresql://postgres:secret@127.0.0.1:{port}/test", encode_record)
-    PostgresSpool(postgres_url, encode_record).close()
-    query(postgres_url, "UPDATE rehook_spool SET value = '2' WHERE key = 'schema'")
-    with pytest.raises(SpoolError, match="format is version 2; this SDK reads version 1"):
-        PostgresSpool(postgres_url, encode_record)
+        PostgresSpool(f"postgresql://postgres:secret@127.0.0.1:{port}/test", encode_record, app=APP)
+    PostgresSpool(postgres_url, encode_record, app=APP).close()
+    query(postgres_url, "UPDATE rehook_spool SET value = '3' WHERE key = 'schema'")
+    with pytest.raises(SpoolError, match="format is version 3; this SDK reads version 2"):
+        PostgresSpool(postgres_url, encode_record, app=APP)
 
 
 def test_the_password_is_not_in_messages(postgres_url: str) -> None:
     with pytest.raises(SpoolError) as raised:
-        PostgresSpool("postgresql://postgres:hunter2@127.0.0.1:1/test", encode_record)
+        PostgresSpool("postgresql://postgres:hunter2@127.0.0.1:1/test", encode_record, app=APP)
     assert "hunter2" not in str(raised.value)
     assert "postgres:***@127.0.0.1:1/test" in str(raised.value)
 
@@ -167,12 +169,13 @@ async def test_clients_on_one_database_deliver_each_call_once(fake: FakeRehook, 
 
 
 async def test_a_sigkilled_processes_calls_are_delivered_by_another(
-    fake: FakeRehook, postgres_url: str, silent: str
+    fake: FakeRehook, postgres_url: str, mute: FaultProxy
 ) -> None:
     """10,000 calls accepted by a process Rehook never answers, then SIGKILL: a client on the same database takes
     them over once the lease expires and delivers each once; the 8 on the wire are re-sent, flagged."""
-    await asyncio.to_thread(accept_then_die, silent, postgres_url, "at_least_once")
-    async with fake.client(spool=postgres_url, spool_lease=0.2) as client:
+    await asyncio.to_thread(accept_then_die, fake, mute.url, postgres_url, "at_least_once")
+    mute.clear()
+    async with fake.client(base_url=mute.url, spool=postgres_url, spool_lease=0.2) as client:
         await wait_until(lambda: client.stats().delivered == 10_000, timeout=60)
         stats = client.stats()
     assert (stats.adopted, stats.resent) == (10_000, 8)
@@ -180,14 +183,17 @@ async def test_a_sigkilled_processes_calls_are_delivered_by_another(
     assert await asyncio.to_thread(query, postgres_url, "SELECT count(*) FROM rehook_calls") == [(0,)]
 
 
-async def test_a_shutdown_leaves_calls_for_the_next_client(fake: FakeRehook, postgres_url: str, silent: str) -> None:
-    client = RehookClient("k", "s", base_url=silent, spool=postgres_url, concurrency=2, request_timeout=60)
+async def test_a_shutdown_leaves_calls_for_the_next_client(
+    fake: FakeRehook, postgres_url: str, mute: FaultProxy
+) -> None:
+    client = fake.client(base_url=mute.url, spool=postgres_url, concurrency=2, request_timeout=60)
     await client.start()
     for i in range(100):
         _ = client.track("viewed", user_id=f"u{i}")
     await client.aclose(timeout=0.2)
     assert client.stats().dropped == {Reason.SPOOLED: 100}
-    async with fake.client(spool=postgres_url) as second:
+    mute.clear()
+    async with fake.client(base_url=mute.url, spool=postgres_url) as second:
         await wait_until(lambda: second.stats().delivered == 100)
     assert len(fake.events) == 100
 
@@ -245,8 +251,8 @@ def test_held_counts_what_live_owners_hold(
     ends; nothing of its own, nothing failed."""
     where: Any = str(tmp_path / "spool.db") if store == "sqlite" else postgres_url
     make = SqliteSpool if store == "sqlite" else PostgresSpool
-    holder = make(where, encode_record, lease=30.0, group_interval=0.0)
-    other = make(where, encode_record, lease=30.0, group_interval=0.0)
+    holder = make(where, encode_record, app=APP, lease=30.0, group_interval=0.0)
+    other = make(where, encode_record, app=APP, lease=30.0, group_interval=0.0)
     try:
         for i in range(3):
             holder.append(i, track(i))
@@ -254,9 +260,9 @@ def test_held_counts_what_live_owners_hold(
         holder.sync().result(10)
         other.append(10, track(10))
         other.sync().result(10)
-        calls, processes, seconds = other.held().result(10)
-        assert (calls, processes) == (2, 1)
-        assert 25.0 < seconds <= 30.0
+        held = other.held().result(10)
+        assert (held.calls, held.processes) == (2, 1)
+        assert 25.0 < held.seconds <= 30.0
         assert holder.held().result(10)[:2] == (1, 1)
     finally:
         holder.close()

@@ -24,6 +24,8 @@ from rehook_sdk._encoding import PayloadError
 from rehook_sdk._spools import SpoolError, SpoolState, SqliteSpool, decode_record, encode_record
 from rehook_sdk._types import Call, CallType
 
+APP = "a1:tests"  # the application the spools here write rows for
+
 
 def track(i: int, **fields: object) -> Call:
     return Call(type=CallType.TRACK, user_id=f"u{i}", event="signup", properties={"i": i, **fields})
@@ -48,7 +50,7 @@ def opened(path: Path) -> Iterator[list[SqliteSpool[Call]]]:
 
 
 def open_spool(path: Path, opened: list[SqliteSpool[Call]], **settings: object) -> SqliteSpool[Call]:
-    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, **settings)  # type: ignore[arg-type]
+    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, app=APP, **settings)  # type: ignore[arg-type]
     opened.append(spool)
     return spool
 
@@ -188,7 +190,7 @@ CHILD = textwrap.dedent(
     import sys, time
     from rehook_sdk._spools import SqliteSpool, encode_record
     from rehook_sdk._types import Call, CallType
-    spool = SqliteSpool(sys.argv[1], encode_record, lease=0.2, group_interval=0.002)
+    spool = SqliteSpool(sys.argv[1], encode_record, app='a1:tests', lease=0.2, group_interval=0.002)
     for i in range(10_000):
         spool.append(i, Call(type=CallType.TRACK, user_id=f"u{i}", event="e", properties={"i": i}))
         if i == 4_999:
@@ -262,7 +264,9 @@ def test_two_processes_never_adopt_the_same_call(path: Path) -> None:
 
 def test_a_call_that_cannot_be_stored_is_reported(path: Path, opened: list[SqliteSpool[Call]]) -> None:
     told: list[tuple[int, str]] = []
-    spool: SqliteSpool[Call] = SqliteSpool(path, encode_record, on_unwritable=lambda t, why: told.append((t, why)))
+    spool: SqliteSpool[Call] = SqliteSpool(
+        path, encode_record, app=APP, on_unwritable=lambda t, why: told.append((t, why))
+    )
     opened.append(spool)
     spool.append(1, track(1, bad=float("inf")))
     spool.append(2, track(2))
@@ -277,10 +281,10 @@ def test_files_that_are_not_a_usable_spool_are_refused(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database\n" * 200)
     with pytest.raises(SpoolError, match=r"garbage\.db: not a usable SQLite spool: file is not a database"):
-        SqliteSpool(garbage, encode_record)
+        SqliteSpool(garbage, encode_record, app=APP)
 
     damaged = tmp_path / "damaged.db"
-    spool = SqliteSpool(damaged, encode_record)
+    spool = SqliteSpool(damaged, encode_record, app=APP)
     for i in range(2_000):
         spool.append(i, track(i, padding="x" * 200))
     spool.close(release=True)
@@ -291,14 +295,14 @@ def test_files_that_are_not_a_usable_spool_are_refused(tmp_path: Path) -> None:
     data[page * 3 : page * 3 + 200] = b"\xff" * 200  # an index or table page, not the header
     damaged.write_bytes(bytes(data))
     with pytest.raises(SpoolError, match=r"damaged\.db: (the spool is damaged|not a usable SQLite spool)"):
-        SqliteSpool(damaged, encode_record)
+        SqliteSpool(damaged, encode_record, app=APP)
 
     newer = tmp_path / "newer.db"
-    SqliteSpool(newer, encode_record).close()
+    SqliteSpool(newer, encode_record, app=APP).close()
     with contextlib.closing(sqlite3.connect(newer)) as connection, connection:
-        connection.execute("UPDATE rehook_spool SET value = '2' WHERE key = 'schema'")
-    with pytest.raises(SpoolError, match="format is version 2; this SDK reads version 1"):
-        SqliteSpool(newer, encode_record)
+        connection.execute("UPDATE rehook_spool SET value = '3' WHERE key = 'schema'")
+    with pytest.raises(SpoolError, match="format is version 3; this SDK reads version 2"):
+        SqliteSpool(newer, encode_record, app=APP)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -348,7 +352,7 @@ def test_groups_that_cannot_be_written_are_kept_and_written_later(path: Path, ca
     kept and written once the disk has room, and past max_pending the spool says it is full."""
     marked: list[tuple[list[int], bool]] = []
     Breakable.broken.set()
-    spool = Breakable(path, encode_record, max_pending=150, on_marked=lambda t, ok, _: marked.append((t, ok)))
+    spool = Breakable(path, encode_record, app=APP, max_pending=150, on_marked=lambda t, ok, _: marked.append((t, ok)))
     try:
         for i in range(100):
             spool.append(i, track(i))

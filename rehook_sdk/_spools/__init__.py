@@ -5,13 +5,14 @@ calls are delivered from; a spool keeps a copy that survives the process, for th
 """
 
 from .._exceptions import SpoolError
-from .base import Adopted, Replay, SpoolState, decode_record, encode_record, failure_text
+from .base import Adopted, Holdings, Replay, SpoolState, decode_record, encode_record, failure_text
 from .postgres import PostgresSpool, is_postgres_url
 from .sqlite import SqliteSpool
 from .writer import SpoolWriter
 
 __all__ = [
     "Adopted",
+    "Holdings",
     "PostgresSpool",
     "Replay",
     "SpoolError",

@@ -12,6 +12,10 @@ already have it:
   until ``rehook send --from-spool`` sends it again.
 
 A delivered call's row is deleted.
+
+Every row also names the application that accepted it (`application_identity`); a process takes only its own
+application's rows. Rows written before rows carried one (schema version 1) have none, and are taken only by a
+process told to (``take_unidentified``).
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ from .._types import Call, CallType
 __all__ = [
     "RECORD_VERSION",
     "Adopted",
+    "Holdings",
     "Replay",
     "SpoolState",
     "decode_record",
     "encode_record",
     "failure_maybe_delivered",
     "failure_text",
+    "others_by_kind",
 ]
 
 RECORD_VERSION = 1
@@ -57,6 +63,39 @@ class Adopted(NamedTuple):
     row: int
     state: SpoolState
     call: Call
+
+
+class Holdings(NamedTuple):
+    """
+    What a spool holds that this process may not take now, counted in the database.
+
+    Attributes:
+        calls: This application's calls held by other processes still alive (a heartbeat within the lease).
+        processes: How many processes hold those.
+        seconds: Until the first of those leases ends (from the database's clock).
+        others: Calls of other applications, not failed: never taken here.
+        others_failed: Failed calls of other applications.
+        unidentified: Calls written before rows named their application, not failed, when not taken here.
+        unidentified_failed: Failed calls of those, when not taken here.
+    """
+
+    calls: int = 0
+    processes: int = 0
+    seconds: float = 0.0
+    others: int = 0
+    others_failed: int = 0
+    unidentified: int = 0
+    unidentified_failed: int = 0
+
+
+def others_by_kind(groups: list[tuple[Any, Any, Any]]) -> tuple[int, int, int, int]:
+    """
+    (unidentified?, failed?, count) groups of the rows that are not this application's -> `Holdings`' others,
+    others_failed, unidentified, unidentified_failed.
+    """
+    counts = {(bool(unidentified), bool(failed)): int(n) for unidentified, failed, n in groups}
+    count = counts.get
+    return count((False, False), 0), count((False, True), 0), count((True, False), 0), count((True, True), 0)
 
 
 @attrs.define(kw_only=True)

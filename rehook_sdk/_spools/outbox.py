@@ -3,8 +3,9 @@ Writing a call into a PostgreSQL spool from the application's own database trans
 row commits, or rolls back, with the application's rows, and a ``NOTIFY`` sent in the same transaction tells the
 clients on the spool when it commits, so that one of them takes the call over at once rather than at its next look.
 
-A row written here has no owner and is queued, like a call a closing client let go: the delivering side needs
-nothing new but the notification (see `PostgresSpool`). Any DB-API connection whose parameters are ``%s`` works
+A row written here has no owner and is queued, like a call a closing client let go, and names the application it is
+for: only a client of that application takes it. The delivering side needs nothing new but the notification (see
+`PostgresSpool`). Any DB-API connection whose parameters are ``%s`` works
 (psycopg 3, psycopg2, Django's ``connection``); `write_async` takes psycopg 3's ``AsyncConnection``.
 """
 
@@ -17,20 +18,28 @@ from typing import Any, NamedTuple
 from .._encoding import PayloadError
 from .._types import Call
 from .base import SpoolState, encode_record
-from .postgres import CHANNEL, SCHEMA_STATEMENTS, SCHEMA_VERSION, TABLES_LOCK
+from .postgres import APP_INDEX, CHANNEL, MIGRATION_STATEMENTS, SCHEMA_STATEMENTS, SCHEMA_VERSION, TABLES_LOCK
 
 __all__ = ["Write", "prepare", "write_async", "write_sync"]
 
-_EXISTS = "SELECT to_regclass('rehook_calls') IS NOT NULL"
-# The tables, when the first write finds none: made in the application's transaction, under the lock clients take.
+# Whether the tables are there in this version (rows name their application): false without tables, or with a
+# spool of version 1.
+_EXISTS = (
+    "SELECT EXISTS (SELECT FROM pg_attribute WHERE attrelid = to_regclass('rehook_calls') AND attname = 'app' "
+    "AND NOT attisdropped)"
+)
+# The tables, or their migration, when a write finds neither: made in the application's transaction, under the
+# lock clients take (a migration holds the table until that transaction ends: once).
 _CREATE: list[tuple[str, tuple[Any, ...] | None]] = [
     ("SELECT pg_advisory_xact_lock(%s)", (TABLES_LOCK,)),
     *((statement, None) for statement in SCHEMA_STATEMENTS),
     ("INSERT INTO rehook_spool VALUES ('schema', %s) ON CONFLICT (key) DO NOTHING", (str(SCHEMA_VERSION),)),
+    *((statement, None) for statement in MIGRATION_STATEMENTS),
+    (APP_INDEX, None),
 ]
 # One round trip: the row, and the notification PostgreSQL sends when (and only if) the transaction commits.
 _INSERT = (
-    "WITH written AS (INSERT INTO rehook_calls (owner, state, message_id, record) VALUES (NULL, %s, %s, %s) "
+    "WITH written AS (INSERT INTO rehook_calls (owner, state, message_id, record, app) VALUES (NULL, %s, %s, %s, %s) "
     f"RETURNING id) SELECT id, pg_notify('{CHANNEL}', '') FROM written"
 )
 
@@ -40,9 +49,10 @@ class Write(NamedTuple):
     params: tuple[Any, ...]
 
 
-def prepare(call: Call) -> Write:
+def prepare(call: Call, app: str) -> Write:
     """
-    The row of ``call``, with its message id: the one given, or a new one (its Idempotency-Key from now on).
+    The row of ``call`` for the application ``app`` (`application_identity`), with its message id: the one given,
+    or a new one (its Idempotency-Key from now on).
 
     Raises:
         ValueError: a value the SDK cannot send (what ``invalid_payload`` would say), named by its key path.
@@ -52,7 +62,7 @@ def prepare(call: Call) -> Write:
         record = encode_record(call)
     except PayloadError as exc:
         raise ValueError(f"this call cannot be sent: {exc}") from None
-    return Write(message_id, (int(SpoolState.QUEUED), message_id, record))
+    return Write(message_id, (int(SpoolState.QUEUED), message_id, record, app))
 
 
 def write_sync(connection: Any, write: Write) -> None:

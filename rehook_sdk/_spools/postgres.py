@@ -23,19 +23,28 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError, SpoolError
-from .base import SpoolState
+from .base import Holdings, SpoolState, others_by_kind
 from .writer import Rows, SpoolWriter
 
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["CHANNEL", "SCHEMA_STATEMENTS", "SCHEMA_VERSION", "TABLES_LOCK", "PostgresSpool", "is_postgres_url"]
+__all__ = [
+    "APP_INDEX",
+    "CHANNEL",
+    "MIGRATION_STATEMENTS",
+    "SCHEMA_STATEMENTS",
+    "SCHEMA_VERSION",
+    "TABLES_LOCK",
+    "PostgresSpool",
+    "is_postgres_url",
+]
 
 logger = logging.getLogger("rehook_sdk")
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: rows name their application (``app``)
 # pg_advisory_xact_lock's key while the tables are created: any fixed 64-bit number ("rehook" in ASCII).
 TABLES_LOCK = 0x7265686F6F6B
 # NOTIFY's channel for calls nobody owns.
@@ -57,16 +66,32 @@ SCHEMA_STATEMENTS = (
         message_id text,
         accepted timestamptz NOT NULL DEFAULT now(),
         record text NOT NULL,
-        reason text
+        reason text,
+        app text
     )""",
     "CREATE INDEX IF NOT EXISTS rehook_calls_owner ON rehook_calls (owner, state)",
 )
+# Version 1 to 2 (rows name their application; those already there have none: NULL, "unidentified"), then what
+# version 2 adds to either. Each statement may run again.
+MIGRATION_STATEMENTS = (
+    "ALTER TABLE rehook_calls ADD COLUMN IF NOT EXISTS app text",
+    f"UPDATE rehook_spool SET value = '{SCHEMA_VERSION}' WHERE key = 'schema' AND value = '1'",
+)
+APP_INDEX = "CREATE INDEX IF NOT EXISTS rehook_calls_app ON rehook_calls (app, state)"
+
+
+# This application's rows (and, told to take them, rows that name none).
+def _mine(column: str = "app") -> str:
+    return f"({column} = %(app)s OR %(legacy)s AND {column} IS NULL)"
+
+
+_MINE = _mine()
 _LIVE = "SELECT owner FROM rehook_owners WHERE heartbeat >= now() - make_interval(secs => %(lease)s)"
 _TAKE = f"""
-UPDATE rehook_calls SET owner = %(me)s
+UPDATE rehook_calls SET owner = %(me)s, app = %(app)s
 WHERE id IN (
     SELECT id FROM rehook_calls
-    WHERE state < {SpoolState.FAILED:d} AND (owner IS NULL OR owner <> %(me)s AND owner NOT IN ({_LIVE}))
+    WHERE state < {SpoolState.FAILED:d} AND {_MINE} AND (owner IS NULL OR owner <> %(me)s AND owner NOT IN ({_LIVE}))
     ORDER BY id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
@@ -164,10 +189,20 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
             row = connection.execute("SELECT value FROM rehook_spool WHERE key = 'schema'").fetchone()
             if row is None:
                 connection.execute("INSERT INTO rehook_spool VALUES ('schema', %s)", (str(SCHEMA_VERSION),))
+            elif row[0] == "1":
+                for statement in MIGRATION_STATEMENTS:
+                    connection.execute(statement)
+                logger.warning(
+                    "spool %s: its format is now version %d (rows name their application); the calls it held "
+                    "name none, and are taken only by a client or relay told to (spool_take_unidentified)",
+                    self.where,
+                    SCHEMA_VERSION,
+                )
             elif row[0] != str(SCHEMA_VERSION):
                 raise SpoolError(
                     f"{self.where}: the spool's format is version {row[0]}; this SDK reads version {SCHEMA_VERSION}"
                 )
+            connection.execute(APP_INDEX)
             connection.execute(
                 "INSERT INTO rehook_owners (owner, pid, host) VALUES (%s, %s, %s) "
                 "ON CONFLICT (owner) DO UPDATE SET heartbeat = now()",
@@ -204,9 +239,12 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
     def _insert(self, connection: psycopg.Connection[Any], rows: Rows) -> list[int]:
         with connection.cursor() as cursor:
             cursor.executemany(
-                "INSERT INTO rehook_calls (owner, state, message_id, record, reason) "
-                "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                [(self.owner, state, message_id, record, reason) for record, state, message_id, reason in rows],
+                "INSERT INTO rehook_calls (owner, state, message_id, record, reason, app) "
+                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                [
+                    (self.owner, state, message_id, record, reason, self.app)
+                    for record, state, message_id, reason in rows
+                ],
                 returning=True,
             )
             ids: list[int] = []
@@ -244,7 +282,7 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         taken = [
             (int(row), int(state), message_id, record)
             for row, state, message_id, record in connection.execute(
-                _TAKE, {"me": self.owner, "lease": self.lease, "limit": limit}
+                _TAKE, {**self._mine, "me": self.owner, "lease": self.lease, "limit": limit}
             ).fetchall()
         ]
         taken.sort()  # RETURNING gives no order
@@ -261,38 +299,49 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
         return [
             (int(row), message_id, record, reason)
             for row, message_id, record, reason in connection.execute(
-                f"SELECT id, message_id, record, reason FROM rehook_calls WHERE state = {SpoolState.FAILED:d} "
-                "AND id > %s ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (after, limit),
+                "SELECT id, message_id, record, reason FROM rehook_calls "
+                f"WHERE state = {SpoolState.FAILED:d} AND {_MINE} AND id > %(after)s "
+                "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED",
+                {**self._mine, "after": after, "limit": limit},
             ).fetchall()
         ]
 
     def _claim(self, connection: psycopg.Connection[Any], claims: list[tuple[int, int]]) -> None:
         connection.execute(
-            "UPDATE rehook_calls SET owner = %s, state = c.state, reason = NULL "
+            "UPDATE rehook_calls SET owner = %s, state = c.state, reason = NULL, app = %s "
             "FROM unnest(%s::smallint[], %s::bigint[]) AS c(state, id) WHERE rehook_calls.id = c.id",
-            (self.owner, [state for state, _ in claims], [row for _, row in claims]),
+            (self.owner, self.app, [state for state, _ in claims], [row for _, row in claims]),
         )
 
     def _count(self, connection: psycopg.Connection[Any]) -> tuple[int, int]:
         row = connection.execute(
-            f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d}), "
-            "coalesce(sum(octet_length(record)), 0) FROM rehook_calls"
+            f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d} AND {_MINE}), "
+            "coalesce(sum(octet_length(record)), 0) FROM rehook_calls",
+            self._mine,
         ).fetchone()
         assert row is not None
         return int(row[0]), int(row[1])
 
-    def _held(self, connection: psycopg.Connection[Any]) -> tuple[int, int, float]:
+    def _held(self, connection: psycopg.Connection[Any]) -> Holdings:
         row = connection.execute(
             "SELECT count(*), count(DISTINCT c.owner), "
             "extract(epoch FROM min(o.heartbeat) + make_interval(secs => %(lease)s) - now()) "
             "FROM rehook_calls c JOIN rehook_owners o ON o.owner = c.owner "
-            f"WHERE c.state < {SpoolState.FAILED:d} AND c.owner != %(me)s "
+            f"WHERE c.state < {SpoolState.FAILED:d} AND {_mine('c.app')} AND c.owner != %(me)s "
             "AND o.heartbeat >= now() - make_interval(secs => %(lease)s)",
-            {"me": self.owner, "lease": self.lease},
+            {**self._mine, "me": self.owner, "lease": self.lease},
         ).fetchone()
         assert row is not None
-        return int(row[0]), int(row[1]), max(0.0, float(row[2] or 0.0))
+        others = connection.execute(
+            f"SELECT app IS NULL, state = {SpoolState.FAILED:d}, count(*) FROM rehook_calls "
+            "WHERE NOT coalesce(app = %(app)s, %(legacy)s) GROUP BY 1, 2",
+            self._mine,
+        ).fetchall()
+        return Holdings(int(row[0]), int(row[1]), max(0.0, float(row[2] or 0.0)), *others_by_kind(others))
+
+    @property
+    def _mine(self) -> dict[str, object]:
+        return {"app": self.app, "legacy": self.take_unidentified}
 
     def _beat(self, connection: psycopg.Connection[Any]) -> bool:
         cursor = connection.execute("UPDATE rehook_owners SET heartbeat = now() WHERE owner = %s", (self.owner,))

@@ -10,6 +10,7 @@ never adopted by two processes.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sqlite3
@@ -19,14 +20,16 @@ from typing import Any, Literal, TypeVar
 
 from .._exceptions import SpoolError
 from .._files import open_private, private_error
-from .base import SpoolState
+from .base import Holdings, SpoolState, others_by_kind
 from .writer import Rows, SpoolWriter
 
 __all__ = ["SqliteSpool"]
 
+logger = logging.getLogger("rehook_sdk")
+
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: rows name their application (``app``)
 # Unix time in seconds from SQLite's own clock (julianday has millisecond resolution).
 _NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 _SCHEMA = f"""
@@ -44,15 +47,27 @@ CREATE TABLE IF NOT EXISTS rehook_calls (
     message_id TEXT,
     accepted REAL NOT NULL DEFAULT {_NOW},
     record TEXT NOT NULL,
-    reason TEXT
+    reason TEXT,
+    app TEXT
 );
 CREATE INDEX IF NOT EXISTS rehook_calls_owner ON rehook_calls (owner, state);
 """
+# Version 1 to 2: rows name their application; the rows already there have none (NULL: "unidentified").
+_MIGRATE_1 = "ALTER TABLE rehook_calls ADD COLUMN app TEXT"
+_APP_INDEX = "CREATE INDEX IF NOT EXISTS rehook_calls_app ON rehook_calls (app, state)"
+
+
+# This application's rows (and, told to take them, rows that name none).
+def _mine(column: str = "app") -> str:
+    return f"({column} IS :app OR :legacy AND {column} IS NULL)"
+
+
+_MINE = _mine()
 _TAKE = f"""
-UPDATE rehook_calls SET owner = :me
+UPDATE rehook_calls SET owner = :me, app = :app
 WHERE id IN (
     SELECT id FROM rehook_calls
-    WHERE state < {SpoolState.FAILED:d} AND (
+    WHERE state < {SpoolState.FAILED:d} AND {_MINE} AND (
         owner IS NULL
         OR owner != :me AND owner NOT IN (SELECT owner FROM rehook_owners WHERE heartbeat >= {_NOW} - :lease)
     )
@@ -118,10 +133,20 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
             row = connection.execute("SELECT value FROM rehook_spool WHERE key = 'schema'").fetchone()
             if row is None:
                 connection.execute("INSERT INTO rehook_spool VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] == "1":
+                connection.execute(_MIGRATE_1)
+                connection.execute("UPDATE rehook_spool SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),))
+                logger.warning(
+                    "spool %s: its format is now version %d (rows name their application); the calls it held "
+                    "name none, and are taken only by a client or relay told to (spool_take_unidentified)",
+                    self.path,
+                    SCHEMA_VERSION,
+                )
             elif row[0] != str(SCHEMA_VERSION):
                 raise SpoolError(
                     f"{self.path}: the spool's format is version {row[0]}; this SDK reads version {SCHEMA_VERSION}"
                 )
+            connection.execute(_APP_INDEX)
             connection.execute(
                 f"INSERT OR REPLACE INTO rehook_owners VALUES (?, ?, ?, {_NOW})",
                 (self.owner, os.getpid(), socket.gethostname()),
@@ -153,8 +178,8 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
         ids = []
         for record, state, message_id, reason in rows:
             cursor = connection.execute(
-                "INSERT INTO rehook_calls (owner, state, message_id, record, reason) VALUES (?, ?, ?, ?, ?)",
-                (self.owner, state, message_id, record, reason),
+                "INSERT INTO rehook_calls (owner, state, message_id, record, reason, app) VALUES (?, ?, ?, ?, ?, ?)",
+                (self.owner, state, message_id, record, reason, self.app),
             )
             assert cursor.lastrowid is not None
             ids.append(cursor.lastrowid)
@@ -184,7 +209,7 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
 
     def _take(self, connection: sqlite3.Connection, limit: int) -> list[tuple[int, int, str | None, str]]:
         taken: list[tuple[int, int, str | None, str]] = connection.execute(
-            _TAKE, {"me": self.owner, "lease": self.lease, "limit": limit}
+            _TAKE, {**self._mine, "me": self.owner, "lease": self.lease, "limit": limit}
         ).fetchall()
         taken.sort()  # RETURNING gives no order
         connection.execute(
@@ -198,34 +223,45 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
         self, connection: sqlite3.Connection, after: int, limit: int
     ) -> list[tuple[int, str | None, str, str | None]]:
         found: list[tuple[int, str | None, str, str | None]] = connection.execute(
-            f"SELECT id, message_id, record, reason FROM rehook_calls WHERE state = {SpoolState.FAILED:d} AND id > ? "
-            "ORDER BY id LIMIT ?",
-            (after, limit),
+            "SELECT id, message_id, record, reason FROM rehook_calls "
+            f"WHERE state = {SpoolState.FAILED:d} AND {_MINE} AND id > :after ORDER BY id LIMIT :limit",
+            {**self._mine, "after": after, "limit": limit},
         ).fetchall()
         return found  # (the write transaction holds the whole file)
 
     def _claim(self, connection: sqlite3.Connection, claims: list[tuple[int, int]]) -> None:
         connection.executemany(
-            "UPDATE rehook_calls SET owner = ?, state = ?, reason = NULL "
+            "UPDATE rehook_calls SET owner = ?, state = ?, reason = NULL, app = ? "
             f"WHERE id = ? AND state = {SpoolState.FAILED:d}",
-            [(self.owner, state, row) for state, row in claims],
+            [(self.owner, state, self.app, row) for state, row in claims],
         )
 
     def _count(self, connection: sqlite3.Connection) -> tuple[int, int]:
         rows, size = connection.execute(
-            f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d}), "
-            "coalesce(sum(length(CAST(record AS BLOB))), 0) FROM rehook_calls"
+            f"SELECT count(*) FILTER (WHERE state < {SpoolState.FAILED:d} AND {_MINE}), "
+            "coalesce(sum(length(CAST(record AS BLOB))), 0) FROM rehook_calls",
+            self._mine,
         ).fetchone()
         return int(rows), int(size)
 
-    def _held(self, connection: sqlite3.Connection) -> tuple[int, int, float]:
+    def _held(self, connection: sqlite3.Connection) -> Holdings:
         calls, owners, left = connection.execute(
             f"SELECT count(*), count(DISTINCT c.owner), min(o.heartbeat) + :lease - {_NOW} "
             "FROM rehook_calls c JOIN rehook_owners o ON o.owner = c.owner "
-            f"WHERE c.state < {SpoolState.FAILED:d} AND c.owner != :me AND o.heartbeat >= {_NOW} - :lease",
-            {"me": self.owner, "lease": self.lease},
+            f"WHERE c.state < {SpoolState.FAILED:d} AND {_mine('c.app')} AND c.owner != :me "
+            f"AND o.heartbeat >= {_NOW} - :lease",
+            {**self._mine, "me": self.owner, "lease": self.lease},
         ).fetchone()
-        return int(calls), int(owners), max(0.0, float(left or 0.0))
+        others = connection.execute(
+            f"SELECT app IS NULL, state = {SpoolState.FAILED:d}, count(*) FROM rehook_calls WHERE NOT {_MINE} "
+            "GROUP BY 1, 2",
+            self._mine,
+        ).fetchall()
+        return Holdings(int(calls), int(owners), max(0.0, float(left or 0.0)), *others_by_kind(others))
+
+    @property
+    def _mine(self) -> dict[str, object]:
+        return {"app": self.app, "legacy": self.take_unidentified}
 
     def _beat(self, connection: sqlite3.Connection) -> bool:
         cursor = connection.execute(f"UPDATE rehook_owners SET heartbeat = {_NOW} WHERE owner = ?", (self.owner,))

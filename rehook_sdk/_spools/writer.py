@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import secrets
@@ -27,7 +28,7 @@ from typing import Any, Generic, TypeVar
 
 from .._encoding import PayloadError
 from .._exceptions import SpoolError
-from .base import Adopted, Replay, SpoolState, decode_record, failure_maybe_delivered, failure_text
+from .base import Adopted, Holdings, Replay, SpoolState, decode_record, failure_maybe_delivered, failure_text
 
 __all__ = ["Rows", "SpoolWriter"]
 
@@ -46,6 +47,10 @@ class SpoolWriter(Generic[T, C]):
 
     Args:
         where: The file or the database, for messages.
+        app: The identity of the application whose calls these are (`application_identity`): rows are written
+            with it, and only rows with it are taken over, replayed and counted as this spool's.
+        take_unidentified: Also take over (and replay) rows written before rows named their application, and make
+            them this application's: only for a spool no other application has used.
         encode: Makes an appended item's record, in the writer thread; `PayloadError` means it cannot be stored
             (``on_unwritable`` hears of it; the call is still delivered from memory).
         lease: Seconds after its last heartbeat that an owner is taken for dead and its calls adopted.
@@ -63,6 +68,8 @@ class SpoolWriter(Generic[T, C]):
         where: str,
         encode: Callable[[T], str],
         *,
+        app: str,
+        take_unidentified: bool = False,
         lease: float = 30.0,
         group_interval: float = 0.005,
         max_bytes: int | None = None,
@@ -72,6 +79,8 @@ class SpoolWriter(Generic[T, C]):
         open_timeout: float = 30.0,
     ) -> None:
         self.where = where
+        self.app = app
+        self.take_unidentified = take_unidentified
         self._encode = encode
         self.lease = lease
         self._interval = group_interval
@@ -93,8 +102,8 @@ class SpoolWriter(Generic[T, C]):
         self._retry: list[tuple[Any, ...]] = []  # appends and settles of groups that could not be written
         self.problem: str | None = None  # why the last group could not be written, until one is
         self.committed = 0  # calls written, for stats and tests
-        self.rows = 0  # calls in the spool that are not failed, every owner's (as of the last commit or beat)
-        self.bytes = 0  # bytes of the records in the spool, every owner's
+        self.rows = 0  # this application's calls in the spool that are not failed (as of the last commit or beat)
+        self.bytes = 0  # bytes of the records in the spool, every application's
         self.full = False
         self.presumed_dead = False  # a heartbeat found this owner gone: others may have taken its calls
         opened: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -130,7 +139,7 @@ class SpoolWriter(Generic[T, C]):
 
     def _insert(self, connection: C, rows: Rows) -> list[int]:
         """
-        Insert rows owned by this owner; their ids, in order.
+        Insert rows owned by this owner, of this application; their ids, in order.
         """
         raise NotImplementedError
 
@@ -155,30 +164,32 @@ class SpoolWriter(Generic[T, C]):
 
     def _take(self, connection: C, limit: int) -> list[tuple[int, int, str | None, str]]:
         """
-        Claim up to ``limit`` rows nobody live owns, oldest first: (id, state, message_id, record).
+        Claim up to ``limit`` rows of this application nobody live owns, oldest first (and make unidentified ones
+        this application's, with ``take_unidentified``): (id, state, message_id, record).
         """
         raise NotImplementedError
 
     def _failed_rows(self, connection: C, after: int, limit: int) -> list[tuple[int, str | None, str, str | None]]:
         """
-        Up to ``limit`` failed rows after the row ``after``, oldest first, locked for this transaction where the
-        database can (skipping rows another transaction holds): (id, message_id, record, reason).
+        Up to ``limit`` failed rows of this application after the row ``after``, oldest first, locked for this
+        transaction where the database can (skipping rows another transaction holds): (id, message_id, record,
+        reason).
         """
         raise NotImplementedError
 
     def _claim(self, connection: C, claims: list[tuple[int, int]]) -> None:
         """
-        Make (state, row id) failed rows this owner's calls again, in that state.
+        Make (state, row id) failed rows this owner's calls again, in that state, of this application.
         """
         raise NotImplementedError
 
     def _count(self, connection: C) -> tuple[int, int]:
         """
-        Rows not failed, and bytes of every record, in the spool.
+        This application's rows not failed, and bytes of every record, in the spool.
         """
         raise NotImplementedError
 
-    def _held(self, connection: C) -> tuple[int, int, float]:
+    def _held(self, connection: C) -> Holdings:
         """
         See `held`.
         """
@@ -263,12 +274,12 @@ class SpoolWriter(Generic[T, C]):
         self._urgent(("depth", reply))
         return reply
 
-    def held(self) -> concurrent.futures.Future[tuple[int, int, float]]:
+    def held(self) -> concurrent.futures.Future[Holdings]:
         """
-        The calls that other processes still alive (a heartbeat within the lease) hold, so that no one else may take
-        them yet: (calls, processes, seconds until the first of those leases ends), from the database's clock.
+        What the spool holds that this process may not take now: this application's calls that other processes
+        still alive hold, and other applications' calls (see `Holdings`).
         """
-        reply: concurrent.futures.Future[tuple[int, int, float]] = concurrent.futures.Future()
+        reply: concurrent.futures.Future[Holdings] = concurrent.futures.Future()
         self._urgent(("held", reply))
         return reply
 
@@ -314,11 +325,13 @@ class SpoolWriter(Generic[T, C]):
 
     def _run(self, opened: concurrent.futures.Future[None]) -> None:
         try:
-            connection: C | None = self._connect()
+            first = self._connect()
         except Exception as exc:
             opened.set_exception(exc)
             return
         opened.set_result(None)
+        self._tell_unidentified(first)
+        connection: C | None = first
         beat = max(min(self.lease / 3, 5.0), 0.01)
         next_beat = time.monotonic() + beat
         pause = 0.0  # after a group that could not be written
@@ -354,6 +367,29 @@ class SpoolWriter(Generic[T, C]):
                     self._disconnect(connection)
                 except Exception:
                     logger.debug("spool %s: closing the connection failed", self.where, exc_info=True)
+
+    def _tell_unidentified(self, connection: C) -> None:
+        # Once, when the spool opens: calls from before rows named their application are not taken unless told.
+        if self.take_unidentified:
+            return
+        try:
+            self._begin(connection)
+            holdings = self._held(connection)
+            self._commit(connection)
+        except Exception:
+            with contextlib.suppress(Exception):
+                self._rollback(connection)
+            logger.debug("spool %s: could not count the calls that name no application", self.where, exc_info=True)
+            return
+        unidentified = holdings.unidentified + holdings.unidentified_failed
+        if unidentified:
+            logger.warning(
+                "spool %s: %d calls were spooled before rows named their application; this client does not take "
+                "them (spool_take_unidentified=True, or rehook relay/send --take-unidentified, delivers them as "
+                "its application's: only where no other application has used this spool)",
+                self.where,
+                unidentified,
+            )
 
     def _reconnect(self) -> C | None:
         try:
@@ -483,7 +519,7 @@ class SpoolWriter(Generic[T, C]):
                 # (the outbox's, in the application's transactions), and ending them must not count below zero.
                 size_rows, size_bytes = self._count(connection)
             counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
-            held = self._held(connection) if any(kind == "held" for kind, _ in waiting) else (0, 0, 0.0)
+            held = self._held(connection) if any(kind == "held" for kind, _ in waiting) else Holdings()
             if closing is not None:
                 self._release(connection, closing)
             self._commit(connection)
