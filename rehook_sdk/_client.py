@@ -45,6 +45,7 @@ from ._constants import (
     DEFAULT_SPOOL_INTERVAL,
     DEFAULT_SPOOL_LEASE,
     DISABLED_ENV,
+    SPOOL_OPEN_TIMEOUT,
 )
 from ._deadletter import DeadLetterWriter
 from ._encoding import header_problem
@@ -59,7 +60,7 @@ from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._spooling import Spooling
-from ._spools import SpoolError, is_postgres_url
+from ._spools import SpoolError, is_postgres_url, need_psycopg
 from ._spools.identity import application_identity
 from ._stats import Stats
 from ._transports import (
@@ -132,13 +133,14 @@ def _delivery(value: object) -> Delivery:
 
 def _spool_opener(
     spool: object, app: str, take_unidentified: object, interval: float, lease: float, synchronous: str, max_bytes: int
-) -> Callable[[], Spooling | None]:
+) -> Callable[[], Spooling] | None:
     """
-    Check the spool settings; return what opens the spool, for the client's first flusher and for each forked
-    child's (a child never uses its parent's connection or thread).
+    Check the spool settings; return what opens the spool when a client starts (None: no spool), for the client's
+    first flusher and for each forked child's (a child never uses its parent's connection or thread). Nothing is
+    opened here.
     """
     if spool is None:
-        return lambda: None
+        return None
     if not isinstance(spool, str | os.PathLike) or not os.fspath(spool):
         raise ConfigurationError(f"spool must be a file path or a postgresql:// URL, got {spool!r}")
     path = os.fspath(spool)
@@ -146,6 +148,8 @@ def _spool_opener(
         raise ConfigurationError(
             f"spool must be a file path (SQLite) or a postgresql:// URL; {path.split('://')[0]}:// is not supported"
         )
+    if isinstance(path, str) and is_postgres_url(path):
+        need_psycopg()  # the extra is checked now; the database is opened when the client starts
     if not _positive_number(interval):
         raise ConfigurationError(f"spool_interval must be a number > 0, got {interval!r}")
     if not _positive_number(lease):
@@ -156,27 +160,18 @@ def _spool_opener(
     if not isinstance(take_unidentified, bool):
         raise ConfigurationError(f"spool_take_unidentified must be True or False, got {take_unidentified!r}")
     pragma: Literal["NORMAL", "FULL"] = "FULL" if synchronous == "full" else "NORMAL"
-    opened = 0
 
-    def open_spool() -> Spooling | None:
-        nonlocal opened
-        opened += 1
-        try:
-            return Spooling(
-                path,
-                app=app,
-                take_unidentified=take_unidentified,
-                lease=float(lease),
-                group_interval=float(interval),
-                synchronous=pragma,
-                max_bytes=most,
-            )
-        except SpoolError:
-            if opened == 1:
-                raise  # at the client's construction: the caller hears of it
-            # In a forked child: its calls are delivered from memory only; say so loudly.
-            logger.exception("a forked child could not open the spool %s; its calls are not spooled", path)
-            return None
+    def open_spool() -> Spooling:
+        # At start, in each process: its writer thread connects (see Spooling.opened).
+        return Spooling(
+            path,
+            app=app,
+            take_unidentified=take_unidentified,
+            lease=float(lease),
+            group_interval=float(interval),
+            synchronous=pragma,
+            max_bytes=most,
+        )
 
     return open_spool
 
@@ -489,7 +484,7 @@ class RehookClient:
                 meter_provider=meter_provider,
                 metrics_name=str(url),
                 adaptive=adaptive,
-                spooling=open_spool(),
+                open_spool=open_spool,
                 tokens=tokens.__next__,
             )
 
@@ -954,16 +949,40 @@ class RehookClient:
         """
         Start the sender tasks on the running loop. Not needed with ``async with`` or after a first call.
 
+        With ``spool=``, the spool is opened first (nothing is opened before a client starts): one that cannot be
+        opened fails this call, and the client stays unstarted. A client started by a call instead logs that
+        error and delivers from memory, opening the spool again as it goes.
+
         Raises:
             ClientStateError: the client is closed, or already runs on another event loop.
+            SpoolError: the spool cannot be opened (not a spool, a newer format, the database unreachable...).
         """
         loop = asyncio.get_running_loop()
+        await self._open_spool()
         with self._lock:
             self._ensure_on(loop)
             if self._state is not _State.RUNNING:
                 raise ClientStateError(f"cannot start a RehookClient that is {self._state.value}")
             if self._loop is not loop:
                 raise ClientStateError("this RehookClient already runs on another event loop")
+
+    async def _open_spool(self) -> None:
+        with self._lock:
+            if self._state is not _State.NOT_STARTED:
+                return
+            spooling = self._flusher.open_spool()
+        if spooling is None:
+            return
+        try:
+            await spooling.opened(SPOOL_OPEN_TIMEOUT)
+        except SpoolError:
+            if self._forget_spool(spooling):  # (a call from another thread started the client meanwhile: no)
+                await asyncio.to_thread(spooling.spool.close, release=False, timeout=SPOOL_OPEN_TIMEOUT)
+                raise
+
+    def _forget_spool(self, spooling: Spooling) -> bool:
+        with self._lock:
+            return self._state is _State.NOT_STARTED and self._flusher.forget_spool() is spooling
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -30,6 +30,8 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 DEFAULT_ATEXIT_TIMEOUT = 2.0
 # spool=: an owner whose heartbeat is older than this is taken for dead; appended calls wait this long for a group.
 DEFAULT_SPOOL_LEASE = 30.0
+# Seconds start() waits for a spool to open (a SQLite file another process holds locked, a slow database).
+SPOOL_OPEN_TIMEOUT = 30.0
 DEFAULT_SPOOL_INTERVAL = 0.005
 DEFAULT_MAX_SPOOL_BYTES = 1024**3
 

@@ -6,6 +6,7 @@ and end each call in exactly one `Outcome`.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import math
@@ -68,7 +69,7 @@ class Flusher:
         meter_provider: MeterProvider | None = None,
         metrics_name: str = "",
         adaptive: bool = False,
-        spooling: Spooling | None = None,
+        open_spool: Callable[[], Spooling] | None = None,
         tokens: Callable[[], int] | None = None,
     ) -> None:
         self.queue = EventQueue(max_queue_size)
@@ -99,14 +100,47 @@ class Flusher:
         self._idle: asyncio.Future[None] | None = None  # set by stop(): done when nothing is left to deliver
         self._reachability = Reachability(retry)
         self.log = OutcomeLog()
-        self.spooling = spooling
+        # With a spool: opened when the client starts (no file, connection or thread before), by `open_spool`.
+        self._open_spool = open_spool
+        self.spooling: Spooling | None = None
         self._tokens = tokens
         self.last_adopted: int | None = None  # calls the last adoption took (None: none has run yet)
         self._adopt_now: asyncio.Event | None = None  # set: the adopter looks again at once
-        if spooling is not None:
-            self.board.persist = spooling.spool.sync
+        if open_spool is not None:
+            self.board.persist = self._persist
 
     # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def open_spool(self) -> Spooling | None:
+        """
+        Open the spool, if there is one and it is not open yet, without waiting for its connection (its writer
+        thread makes it), and spool the calls accepted before it: from the thread the caller accepts calls from,
+        holding the client's lock, before the senders start.
+        """
+        if self.spooling is None and self._open_spool is not None:
+            spooling = self._open_spool()
+            for meta, data in self.queue.snapshot():
+                spooling.accepted(meta, data)
+            self.spooling = spooling
+        return self.spooling
+
+    def forget_spool(self) -> Spooling | None:
+        """
+        Let go of a spool that could not be opened, before the senders started (the caller closes it): the calls
+        stay queued in memory, and the next start opens it again.
+        """
+        spooling, self.spooling = self.spooling, None
+        return spooling
+
+    def _persist(self) -> concurrent.futures.Future[None]:
+        spooling = self.spooling
+        if spooling is not None:
+            return spooling.spool.sync()
+        failed: concurrent.futures.Future[None] = concurrent.futures.Future()
+        failed.set_exception(
+            SpoolError("the client has not started: its spool opens when it starts (start(), async with, a call)")
+        )
+        return failed
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """
@@ -116,6 +150,7 @@ class Flusher:
         with it; calls still marked in flight there (a loop closed without cancelling its tasks) end as
         ``shutdown_timeout``, and queued calls are sent from this loop.
         """
+        self.open_spool()
         self._tasks.clear()
         self._end_in_flight("the event loop this call was sent from closed before it was answered")
         self._stopping = False

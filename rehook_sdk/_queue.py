@@ -214,6 +214,13 @@ class EventQueue:
             self._front.append((meta, data))
             self._size += 1
 
+    def snapshot(self) -> list[Entry]:
+        """
+        The calls now queued, oldest first, left in the queue.
+        """
+        with self._lock:
+            return list(self._entries())
+
     def tokens(self) -> list[int]:
         """
         The tokens of the calls now queued.

@@ -84,6 +84,7 @@ class Spooling:
             "max_bytes": max_bytes,
             "on_unwritable": self._unwritable,
             "on_marked": self._marked_in_thread,
+            "wait": False,  # opened by the writer thread: a client's start does not block its loop on it
         }
         self.spool: SpoolWriter[tuple[Meta, Data], Any]
         if isinstance(path, str) and is_postgres_url(path):
@@ -94,6 +95,19 @@ class Spooling:
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
+
+    async def opened(self, timeout: float) -> None:
+        """
+        Until the spool is open.
+
+        Raises:
+            SpoolError: it cannot be opened, or did not open within ``timeout`` seconds.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.shield(asyncio.wrap_future(self.spool.opened))  # the writer's future stays
+        except TimeoutError:
+            raise SpoolError(f"{self.path}: the spool did not open within {timeout} s (locked?)") from None
 
     # -- the caller's path ------------------------------------------------------------------------------
 

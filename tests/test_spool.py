@@ -16,6 +16,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -124,7 +125,7 @@ async def test_a_full_spool_drops_calls_as_spool_full(silent: str, tmp_path: Pat
     assert len(spooled_rows(path)) == 30
 
 
-def test_spool_settings_are_checked(tmp_path: Path) -> None:
+async def test_spool_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="spool must be a file path"):
         RehookClient("k", "s", spool="mysql://db/app")
     with pytest.raises(ConfigurationError, match="spool_interval must be a number > 0"):
@@ -137,8 +138,50 @@ def test_spool_settings_are_checked(tmp_path: Path) -> None:
         RehookClient("k", "s", spool=tmp_path / "a.db", max_spool_bytes=0)
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"not a database" * 100)
+    client = RehookClient("k", "s", spool=bad)  # nothing is opened before the client starts
     with pytest.raises(SpoolError, match="not a usable SQLite spool"):
-        RehookClient("k", "s", spool=bad)
+        await client.start()
+    assert bad.read_bytes() == b"not a database" * 100
+    await client.aclose(timeout=0)
+
+
+async def test_nothing_is_opened_before_a_client_starts_and_what_it_accepted_before_is_spooled_then(
+    fake: FakeRehook, mute: FaultProxy, tmp_path: Path
+) -> None:
+    """A client with a spool, made and given calls (from a thread without a loop) before it starts: no file, no
+    thread. Its start opens the spool and spools those calls first (Rehook is silent here: they stay), and the
+    next client delivers them."""
+    path = tmp_path / "spool.db"
+    client = fake.client(base_url=mute.url, spool=path, request_timeout=60)
+    sync = SyncRehookClient(fake.api_key, fake.api_secret, base_url=mute.url, spool=path)
+    handles = await asyncio.to_thread(lambda: [client.track("e", user_id=f"u{i}") for i in range(3)])
+    assert not path.exists()
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("rehook")] == []
+    await client.start()
+    assert await handles[2].persisted() is True
+    assert len(spooled_rows(path)) == 3
+    await client.aclose(timeout=0.1)
+    await asyncio.to_thread(sync.close)
+    mute.clear()
+    async with fake.client(base_url=mute.url, spool=path) as second:
+        await wait_until(lambda: second.stats().delivered == 3, timeout=30)
+    assert spooled_rows(path) == []
+
+
+async def test_a_client_a_call_started_delivers_from_memory_when_its_spool_cannot_be_opened(
+    fake: FakeRehook, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only start() raises: a call never does. A client its first call started says why the spool cannot be opened
+    and delivers from memory."""
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database" * 100)
+    with caplog.at_level(logging.ERROR, logger="rehook_sdk"):
+        client = fake.client(spool=bad)
+        handle = client.track("e", user_id="u1")
+        assert (await handle).delivered  # its mark could not be written: sent all the same
+        await client.aclose()
+    assert "bad.db: cannot be opened (" in caplog.text
+    assert "not a usable SQLite spool" in caplog.text
 
 
 CRASHING = textwrap.dedent(

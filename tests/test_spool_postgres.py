@@ -7,6 +7,7 @@ lease expires, a connection the server kills made again without losing a group, 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -24,6 +25,7 @@ from rehook_sdk._types import Call, CallType
 from rehook_sdk.testing import FakeRehook, FaultProxy
 
 from .helpers import wait_until
+from .test_connections import free_port, spool_connections
 from .test_spool import accept_then_die, fail_calls, rehook_send
 
 APP = "a1:tests"  # the application the spools here write rows for
@@ -267,3 +269,21 @@ def test_held_counts_what_live_owners_hold(
     finally:
         holder.close()
         other.close()
+
+
+async def test_a_client_connects_when_it_starts_and_not_before(fake: FakeRehook, postgres_url: str) -> None:
+    """Made, a client holds no connection; started, its writer's and its listener's; closed, none. A database that
+    cannot be reached fails start(), and the client stays unstarted."""
+    client = fake.client(spool=postgres_url)
+    assert await asyncio.to_thread(spool_connections, postgres_url, os.getpid()) == Counter()
+    await client.start()
+    mine = Counter({("spool", os.getpid()): 1, ("listener", os.getpid()): 1})
+    await wait_until(lambda: spool_connections(postgres_url, os.getpid()) == mine, timeout=30)
+    await client.aclose()
+    assert await asyncio.to_thread(spool_connections, postgres_url, os.getpid()) == Counter()
+
+    port = free_port()  # nothing listens there
+    unreachable = fake.client(spool=f"postgresql://postgres@127.0.0.1:{port}/test")
+    with pytest.raises(SpoolError, match="cannot connect to the spool"):
+        await unreachable.start()
+    await unreachable.aclose()

@@ -6,7 +6,7 @@ calls are delivered from; a spool keeps a copy that survives the process, for th
 
 from .._exceptions import SpoolError
 from .base import Adopted, Holdings, Replay, SpoolState, decode_record, encode_record, failure_text
-from .postgres import PostgresSpool, is_postgres_url
+from .postgres import PostgresSpool, is_postgres_url, need_psycopg
 from .sqlite import SqliteSpool
 from .writer import SpoolWriter
 
@@ -23,4 +23,5 @@ __all__ = [
     "encode_record",
     "failure_text",
     "is_postgres_url",
+    "need_psycopg",
 ]

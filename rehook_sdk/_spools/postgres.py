@@ -38,6 +38,7 @@ __all__ = [
     "TABLES_LOCK",
     "PostgresSpool",
     "is_postgres_url",
+    "need_psycopg",
 ]
 
 logger = logging.getLogger("rehook_sdk")
@@ -104,7 +105,13 @@ def is_postgres_url(value: str) -> bool:
     return value.startswith(("postgresql://", "postgres://"))
 
 
-def _psycopg() -> Any:
+def need_psycopg() -> Any:
+    """
+    The psycopg module.
+
+    Raises:
+        ConfigurationError: it is not installed (the ``postgres`` extra).
+    """
     try:
         import psycopg
     except ImportError:
@@ -123,7 +130,7 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
     """
 
     def __init__(self, url: str, encode: Callable[[T], str], **settings: Any) -> None:
-        self._psycopg = _psycopg()
+        self._psycopg = need_psycopg()
         self._errors = (self._psycopg.Error,)
         self.url = url
         self.listening = threading.Event()  # set while the listener hears notifications (for tests)

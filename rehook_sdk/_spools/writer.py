@@ -61,6 +61,8 @@ class SpoolWriter(Generic[T, C]):
         on_marked: Called in the writer thread after each commit that holds marks, with their tokens, whether
             the commit succeeded (when it did not, the marks are not stored), and the tokens among them whose calls
             another process has taken over meanwhile (this one was presumed dead): those must not be sent.
+        open_timeout: Seconds the constructor waits for the spool to open (with ``wait``).
+        wait: Open the spool before returning, raising `SpoolError` when it cannot be; otherwise `opened` tells.
     """
 
     def __init__(
@@ -77,6 +79,7 @@ class SpoolWriter(Generic[T, C]):
         on_unwritable: Callable[[int, str], None] | None = None,
         on_marked: Callable[[list[int], bool, list[int]], None] | None = None,
         open_timeout: float = 30.0,
+        wait: bool = True,
     ) -> None:
         self.where = where
         self.app = app
@@ -106,13 +109,27 @@ class SpoolWriter(Generic[T, C]):
         self.bytes = 0  # bytes of the records in the spool, every application's
         self.full = False
         self.presumed_dead = False  # a heartbeat found this owner gone: others may have taken its calls
-        opened: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._thread = threading.Thread(target=self._run, args=(opened,), name="rehook-spool", daemon=True)
+        self._told = False  # whether the calls that name no application were counted and told
+        # Done once the first connection is made (or failed: its SpoolError). Without ``wait``, a spool that cannot
+        # be opened goes on as one that cannot be written: appends kept and retried, waiters told at once.
+        self.opened: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._wait = wait
+        self._thread = threading.Thread(target=self._run, name="rehook-spool", daemon=True)
         self._thread.start()
+        if wait:
+            self.wait_opened(open_timeout)
+
+    def wait_opened(self, timeout: float) -> None:
+        """
+        Block until the spool is open.
+
+        Raises:
+            SpoolError: it cannot be opened, or did not open within ``timeout`` seconds.
+        """
         try:
-            opened.result(open_timeout)
+            self.opened.result(timeout)
         except concurrent.futures.TimeoutError:
-            raise SpoolError(f"{where}: the spool did not open within {open_timeout} s (locked?)") from None
+            raise SpoolError(f"{self.where}: the spool did not open within {timeout} s (locked?)") from None
 
     # -- what a store supplies ------------------------------------------------------------------------
 
@@ -323,15 +340,27 @@ class SpoolWriter(Generic[T, C]):
 
     # -- the writer thread --------------------------------------------------------------------------------
 
-    def _run(self, opened: concurrent.futures.Future[None]) -> None:
+    def _run(self) -> None:
+        connection: C | None = None
         try:
-            first = self._connect()
+            connection = self._connect()
         except Exception as exc:
-            opened.set_exception(exc)
-            return
-        opened.set_result(None)
-        self._tell_unidentified(first)
-        connection: C | None = first
+            if not self.opened.done():
+                self.opened.set_exception(exc)
+            if self._wait:
+                return  # the constructor raises it
+            self.problem = str(exc)
+            logger.error(
+                "spool %s: cannot be opened (%s); the calls are still delivered from memory, and written when it "
+                "can be opened",
+                self.where,
+                exc,
+                exc_info=not isinstance(exc, SpoolError),
+            )
+        else:
+            if not self.opened.done():
+                self.opened.set_result(None)
+            self._tell_unidentified(connection)
         beat = max(min(self.lease / 3, 5.0), 0.01)
         next_beat = time.monotonic() + beat
         pause = 0.0  # after a group that could not be written
@@ -355,7 +384,8 @@ class SpoolWriter(Generic[T, C]):
                 if not batch:
                     continue
                 if connection is None:
-                    closing = self._failed(batch, [], self.problem or "no connection")
+                    marked = [op[1] for op in batch if op[0] == "mark"]  # told at once, as when a write fails
+                    closing = self._failed(batch, marked, self.problem or "no connection")
                 else:
                     closing, connection = self._apply(connection, batch)
                 if closing:
@@ -370,6 +400,7 @@ class SpoolWriter(Generic[T, C]):
 
     def _tell_unidentified(self, connection: C) -> None:
         # Once, when the spool opens: calls from before rows named their application are not taken unless told.
+        self._told = True
         if self.take_unidentified:
             return
         try:
@@ -398,6 +429,8 @@ class SpoolWriter(Generic[T, C]):
             self.problem = str(exc)
             return None
         logger.warning("spool %s: connected again", self.where)
+        if not self._told:  # opened now, after it could not be at first
+            self._tell_unidentified(connection)
         return connection
 
     def _heartbeat(self, connection: C) -> C | None:
