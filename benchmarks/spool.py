@@ -11,7 +11,8 @@ PostgreSQL: each run in a schema of its own, dropped afterwards), interleaved ru
 
 1. Caller cost: microseconds per track() (mean, p99) while the SDK delivers to a 0 ms server.
 2. Throughput: events/s and client CPU per event from the first call until all are delivered, at 0 ms and 20 ms.
-3. Restart: events/s of a client delivering what an earlier client left in the spool (0 ms server).
+3. Restart: events/s of a client delivering what an earlier client left in the spool (0 ms server). Burst: 3,000
+   calls from code that never yields: how many are not committed at its end (stats().unspooled), and for how long.
 4. Size: bytes of spool per queued call (SQLite: the file with its WAL; PostgreSQL: the table with its indexes).
 5. What a SIGKILL loses: a process tracking ~10,000 calls/s to a silent server is SIGKILLed at a random moment;
    the calls it had accepted (counted in shared memory, exactly) against the calls found in its spool.
@@ -167,6 +168,31 @@ CHILD = textwrap.dedent(
 )
 
 
+BURST = 3_000
+
+
+async def burst(url: str, variant: str, spools: Spools) -> dict[str, float]:
+    """
+    3,000 track() calls from code that never yields to the loop (Rehook silent): how many the spool has not
+    committed when the burst ends (stats().unspooled, what a SIGKILL then loses), and how long after it they are.
+    """
+    listener, silent = silent_url()
+    with listener:
+        settings = {**spools.settings(variant), "proxy": silent, "request_timeout": 60, "concurrency": 4}
+        client = client_for(url, BURST, **settings)
+        await client.start()
+        t0 = time.perf_counter()
+        for i in range(BURST):
+            _ = client.track("Product Viewed", PROPS, user_id=f"u{i}")
+        t1 = time.perf_counter()
+        unspooled = client.stats().unspooled
+        while client.stats().unspooled:  # noqa: ASYNC110 (a counter has no event to wait on)
+            await asyncio.sleep(0.0005)
+        t2 = time.perf_counter()
+        await client.aclose(timeout=0.1)
+    return {"burst_ms": (t1 - t0) * 1e3, "unspooled_at_end": unspooled, "committed_after_ms": (t2 - t1) * 1e3}
+
+
 def sigkill_loss(spools: Spools, variant: str, seed: int) -> dict[str, float]:
     listener, url = silent_url()
     spool = spools.new(variant)
@@ -215,6 +241,8 @@ async def measure(spools: Spools, n: int, runs: int, results: dict[str, Any], qu
         results["caller_cost"] = await sampled(runs, variants, lambda v: caller_cost(zero.url, n, v, spools))
         results["throughput_0ms"] = await sampled(runs, variants, lambda v: throughput(zero.url, n, v, spools))
         results["restart_0ms"] = await sampled(runs, spooled, lambda v: restart(zero.url, n // 2, v, spools))
+        bursts = runs if quick else max(runs, 5)
+        results["burst"] = await sampled(bursts, spooled, lambda v: burst(zero.url, v, spools))
     finally:
         zero.close()
     slow = Server(20)
@@ -257,6 +285,12 @@ def table(results: dict[str, Any]) -> list[str]:
     row("20 ms: events/s", "events_per_s", slow, ",.0f")
     row("restart, 0 ms: events/s from the spool", "events_per_s", again, ",.0f")
     row("spool bytes per call", "bytes_per_call", again, ".0f")
+    for variant, figures in results["burst"].items():
+        lines.append(
+            f"\n{BURST:,} calls that never yield, {NAMES[variant]}: {figures['burst_ms']:.1f} ms; not committed at "
+            f"their end: {figures['unspooled_at_end']:.0f}; all committed {figures['committed_after_ms']:.1f} ms "
+            "later (medians)"
+        )
     for variant, kill in results["sigkill"].items():
         lines.append(
             f"\nSIGKILL at ~{kill['calls_per_ms']} calls/ms, {NAMES[variant]}, {len(kill['runs'])} runs: calls "

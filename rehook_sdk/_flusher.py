@@ -169,8 +169,13 @@ class Flusher:
             self._tasks.add(loop.create_task(self._adopt_forever(), name="rehook-spool-adopter"))
 
     def stats(self) -> Stats:
-        spooled = self.spooling.spool.rows if self.spooling is not None else 0
-        return self.counters.snapshot(in_queue=len(self.queue), in_flight=len(self._in_flight), spooled=spooled)
+        spooling = self.spooling
+        spooled, unspooled = (spooling.spool.rows, spooling.spool.uncommitted) if spooling is not None else (0, 0)
+        if self._open_spool is not None and spooling is None:
+            unspooled = len(self.queue)  # accepted before the start, which spools them
+        return self.counters.snapshot(
+            in_queue=len(self.queue), in_flight=len(self._in_flight), spooled=spooled, unspooled=unspooled
+        )
 
     def pending_count(self) -> int:
         """

@@ -37,8 +37,11 @@ class Stats:
             process that died); counted in ``accepted``.
         resent: Of those, calls a request may already have reached Rehook for before that process died, sent
             again: Rehook may have them twice.
-        spooled: With ``spool=``: calls in the spool not yet ended, every process's, as last counted (the spool
-            counts its file at each heartbeat and follows this process's own commits).
+        spooled: With ``spool=``: calls of this client's application in the spool not yet ended, every process's,
+            as last counted (the spool counts its file at each heartbeat and follows this process's own commits).
+        unspooled: With ``spool=``: calls this client accepted that are not committed to the spool yet: what a crash
+            now would lose. Usually those of the last ``spool_interval``; code that does not yield to the event
+            loop runs ahead of the spool's thread (see Durable delivery).
     """
 
     accepted: int
@@ -52,6 +55,7 @@ class Stats:
     adopted: int = 0
     resent: int = 0
     spooled: int = 0
+    unspooled: int = 0
 
     def __repr__(self) -> str:
         # Valid Python: eval() with Stats and Reason in scope gives an equal snapshot.
@@ -62,7 +66,7 @@ class Stats:
             f"Stats(accepted={self.accepted}, delivered={self.delivered}, dropped={by_reason(self.dropped)}, "
             f"failed={by_reason(self.failed)}, retried={self.retried}, in_queue={self.in_queue}, "
             f"in_flight={self.in_flight}, requests={self.requests}, adopted={self.adopted}, resent={self.resent}, "
-            f"spooled={self.spooled})"
+            f"spooled={self.spooled}, unspooled={self.unspooled})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,6 +88,7 @@ class Stats:
             "adopted": self.adopted,
             "resent": self.resent,
             "spooled": self.spooled,
+            "unspooled": self.unspooled,
         }
 
     @property
@@ -149,7 +154,7 @@ class Counters:
         with self._lock:
             self.retried += 1
 
-    def snapshot(self, *, in_queue: int, in_flight: int, spooled: int = 0) -> Stats:
+    def snapshot(self, *, in_queue: int, in_flight: int, spooled: int = 0, unspooled: int = 0) -> Stats:
         with self._lock:
             dropped = dict(self._dropped)
             failed = dict(self._failed)
@@ -166,4 +171,5 @@ class Counters:
                 adopted=self.adopted,
                 resent=self.resent,
                 spooled=spooled,
+                unspooled=unspooled,
             )

@@ -642,3 +642,59 @@ async def test_rehook_send_from_spool_usage_errors(fake: FakeRehook, tmp_path: P
         code, _, err = await rehook_send(fake, *options)
         assert (code, expected in err) == (2, True), err
     assert not (tmp_path / "spool.db").exists()
+
+
+BURST = textwrap.dedent(
+    """
+    import asyncio, sys
+    from rehook_sdk import RehookClient
+
+    async def main() -> None:
+        url, key, secret, spool, mode = sys.argv[1:]
+        client = RehookClient(key, secret, base_url=url, spool=spool, request_timeout=60, concurrency=4)
+        await client.start()
+        for i in range(3_000):  # never yields to the loop: the spool's thread gets only what the GIL lends it
+            _ = client.track("viewed", {"i": i}, user_id=f"u{i}")
+        print("burst", client.stats().unspooled, flush=True)
+        while mode == "wait" and client.stats().unspooled:
+            await asyncio.sleep(0.001)
+        print("killable", flush=True)
+        await asyncio.sleep(60)
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+@pytest.mark.parametrize("mode", ["kill", "wait"])
+async def test_a_burst_that_never_yields_loses_at_most_what_stats_call_unspooled(
+    request: pytest.FixtureRequest, fake: FakeRehook, mute: FaultProxy, tmp_path: Path, store: str, mode: str
+) -> None:
+    """3,000 calls from a coroutine that never yields, Rehook silent, then SIGKILL: at once ("kill"), or once
+    stats().unspooled is 0 ("wait", the documented way to know). The next client delivers every call the spool
+    had committed: all 3,000 after the wait; after the kill, at least the 3,000 minus what stats() called
+    unspooled at the burst's end."""
+    spool = str(tmp_path / "spool.db") if store == "sqlite" else request.getfixturevalue("postgres_url")
+
+    def burst_then_die() -> int:
+        argv = [sys.executable, "-c", BURST, mute.url, fake.api_key, fake.api_secret, spool, mode]
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as child:
+            assert child.stdout is not None
+            word, unspooled = child.stdout.readline().split()
+            assert word == "burst"
+            assert child.stdout.readline().strip() == "killable"
+            os.kill(child.pid, signal.SIGKILL)
+            assert child.wait(10) == -signal.SIGKILL
+        return int(unspooled)
+
+    unspooled = await asyncio.to_thread(burst_then_die)
+    mute.clear()
+    process = await relay(fake, "--spool", spool, "--once", "--wait", "--lease", "1", url=mute.url)
+    _, err = await asyncio.wait_for(process.communicate(), 50)
+    assert process.returncode == 0, err
+    users = {event["source_id"] for event in fake.events}
+    assert users <= {f"u{i}" for i in range(3_000)}
+    assert len(users) >= 3_000 - unspooled
+    if mode == "wait":
+        assert len(users) == 3_000

@@ -104,7 +104,13 @@ class SpoolWriter(Generic[T, C]):
         self._rows: dict[int, tuple[int, int]] = {}  # token -> (row id, record bytes), in the writer thread only
         self._retry: list[tuple[Any, ...]] = []  # appends and settles of groups that could not be written
         self.problem: str | None = None  # why the last group could not be written, until one is
-        self.committed = 0  # calls written, for stats and tests
+        # Calls appended, and of those the ones that need no more writing (committed, ended before their commit,
+        # or not storable): their difference is what a crash now would lose. ``+= 1`` on an attribute does not
+        # switch threads in CPython (no call or backward jump between its load and store): callers of any thread
+        # may count.
+        self.appended = 0
+        self.committed = 0
+        self.unstorable = 0
         self.rows = 0  # this application's calls in the spool that are not failed (as of the last commit or beat)
         self.bytes = 0  # bytes of the records in the spool, every application's
         self.full = False
@@ -238,6 +244,7 @@ class SpoolWriter(Generic[T, C]):
         """
         if self._closed or os.getpid() != self._pid:
             self._refuse()
+        self.appended += 1
         ops = self._ops
         ops.append(("append", token, item))
         if len(ops) == 1:
@@ -331,6 +338,13 @@ class SpoolWriter(Generic[T, C]):
         if os.getpid() != self._pid:
             raise SpoolError("this spool was opened by the parent process: a forked child opens its own")
         raise SpoolError(f"{self.where}: the spool is closed")
+
+    @property
+    def uncommitted(self) -> int:
+        """
+        Calls appended and not yet committed (nor ended, nor found unstorable): what a crash now would lose.
+        """
+        return max(0, self.appended - self.committed - self.unstorable)
 
     def _set_size(self, rows: int, size: int) -> None:
         # Never below zero: rows ended here that another process had counted away already (a count is as of its
@@ -492,6 +506,7 @@ class SpoolWriter(Generic[T, C]):
                 try:
                     inserts[token] = [self._encode(op[2]), int(SpoolState.QUEUED), None, None]
                 except PayloadError as exc:
+                    self.unstorable += 1
                     if self._on_unwritable is not None:
                         self._on_unwritable(token, str(exc))
             elif kind == "mark":
