@@ -25,8 +25,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any, TextIO
 
 from . import __version__
+from ._cli_spool import spool_command
 from ._client import RehookClient
-from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE
+from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE, DEFAULT_SPOOL_RETENTION
 from ._deadletter import outcome_line
 from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
 from ._files import open_private, private_error
@@ -790,6 +791,32 @@ def parser() -> argparse.ArgumentParser:
         help="when stopped: seconds to deliver what was taken over; the rest stays in the spool (default 10)",
     )
 
+    spool_p = commands.add_parser(
+        "spool",
+        help="what a spool holds, and removing its old failed calls",
+        description="Look at a spool (a SQLite file or a postgresql:// URL), or remove its old failed calls. Rows "
+        "name their application: the API key and base URL say which are this application's (the secret is not "
+        "needed).",
+    )
+    spool_commands = spool_p.add_subparsers(dest="spool_command", required=True)
+    stats_p = spool_commands.add_parser(
+        "stats", help="count the calls by application and state, with their bytes and the oldest failed one's age"
+    )
+    purge_p = spool_commands.add_parser(
+        "purge", help="remove this application's failed calls accepted more than --older-than seconds ago"
+    )
+    for sub in (stats_p, purge_p):
+        sub.add_argument("--spool", required=True, help="the spool: a SQLite file or a postgresql:// URL")
+        credentials(sub)
+    purge_p.add_argument(
+        "--older-than",
+        type=_seconds,
+        default=DEFAULT_SPOOL_RETENTION,
+        metavar="SECONDS",
+        help="remove the failed calls accepted more than this many seconds ago (default 604800, 7 days: what "
+        "spool_retention keeps; 0 removes every failed call)",
+    )
+
     auth_p = commands.add_parser("check-auth", help="check the API key and secret")
     credentials(auth_p)
 
@@ -862,6 +889,8 @@ def _send_usage(args: argparse.Namespace) -> str | None:
 def _run_command(args: argparse.Namespace) -> int:
     needs_credentials = not (args.command == "send" and args.dry_run)
     try:
+        if args.command == "spool":
+            return spool_command(args)
         if needs_credentials:
             _client_from(args)  # fail early and clearly on missing credentials or a bad URL
         run = {"send": send, "relay": relay}.get(args.command, check_auth)

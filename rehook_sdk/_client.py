@@ -44,6 +44,7 @@ from ._constants import (
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SPOOL_INTERVAL,
     DEFAULT_SPOOL_LEASE,
+    DEFAULT_SPOOL_RETENTION,
     DISABLED_ENV,
     SPOOL_OPEN_TIMEOUT,
 )
@@ -132,7 +133,14 @@ def _delivery(value: object) -> Delivery:
 
 
 def _spool_opener(
-    spool: object, app: str, take_unidentified: object, interval: float, lease: float, synchronous: str, max_bytes: int
+    spool: object,
+    app: str,
+    take_unidentified: object,
+    retention: float | None,
+    interval: float,
+    lease: float,
+    synchronous: str,
+    max_bytes: int,
 ) -> Callable[[], Spooling] | None:
     """
     Check the spool settings; return what opens the spool when a client starts (None: no spool), for the client's
@@ -159,6 +167,8 @@ def _spool_opener(
     most = _positive_int(max_bytes, "max_spool_bytes")
     if not isinstance(take_unidentified, bool):
         raise ConfigurationError(f"spool_take_unidentified must be True or False, got {take_unidentified!r}")
+    if retention is not None and not _positive_number(retention):
+        raise ConfigurationError(f"spool_retention must be a number of seconds > 0 or None, got {retention!r}")
     pragma: Literal["NORMAL", "FULL"] = "FULL" if synchronous == "full" else "NORMAL"
 
     def open_spool() -> Spooling:
@@ -167,6 +177,7 @@ def _spool_opener(
             path,
             app=app,
             take_unidentified=take_unidentified,
+            retention=None if retention is None else float(retention),
             lease=float(lease),
             group_interval=float(interval),
             synchronous=pragma,
@@ -344,6 +355,8 @@ class RehookClient:
             (a spool of format version 1), as this application's. Every spool row names the application (API key
             and base URL) that accepted it, and a client takes only its own; set this only where no other
             application has used the spool, until those calls are delivered.
+        spool_retention: Seconds a failed call stays in the spool (from its acceptance) for ``rehook send
+            --from-spool``: older ones are removed, with a count in the log (default 7 days; ``None`` keeps them).
 
     Raises:
         ConfigurationError: missing credentials or an invalid setting.
@@ -384,6 +397,7 @@ class RehookClient:
         spool_synchronous: Literal["normal", "full"] = "normal",
         max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
         spool_take_unidentified: bool = False,
+        spool_retention: float | None = DEFAULT_SPOOL_RETENTION,
     ) -> None:
         # Set first so that __del__ works whatever fails below.
         self._state = _State.NOT_STARTED
@@ -448,6 +462,7 @@ class RehookClient:
             None if self._disabled else spool,
             application_identity(str(url), api_key),
             spool_take_unidentified,
+            spool_retention,
             spool_interval,
             spool_lease,
             spool_synchronous,

@@ -34,6 +34,8 @@ DEFAULT_SPOOL_LEASE = 30.0
 SPOOL_OPEN_TIMEOUT = 30.0
 DEFAULT_SPOOL_INTERVAL = 0.005
 DEFAULT_MAX_SPOOL_BYTES = 1024**3
+# spool=: seconds failed calls are kept in the spool for the operator (rehook send --from-spool) before removal.
+DEFAULT_SPOOL_RETENTION = 7 * 24 * 3600.0
 
 # Retry policy. Attempts count the first try: 8 attempts wait about 0.5+1+2+4+8+16+30 s at most (full jitter).
 DEFAULT_MAX_ATTEMPTS = 8

@@ -67,6 +67,7 @@ class Spooling:
         *,
         app: str,
         take_unidentified: bool,
+        retention: float | None,
         lease: float,
         group_interval: float,
         synchronous: Literal["NORMAL", "FULL"],
@@ -79,6 +80,7 @@ class Spooling:
         settings: dict[str, Any] = {
             "app": app,
             "take_unidentified": take_unidentified,
+            "retention": retention,
             "lease": lease,
             "group_interval": group_interval,
             "max_bytes": max_bytes,

@@ -74,6 +74,7 @@ class ClientSettings(TypedDict, total=False):
     spool_synchronous: Literal["normal", "full"]
     max_spool_bytes: int
     spool_take_unidentified: bool
+    spool_retention: float | None
 
 
 def _forward(

@@ -85,10 +85,11 @@ def apps(spool: str) -> list[tuple[Any, ...]]:
 
 
 async def run(fake: FakeRehook, command: str, *options: str) -> tuple[int, str]:
-    """``rehook COMMAND`` as ``fake``'s application: exit status and everything it printed."""
+    """``rehook COMMAND`` (``spool stats``: words) as ``fake``'s application: exit status and all it printed."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rehook_sdk", command, "--api-key", fake.api_key, "--api-secret", fake.api_secret,
-        "--base-url", fake.url, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable, "-m", "rehook_sdk", *command.split(), "--api-key", fake.api_key,
+        "--api-secret", fake.api_secret, "--base-url", fake.url, *options,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None

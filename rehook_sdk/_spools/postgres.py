@@ -350,6 +350,23 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
     def _mine(self) -> dict[str, object]:
         return {"app": self.app, "legacy": self.take_unidentified}
 
+    def _census(self, connection: psycopg.Connection[Any]) -> list[tuple[str | None, int, int, int, float]]:
+        return [
+            (app, int(state), int(calls), int(size), max(0.0, float(age)))
+            for app, state, calls, size, age in connection.execute(
+                "SELECT app, state, count(*), coalesce(sum(octet_length(record)), 0), "
+                "extract(epoch FROM now() - min(accepted)) FROM rehook_calls GROUP BY app, state ORDER BY app, state"
+            ).fetchall()
+        ]
+
+    def _purge(self, connection: psycopg.Connection[Any], older_than: float) -> int:
+        cursor = connection.execute(
+            f"DELETE FROM rehook_calls WHERE state = {SpoolState.FAILED:d} AND {_MINE} "
+            "AND accepted < now() - make_interval(secs => %(age)s)",
+            {**self._mine, "age": older_than},
+        )
+        return int(cursor.rowcount)
+
     def _beat(self, connection: psycopg.Connection[Any]) -> bool:
         cursor = connection.execute("UPDATE rehook_owners SET heartbeat = now() WHERE owner = %s", (self.owner,))
         if cursor.rowcount:

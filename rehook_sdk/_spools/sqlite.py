@@ -263,6 +263,20 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
     def _mine(self) -> dict[str, object]:
         return {"app": self.app, "legacy": self.take_unidentified}
 
+    def _census(self, connection: sqlite3.Connection) -> list[tuple[str | None, int, int, int, float]]:
+        found: list[tuple[str | None, int, int, int, float]] = connection.execute(
+            "SELECT app, state, count(*), coalesce(sum(length(CAST(record AS BLOB))), 0), "
+            f"max(0.0, {_NOW} - min(accepted)) FROM rehook_calls GROUP BY app, state ORDER BY app, state"
+        ).fetchall()
+        return found
+
+    def _purge(self, connection: sqlite3.Connection, older_than: float) -> int:
+        cursor = connection.execute(
+            f"DELETE FROM rehook_calls WHERE state = {SpoolState.FAILED:d} AND {_MINE} AND accepted < {_NOW} - :age",
+            {**self._mine, "age": older_than},
+        )
+        return int(cursor.rowcount)
+
     def _beat(self, connection: sqlite3.Connection) -> bool:
         cursor = connection.execute(f"UPDATE rehook_owners SET heartbeat = {_NOW} WHERE owner = ?", (self.owner,))
         if cursor.rowcount:

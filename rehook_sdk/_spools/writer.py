@@ -63,6 +63,8 @@ class SpoolWriter(Generic[T, C]):
             another process has taken over meanwhile (this one was presumed dead): those must not be sent.
         open_timeout: Seconds the constructor waits for the spool to open (with ``wait``).
         wait: Open the spool before returning, raising `SpoolError` when it cannot be; otherwise `opened` tells.
+        retention: Seconds this application's failed calls are kept (from their acceptance): older ones are
+            removed by the heartbeat, once a minute, with a count in the log. ``None`` keeps them.
     """
 
     def __init__(
@@ -80,8 +82,11 @@ class SpoolWriter(Generic[T, C]):
         on_marked: Callable[[list[int], bool, list[int]], None] | None = None,
         open_timeout: float = 30.0,
         wait: bool = True,
+        retention: float | None = None,
     ) -> None:
         self.where = where
+        self.retention = retention
+        self._next_purge = 0.0  # monotonic time of the next removal of expired failed calls
         self.app = app
         self.take_unidentified = take_unidentified
         self._encode = encode
@@ -218,6 +223,18 @@ class SpoolWriter(Generic[T, C]):
         """
         raise NotImplementedError
 
+    def _census(self, connection: C) -> list[tuple[str | None, int, int, int, float]]:
+        """
+        See `census`.
+        """
+        raise NotImplementedError
+
+    def _purge(self, connection: C, older_than: float) -> int:
+        """
+        See `purge`.
+        """
+        raise NotImplementedError
+
     def _beat(self, connection: C) -> bool:
         """
         Renew this owner's heartbeat; False when its row was gone (it was presumed dead, and registered again).
@@ -296,6 +313,23 @@ class SpoolWriter(Generic[T, C]):
         """
         reply: concurrent.futures.Future[int] = concurrent.futures.Future()
         self._urgent(("depth", reply))
+        return reply
+
+    def census(self) -> concurrent.futures.Future[list[tuple[str | None, int, int, int, float]]]:
+        """
+        What the spool holds, every application's: (application, state, calls, bytes, age of the oldest in
+        seconds) for each application and state.
+        """
+        reply: concurrent.futures.Future[list[tuple[str | None, int, int, int, float]]] = concurrent.futures.Future()
+        self._urgent(("census", None, reply))
+        return reply
+
+    def purge(self, older_than: float) -> concurrent.futures.Future[int]:
+        """
+        Remove this application's failed calls accepted more than ``older_than`` seconds ago; how many.
+        """
+        reply: concurrent.futures.Future[int] = concurrent.futures.Future()
+        self._urgent(("purge", older_than, reply))
         return reply
 
     def held(self) -> concurrent.futures.Future[Holdings]:
@@ -452,8 +486,20 @@ class SpoolWriter(Generic[T, C]):
         try:
             self._begin(connection)
             alive = self._beat(connection)
+            removed = 0
+            if self.retention is not None and time.monotonic() >= self._next_purge:
+                removed = self._purge(connection, self.retention)
             size = self._count(connection)
             self._commit(connection)
+            if self.retention is not None and time.monotonic() >= self._next_purge:
+                self._next_purge = time.monotonic() + 60.0
+            if removed:
+                logger.warning(
+                    "spool %s: removed %d failed calls accepted more than %g s ago (spool_retention)",
+                    self.where,
+                    removed,
+                    self.retention,
+                )
             if not alive:
                 self.presumed_dead = True
                 logger.error(
@@ -493,6 +539,7 @@ class SpoolWriter(Generic[T, C]):
         ends: dict[int, str | None] = {}  # token of a stored row -> None (delete) or the reason it failed
         adopts: list[tuple[int, Callable[[], int], concurrent.futures.Future[Any], Replay | None]] = []
         waiting: list[tuple[str, concurrent.futures.Future[Any]]] = []
+        queries: list[tuple[str, Any, concurrent.futures.Future[Any]]] = []
         marked: list[int] = []
         skipped = 0
         closing: bool | None = None
@@ -529,6 +576,8 @@ class SpoolWriter(Generic[T, C]):
                 adopts.append((op[1], op[2], op[3], op[4]))
             elif kind in ("depth", "sync", "held"):
                 waiting.append((kind, op[1]))
+            elif kind in ("census", "purge"):
+                queries.append((kind, op[1], op[2]))
             else:
                 closing = bool(op[1])
         size_rows, size_bytes = self.rows, self.bytes
@@ -568,6 +617,12 @@ class SpoolWriter(Generic[T, C]):
                 size_rows, size_bytes = self._count(connection)
             counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
             held = self._held(connection) if any(kind == "held" for kind, _ in waiting) else Holdings()
+            answers = [
+                (reply, self._census(connection) if kind == "census" else self._purge(connection, arg))
+                for kind, arg, reply in queries
+            ]
+            if any(kind == "purge" for kind, _, _ in queries):
+                size_rows, size_bytes = self._count(connection)
             if closing is not None:
                 self._release(connection, closing)
             self._commit(connection)
@@ -596,6 +651,9 @@ class SpoolWriter(Generic[T, C]):
         for kind, reply in waiting:
             if not reply.done():
                 reply.set_result(counted if kind == "depth" else held if kind == "held" else None)
+        for query, result in answers:
+            if not query.done():
+                query.set_result(result)
         return closing is not None, connection
 
     def _failed(self, ops: list[tuple[Any, ...]], marked: list[int], exc: Exception | str) -> bool:
