@@ -1183,7 +1183,11 @@ def exit_report(flusher: Flusher, before: int) -> tuple[int, str | None]:
     unwritten = flusher.close_dead_letter(_EXIT_GRACE)
     if unwritten:
         logger.error("%d dead-letter lines could not be written before the interpreter exited", unwritten)
-    return flusher.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, flusher.dead_letter_path
+    where = flusher.dead_letter_path
+    lost = flusher.stats().dead_letter_lost
+    if where is not None and lost:  # the exit warning says it: logging may not be configured
+        where += f" (but {lost} dead-letter lines of this client could not be written there)"
+    return flusher.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, where
 
 
 def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop, leftovers: _Leftovers | None) -> None:

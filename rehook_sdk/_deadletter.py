@@ -32,6 +32,7 @@ import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -44,7 +45,7 @@ from ._handle import entry_call
 from ._outcome import Outcome, OutcomeStatus, Reason
 from ._queue import Data, Meta
 
-__all__ = ["DEAD_LETTER_VERSION", "DeadLetterWriter", "outcome_line"]
+__all__ = ["DEAD_LETTER_VERSION", "MAX_BACKLOG", "DeadLetterWriter", "outcome_line"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -56,6 +57,13 @@ _dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", 
 _BATCH = 256
 # Seconds without work after which the writer thread ends (the next line starts it again).
 _IDLE = 0.5
+# Outcomes given one by one and not yet taken by the writer, past which new ones are counted as lost rather than
+# held in memory (a writer slower than the calls ending: a sustained outage with a full queue, a slow disk); about
+# 1 KB each. The lines of the calls still queued at a shutdown are not counted: they refer to calls the queue holds
+# already, and the writer builds them 256 at a time.
+MAX_BACKLOG = 10_000
+# Seconds between two log lines about lines lost past the backlog.
+_LOST_EVERY = 10.0
 
 
 def outcome_line(outcome: Outcome) -> bytes:
@@ -133,8 +141,9 @@ class DeadLetterWriter:
     starts again on the next line. Closing needs no executor, so it works at interpreter exit too.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_backlog: int = MAX_BACKLOG) -> None:
         self.path = os.fspath(path)
+        self._max_backlog = max_backlog
         try:
             # Opened now so that a bad path fails at construction; O_APPEND keeps whole lines whole even when
             # several processes (forked workers) append to the same file. 0600, and never through a link.
@@ -149,6 +158,10 @@ class DeadLetterWriter:
         self._failures = 0
         self._inline = False  # no thread could be started: lines are written by whoever gives them
         self._late = 0  # lines given after close, not written
+        self._held = 0  # outcomes given one by one, not yet taken by the writer (MAX_BACKLOG at most)
+        self._behind = 0  # lines given while the backlog was full, not written
+        self._behind_told = 0  # of those, how many the log has told of
+        self._behind_at = -_LOST_EVERY  # monotonic time of the last log line about them
         self._finished: concurrent.futures.Future[None] = concurrent.futures.Future()
 
     @staticmethod
@@ -165,9 +178,17 @@ class DeadLetterWriter:
         """
         return self._pending
 
+    @property
+    def lost(self) -> int:
+        """
+        Lines not written: given while `MAX_BACKLOG` lines were waiting, refused by the disk, or given after close.
+        """
+        return self._behind + self._failures + self._late
+
     def write(self, outcome: Outcome) -> None:
         """
-        Queue ``outcome``'s line; safe from any thread, never blocks.
+        Queue ``outcome``'s line (or count it lost, `MAX_BACKLOG` outcomes waiting); safe from any thread, never
+        blocks.
         """
         self._give(outcome, 1)
 
@@ -188,11 +209,31 @@ class DeadLetterWriter:
                     )
                 self._late += lines
                 return
+            if isinstance(item, Outcome):
+                if self._held >= self._max_backlog:
+                    self._behind += lines
+                    self._tell_behind()
+                    return
+                self._held += 1
             self._pending += lines
             self._queue.put(item)
             inline = not self._ensure_thread()
         if inline:
             self._write_queued()
+
+    def _tell_behind(self) -> None:
+        # Under the lock. The first loss at once, then at most one line per _LOST_EVERY seconds.
+        now = time.monotonic()
+        if now - self._behind_at < _LOST_EVERY:
+            return
+        logger.error(
+            "the dead-letter file %s is %d lines behind (its limit): %d more lines were not written; the calls "
+            "still have their outcomes (log, on_error, stats())",
+            self.path,
+            self._held,
+            self._behind - self._behind_told,
+        )
+        self._behind_at, self._behind_told = now, self._behind
 
     def _ensure_thread(self) -> bool:
         """
@@ -238,6 +279,8 @@ class DeadLetterWriter:
                 self._finished.set_result(None)
                 return True
             if isinstance(item, Outcome):
+                with self._lock:
+                    self._held -= 1
                 batch.append(item)
             else:
                 assert isinstance(item, tuple)

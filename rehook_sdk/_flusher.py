@@ -22,7 +22,7 @@ import attrs
 from . import _exit
 from ._actions import Request
 from ._concurrency import Limiter
-from ._deadletter import DeadLetterWriter
+from ._deadletter import MAX_BACKLOG, DeadLetterWriter
 from ._encoding import safe_repr
 from ._handle import Board, entry_call
 from ._mappings import CompiledMapping
@@ -174,7 +174,11 @@ class Flusher:
         if self._open_spool is not None and spooling is None:
             unspooled = len(self.queue)  # accepted before the start, which spools them
         return self.counters.snapshot(
-            in_queue=len(self.queue), in_flight=len(self._in_flight), spooled=spooled, unspooled=unspooled
+            in_queue=len(self.queue),
+            in_flight=len(self._in_flight),
+            spooled=spooled,
+            unspooled=unspooled,
+            dead_letter_lost=self._dead_letter.lost if self._dead_letter is not None else 0,
         )
 
     def pending_count(self) -> int:
@@ -265,6 +269,14 @@ class Flusher:
             # the GIL back from it, which takes up to a switch interval or two.
             margin = 2 * sys.getswitchinterval()
             unwritten = await self._dead_letter.aclose(None if deadline is None else deadline - margin)
+            if self._dead_letter.lost:
+                logger.warning(
+                    "%d dead-letter lines were not written to %s (the writer was %d lines behind, or the disk "
+                    "refused them): stats().dead_letter_lost",
+                    self._dead_letter.lost,
+                    self._dead_letter.path,
+                    MAX_BACKLOG,
+                )
             if unwritten:
                 logger.warning(
                     "aclose() returned at its deadline with %d dead-letter lines still being written to %s; a "

@@ -42,6 +42,8 @@ class Stats:
         unspooled: With ``spool=``: calls this client accepted that are not committed to the spool yet: what a crash
             now would lose. Usually those of the last ``spool_interval``; code that does not yield to the event
             loop runs ahead of the spool's thread (see Durable delivery).
+        dead_letter_lost: With ``dead_letter=``: lines not written to it (its writer was 10,000 lines behind, the
+            disk refused them, or they came after close); their calls' outcomes were still reported.
     """
 
     accepted: int
@@ -56,6 +58,7 @@ class Stats:
     resent: int = 0
     spooled: int = 0
     unspooled: int = 0
+    dead_letter_lost: int = 0
 
     def __repr__(self) -> str:
         # Valid Python: eval() with Stats and Reason in scope gives an equal snapshot.
@@ -66,7 +69,7 @@ class Stats:
             f"Stats(accepted={self.accepted}, delivered={self.delivered}, dropped={by_reason(self.dropped)}, "
             f"failed={by_reason(self.failed)}, retried={self.retried}, in_queue={self.in_queue}, "
             f"in_flight={self.in_flight}, requests={self.requests}, adopted={self.adopted}, resent={self.resent}, "
-            f"spooled={self.spooled}, unspooled={self.unspooled})"
+            f"spooled={self.spooled}, unspooled={self.unspooled}, dead_letter_lost={self.dead_letter_lost})"
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +92,7 @@ class Stats:
             "resent": self.resent,
             "spooled": self.spooled,
             "unspooled": self.unspooled,
+            "dead_letter_lost": self.dead_letter_lost,
         }
 
     @property
@@ -154,7 +158,9 @@ class Counters:
         with self._lock:
             self.retried += 1
 
-    def snapshot(self, *, in_queue: int, in_flight: int, spooled: int = 0, unspooled: int = 0) -> Stats:
+    def snapshot(
+        self, *, in_queue: int, in_flight: int, spooled: int = 0, unspooled: int = 0, dead_letter_lost: int = 0
+    ) -> Stats:
         with self._lock:
             dropped = dict(self._dropped)
             failed = dict(self._failed)
@@ -172,4 +178,5 @@ class Counters:
                 resent=self.resent,
                 spooled=spooled,
                 unspooled=unspooled,
+                dead_letter_lost=dead_letter_lost,
             )

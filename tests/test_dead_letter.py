@@ -4,18 +4,21 @@ The dead-letter file: what is written, in which format, and when it is on disk.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
 import os
 import stat
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from rehook_sdk import ConfigurationError, Reason, RetryPolicy
-from rehook_sdk.testing import FakeRehook
+from rehook_sdk._deadletter import MAX_BACKLOG
+from rehook_sdk.testing import FakeRehook, FaultProxy
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -112,3 +115,52 @@ def test_unwritable_path_fails_at_construction(tmp_path: Path) -> None:
     """A dead-letter path that cannot be opened raises ConfigurationError when the client is made."""
     with pytest.raises(ConfigurationError, match="cannot open the dead-letter file"):
         FakeRehook().client(base_url="http://127.0.0.1:1", dead_letter=tmp_path / "missing-dir" / "dead.jsonl")
+
+
+async def test_a_writer_slower_than_an_outage_holds_at_most_its_backlog_and_counts_the_rest(
+    fake: FakeRehook, mute: FaultProxy, tmp_path: Path
+) -> None:
+    """The dead-letter file is a pipe nobody reads, so the writer blocks after 64 KB, as a disk far slower than the
+    calls ending: 50,000 calls dropped queue_full while Rehook is silent. The writer holds at most its backlog
+    (memory bounded), the rest are counted in stats().dead_letter_lost, and once the pipe is read every line given
+    is either read from it or counted lost, none twice."""
+    fifo = tmp_path / "dead-letter.jsonl"
+    os.mkfifo(fifo, 0o600)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open, never read until the end: writes block
+    calls = 50_000
+    client = fake.client(base_url=mute.url, dead_letter=fifo, max_queue_size=10, concurrency=1, request_timeout=60)
+    await client.start()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(calls):
+            _ = client.track("viewed", {"i": i, "padding": "x" * 200}, user_id=f"u{i}")
+            if i % 1_000 == 0:
+                await asyncio.sleep(0)  # let the loop end the calls (their outcomes queue the lines)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    stats = client.stats()
+    dropped = stats.dropped[Reason.QUEUE_FULL]
+    assert dropped >= calls - 20
+    # At most MAX_BACKLOG lines held, and what the pipe took (64 KB of lines of more than 200 bytes): the rest lost.
+    assert stats.dead_letter_lost >= dropped - MAX_BACKLOG - 64 * 1024 // 200
+    assert grown < 30 * 1024 * 1024, f"{grown / 2**20:.1f} MiB held"
+
+    lines: list[bytes] = []
+
+    def drain() -> None:
+        os.set_blocking(reader, True)
+        chunks = []
+        while chunk := os.read(reader, 1 << 16):
+            chunks.append(chunk)
+        lines.extend(b"".join(chunks).splitlines())
+
+    draining = asyncio.create_task(asyncio.to_thread(drain))
+    await client.aclose(timeout=5)
+    await draining
+    os.close(reader)
+    final = client.stats()
+    given = final.dropped[Reason.QUEUE_FULL] + final.failed_total  # each one line: written or lost
+    assert len(lines) + final.dead_letter_lost == given
+    assert len({json.loads(line)["call"]["properties"]["i"] for line in lines}) == len(lines)

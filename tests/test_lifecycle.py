@@ -537,7 +537,7 @@ async def test_stats_repr_is_valid_python_and_as_dict_is_plain_data(client: Reho
     stats = client.stats()
     assert repr(stats) == (
         "Stats(accepted=2, delivered=1, dropped={Reason.MISSING_USER_ID: 1}, failed={}, retried=0, in_queue=0, "
-        "in_flight=0, requests=1, adopted=0, resent=0, spooled=0, unspooled=0)"
+        "in_flight=0, requests=1, adopted=0, resent=0, spooled=0, unspooled=0, dead_letter_lost=0)"
     )
     assert eval(repr(stats), {"Stats": Stats, "Reason": Reason}) == stats
     assert stats.as_dict() == {
@@ -555,6 +555,7 @@ async def test_stats_repr_is_valid_python_and_as_dict_is_plain_data(client: Reho
         "resent": 0,
         "spooled": 0,
         "unspooled": 0,
+        "dead_letter_lost": 0,
     }
     assert json.loads(json.dumps(stats.as_dict())) == stats.as_dict()
 
