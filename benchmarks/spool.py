@@ -107,6 +107,38 @@ async def caller_cost(url: str, n: int, variant: str, spools: Spools) -> dict[st
     return {"track_mean_us": figures["mean_us"], "track_p99_us": figures["p99_us"]}
 
 
+async def caller_cost_alternating(url: str, blocks: int, block: int, spools: Spools) -> dict[str, Any]:
+    """
+    track() with each spool against track() without, in one process: both clients run side by side and take
+    turns, ``blocks`` blocks of ``block`` calls each (the order flips every block), each block's calls delivered
+    (and committed) before the next starts. Median microseconds per call, and each spool's ratio to no spool.
+    """
+    clients = {variant: client_for(url, blocks * block, **spools.settings(variant)) for variant in spools.variants}
+    per_call: dict[str, list[float]] = {variant: [] for variant in clients}
+    for client in clients.values():
+        await client.start()
+    try:
+        order = list(clients)
+        for number in range(blocks):
+            for variant in order if number % 2 == 0 else reversed(order):
+                client = clients[variant]
+                samples = await _timed_calls(client.track, block)
+                per_call[variant].append(statistics.fmean(samples) / 1000)
+                assert await client.flush() == 0
+                while client.stats().unspooled:  # noqa: ASYNC110 (a counter has no event to wait on)
+                    await asyncio.sleep(0.0005)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    medians = {variant: statistics.median(values) for variant, values in per_call.items()}
+    return {
+        "track_us": medians,
+        "ratio": {variant: medians[variant] / medians["memory"] for variant in spools.spooled},
+        "blocks": blocks,
+        "block": block,
+    }
+
+
 async def throughput(url: str, n: int, variant: str, spools: Spools) -> dict[str, float]:
     return await throughput_sdk(url, n, **spools.settings(variant))
 
@@ -239,6 +271,9 @@ async def measure(spools: Spools, n: int, runs: int, results: dict[str, Any], qu
     zero = Server(0)
     try:
         results["caller_cost"] = await sampled(runs, variants, lambda v: caller_cost(zero.url, n, v, spools))
+        results["caller_cost_alternating"] = await caller_cost_alternating(
+            zero.url, 4 if quick else 40, 500 if quick else 2_000, spools
+        )
         results["throughput_0ms"] = await sampled(runs, variants, lambda v: throughput(zero.url, n, v, spools))
         results["restart_0ms"] = await sampled(runs, spooled, lambda v: restart(zero.url, n // 2, v, spools))
         bursts = runs if quick else max(runs, 5)
@@ -278,6 +313,17 @@ def table(results: dict[str, Any]) -> list[str]:
         cells = [format(figures[v][key], fmt) if v in figures else "" for v in variants]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
+    alternating = results["caller_cost_alternating"]
+    lines.append(
+        "| track(), us: blocks alternated in one process (median of "
+        f"{alternating['blocks']} x {alternating['block']:,} calls) | "
+        + " | ".join(
+            f"{alternating['track_us'][v]:.2f}"
+            + (f" ({alternating['ratio'][v]:.2f}x)" if v in alternating["ratio"] else "")
+            for v in variants
+        )
+        + " |"
+    )
     row("track() mean, us", "track_mean_us", cost, ".2f")
     row("track() p99, us", "track_p99_us", cost, ".2f")
     row("0 ms: events/s", "events_per_s", zero, ",.0f")

@@ -117,7 +117,16 @@ def run_spool_benchmark(tmp_path: Path, *options: str) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr
     assert "| track() mean, us |" in result.stdout
     results: dict[str, Any] = json.loads(out.read_text())["results"]
-    assert set(results) == {"caller_cost", "throughput_0ms", "throughput_20ms", "restart_0ms", "burst", "sigkill"}
+    assert set(results) == {
+        "caller_cost",
+        "caller_cost_alternating",
+        "throughput_0ms",
+        "throughput_20ms",
+        "restart_0ms",
+        "burst",
+        "sigkill",
+    }
+    assert set(results["caller_cost_alternating"]["ratio"]) == set(results["caller_cost"]) - {"memory"}
     for figures in results["burst"].values():
         assert 0 <= figures["unspooled_at_end"] <= 3_000
     for kills in results["sigkill"].values():

@@ -6,6 +6,10 @@ owner's calls by exactly one process, a real SIGKILL, damaged files and forks. T
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import enum
+import json
+import math
 import os
 import signal
 import sqlite3
@@ -15,13 +19,19 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from rehook_sdk._encoding import PayloadError
+from rehook_sdk._encoding import PayloadError, json_safe
+from rehook_sdk._event import call_to_segment
 from rehook_sdk._spools import SpoolError, SpoolState, SqliteSpool, decode_record, encode_record
+from rehook_sdk._spools.base import _dumps
 from rehook_sdk._types import Call, CallType
 
 APP = "a1:tests"  # the application the spools here write rows for
@@ -415,3 +425,84 @@ def test_a_process_never_adopts_its_own_calls_however_late_its_heartbeat(
         connection.execute("UPDATE rehook_owners SET heartbeat = heartbeat - 7200")
     tokens = iter(range(100, 200))
     assert spool.adopt(10, lambda: next(tokens)).result(5) == []
+
+
+class _Level(enum.IntEnum):
+    GOLD = 3
+
+
+class _Text(str):
+    pass
+
+
+def _senders_record(call: Call) -> Any:
+    """The record as the sender's conversion (json_safe) makes it, or the PayloadError it raises."""
+    try:
+        return json.loads(_dumps({"v": 1, "call": json_safe(call_to_segment(call), "call")}))
+    except PayloadError as exc:
+        return str(exc)
+
+
+def _record(call: Call) -> Any:
+    try:
+        return json.loads(encode_record(call))
+    except PayloadError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"a": 1, "b": [1.5, None, True, "x"]},
+        {"set": {2, 1}},
+        {"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)},
+        {"nan": math.nan},
+        {"inf": -math.inf},
+        {"lone": "\udc80"},
+        {"big": 10**30},
+        {"level": _Level.GOLD},
+        {"keys": {1: "x", 2: "y"}},
+        {"text": _Text("y")},
+        {"tuple": (1, 2)},
+        {"decimal": Decimal("1.50")},
+        {"é": "ü😀"},
+    ],
+)
+def test_records_are_what_the_senders_conversion_makes(value: dict[str, Any]) -> None:
+    """The C encoder first, the sender's conversion for what it refuses: the same record, or the same error."""
+    call = Call(type=CallType.TRACK, user_id="u1", event="e", properties=value)
+    assert _record(call) == _senders_record(call)
+
+
+def test_keys_json_can_write_but_the_sender_refuses_are_stored_as_json_writes_them() -> None:
+    """The one difference, kept for the speed of the C encoder: a float, bool or None key. The sender drops such a
+    call (invalid_payload), which ends its row; only a call taken over after a crash is read back with the key as
+    JSON wrote it ("2.5"), and then sent."""
+    call = Call(type=CallType.TRACK, user_id="u1", event="e", properties={"keys": {2.5: "y"}})
+    assert _senders_record(call) == "call.properties.keys: key 2.5 is a float; keys must be strings"
+    assert _record(call)["call"]["properties"] == {"keys": {"2.5": "y"}}
+
+
+def test_a_circular_value_is_not_stored() -> None:
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    call = Call(type=CallType.TRACK, user_id="u1", event="e", properties=circular)
+    with pytest.raises(PayloadError, match="contains itself"):
+        encode_record(call)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.datetimes() | st.decimals(),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.frozensets(st.integers(), max_size=3)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=5), json_values, max_size=4))
+def test_any_properties_give_the_senders_record(properties: dict[str, Any]) -> None:
+    call = Call(type=CallType.TRACK, user_id="u1", event="e", properties=properties)
+    assert _record(call) == _senders_record(call)
