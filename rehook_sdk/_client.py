@@ -879,11 +879,13 @@ class RehookClient:
         self, spooling: Spooling, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, on_loop: bool
     ) -> EventHandle:
         # Spooled before it is queued: a sender may end it at once (from another thread's call), and its row must
-        # exist in the spool's order of operations before its end does.
-        if spooling.full:
+        # exist in the spool's order of operations before its end does. (Spooling.accepted, written out here: the
+        # caller's path.)
+        spool = spooling.spool
+        if spool.full:
             self._drop_at_once(handle, Reason.SPOOL_FULL)
             return handle
-        spooling.accepted(meta, data)
+        spool.append(meta[0], (meta, data))
         queue = self._flusher.queue
         if not (queue.put_on_loop(meta, data) if on_loop else queue.put_threadsafe(meta, data)):
             self._drop_at_once(handle, Reason.QUEUE_FULL)  # which ends its row too

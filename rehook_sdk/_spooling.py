@@ -113,10 +113,6 @@ class Spooling:
 
     # -- the caller's path ------------------------------------------------------------------------------
 
-    @property
-    def full(self) -> bool:
-        return self.spool.full
-
     def accepted(self, meta: Meta, data: Data) -> None:
         self.spool.append(meta[0], (meta, data))
 
