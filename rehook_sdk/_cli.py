@@ -798,7 +798,7 @@ def parser() -> argparse.ArgumentParser:
         "name their application: the API key and base URL say which are this application's (the secret is not "
         "needed).",
     )
-    spool_commands = spool_p.add_subparsers(dest="spool_command", required=True)
+    spool_commands = spool_p.add_subparsers(dest="spool_command", required=True, help="what to do with it")
     stats_p = spool_commands.add_parser(
         "stats", help="count the calls by application and state, with their bytes and the oldest failed one's age"
     )
