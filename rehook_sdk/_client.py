@@ -867,12 +867,17 @@ class RehookClient:
             self._flusher.settle_quietly(meta[0], call, outcome)
             return handle
         if self._state is _State.RUNNING and _get_running_loop() is self._loop:
-            spooling = self._flusher.spooling
-            if spooling is None:
-                if not self._flusher.queue.put_on_loop(meta, data):
-                    self._drop_at_once(handle, Reason.QUEUE_FULL)
-                return handle
-            return self._enqueue_spooled(spooling, handle, meta, data, True)
+            flusher = self._flusher
+            spooling = flusher.spooling
+            if spooling is not None:  # _enqueue_spooled(), written out: each Python call costs ~0.1 us here
+                spool = spooling.spool
+                if spool.full:
+                    self._drop_at_once(handle, Reason.SPOOL_FULL)
+                    return handle
+                spool.append(meta[0], (meta, data))
+            if not flusher.queue.put_on_loop(meta, data):
+                self._drop_at_once(handle, Reason.QUEUE_FULL)
+            return handle
         return self._enqueue_slow(handle, meta, data, callback)
 
     def _enqueue_spooled(

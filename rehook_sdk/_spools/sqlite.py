@@ -175,14 +175,17 @@ class SqliteSpool(SpoolWriter[T, sqlite3.Connection]):
             connection.execute("ROLLBACK")
 
     def _insert(self, connection: sqlite3.Connection, rows: Rows) -> list[int]:
-        ids = []
-        for record, state, message_id, reason in rows:
-            cursor = connection.execute(
-                "INSERT INTO rehook_calls (owner, state, message_id, record, reason, app) VALUES (?, ?, ?, ?, ?, ?)",
-                (self.owner, state, message_id, record, reason, self.app),
-            )
-            assert cursor.lastrowid is not None
-            ids.append(cursor.lastrowid)
+        # One executemany (a row's execute was most of the writer's time), then the new rows' ids: the write
+        # transaction holds the whole file, so the rows after the largest id before are exactly these, in order.
+        before = connection.execute("SELECT coalesce(max(id), 0) FROM rehook_calls").fetchone()[0]
+        owner, app = self.owner, self.app
+        connection.executemany(
+            "INSERT INTO rehook_calls (owner, state, message_id, record, reason, app) VALUES (?, ?, ?, ?, ?, ?)",
+            [(owner, state, message_id, record, reason, app) for record, state, message_id, reason in rows],
+        )
+        ids = [row for (row,) in connection.execute("SELECT id FROM rehook_calls WHERE id > ? ORDER BY id", (before,))]
+        if len(ids) != len(rows):
+            raise SpoolError(f"{self.path}: {len(ids)} rows found after inserting {len(rows)}")
         return ids
 
     def _mark(self, connection: sqlite3.Connection, marks: list[tuple[str, int]]) -> list[int]:
