@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from ._constants import API_KEY_ENV
 from ._exceptions import ConfigurationError, SpoolError
 from ._outcome_log import calls
 from ._spools import PostgresSpool, SpoolState, SqliteSpool, encode_record, is_postgres_url
-from ._spools.identity import application_identity
+from ._spools.identity import identity_from
 from ._spools.writer import SpoolWriter
-from ._transports.config import check_base_url
 
 __all__ = ["spool_command"]
 
@@ -49,13 +47,11 @@ def spool_command(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _opened(args: argparse.Namespace) -> Iterator[SpoolWriter[Any, Any]]:
-    key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV)
-    if not key:
+    app = identity_from(args.api_key, args.base_url)
+    if app is None:
         raise ConfigurationError(
             f"the spool's rows name their application: pass --api-key or set {API_KEY_ENV} (the secret is not needed)"
         )
-    url = check_base_url(args.base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
-    app = application_identity(str(url), key)
     spool: SpoolWriter[Any, Any]
     if is_postgres_url(args.spool):
         spool = PostgresSpool(args.spool, encode_record, app=app)
@@ -71,11 +67,9 @@ def _opened(args: argparse.Namespace) -> Iterator[SpoolWriter[Any, Any]]:
 
 def _stats_lines(where: str, app: str, census: list[tuple[str | None, int, int, int, float]]) -> list[str]:
     groups: dict[str, dict[int, tuple[int, int, float]]] = {"mine": {}, "others": {}, "none": {}}
-    others: set[str] = set()
+    others = {owner for owner, *_ in census if owner is not None and owner != app}
     for owner, state, count, size, age in census:
         kind = "mine" if owner == app else "none" if owner is None else "others"
-        if kind == "others" and owner is not None:
-            others.add(owner)
         was = groups[kind].get(state, (0, 0, 0.0))
         groups[kind][state] = (was[0] + count, was[1] + size, max(was[2], age))
     labels = {
@@ -90,7 +84,8 @@ def _stats_lines(where: str, app: str, census: list[tuple[str | None, int, int, 
         if not states and kind != "mine":
             continue
         parts = [
-            f"{count:,} {_STATES[SpoolState(state)]}" + (f" (the oldest {_age(age)} old)" if state == 2 else "")
+            f"{count:,} {_STATES[SpoolState(state)]}"
+            + (f" (the oldest {_age(age)} old)" if state == SpoolState.FAILED else "")
             for state, (count, _, age) in sorted(states.items())
         ]
         lines.append(f"  {label}: {', '.join(parts) or 'nothing'}")

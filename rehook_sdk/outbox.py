@@ -24,17 +24,15 @@ a keyed digest, never the key.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from ._calls import build, identify_arguments
-from ._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from ._constants import API_KEY_ENV
 from ._exceptions import ConfigurationError
-from ._spools.identity import application_identity
+from ._spools.identity import identity_from
 from ._spools.outbox import Write, prepare, write_async, write_sync
-from ._transports.config import check_base_url
 from ._types import CallType
 
 __all__ = ["aidentify", "atrack", "identify", "track"]
@@ -197,14 +195,13 @@ async def aidentify(
 
 
 def _application(api_key: str | None, base_url: str | None) -> str:
-    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-    if not key or not isinstance(key, str):
+    app = identity_from(api_key, base_url)
+    if app is None:
         raise ConfigurationError(
             f"the outbox needs the Rehook application's API key, to name the application a call is for: pass "
             f"api_key or set {API_KEY_ENV}"
         )
-    url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
-    return application_identity(str(url), key)
+    return app
 
 
 def _write(method: str, call_type: CallType, options: object, *, app: str, **fields: object) -> Write:

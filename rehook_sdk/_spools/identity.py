@@ -14,10 +14,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import os
 
 from yarl import URL
 
-__all__ = ["application_identity"]
+from .._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from .._transports.config import check_base_url
+
+__all__ = ["application_identity", "identity_from"]
 
 # Bumped only if the digest's inputs change: rows keep the prefix of the rule that made them.
 _PREFIX = "a1:"
@@ -32,3 +36,17 @@ def application_identity(base_url: str, api_key: str) -> str:
     canonical = f"{url.scheme}://{url.host}:{url.port}{url.path.rstrip('/')}"
     digest = hmac.new(api_key.encode("utf-8", "surrogatepass"), canonical.encode(), hashlib.sha256).hexdigest()
     return _PREFIX + digest[:32]
+
+
+def identity_from(api_key: str | None, base_url: str | None) -> str | None:
+    """
+    The identity of the application an API key and base URL name, each defaulting to the environment as the
+    client's do; None without an API key.
+
+    Raises:
+        ConfigurationError: a base URL the client would refuse.
+    """
+    key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+    if not key or not isinstance(key, str):
+        return None
+    return application_identity(str(check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)), key)

@@ -36,6 +36,7 @@ logger = logging.getLogger("rehook_sdk")
 
 T = TypeVar("T")
 C = TypeVar("C")
+R = TypeVar("R")
 
 # This process's id, kept by an at-fork hook: os.getpid() is a system call (0.2 us here) on every append.
 _pid = os.getpid()
@@ -322,34 +323,32 @@ class SpoolWriter(Generic[T, C]):
         """
         How many calls the spool holds that are not failed (every owner's), counted in the database.
         """
-        reply: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._urgent(("depth", reply))
-        return reply
+        return self._query(lambda connection: self._count(connection)[0])
 
     def census(self) -> concurrent.futures.Future[list[tuple[str | None, int, int, int, float]]]:
         """
         What the spool holds, every application's: (application, state, calls, bytes, age of the oldest in
         seconds) for each application and state.
         """
-        reply: concurrent.futures.Future[list[tuple[str | None, int, int, int, float]]] = concurrent.futures.Future()
-        self._urgent(("census", None, reply))
-        return reply
+        return self._query(self._census)
 
     def purge(self, older_than: float) -> concurrent.futures.Future[int]:
         """
         Remove this application's failed calls accepted more than ``older_than`` seconds ago; how many.
         """
-        reply: concurrent.futures.Future[int] = concurrent.futures.Future()
-        self._urgent(("purge", older_than, reply))
-        return reply
+        return self._query(lambda connection: self._purge(connection, older_than))
 
     def held(self) -> concurrent.futures.Future[Holdings]:
         """
         What the spool holds that this process may not take now: this application's calls that other processes
         still alive hold, and other applications' calls (see `Holdings`).
         """
-        reply: concurrent.futures.Future[Holdings] = concurrent.futures.Future()
-        self._urgent(("held", reply))
+        return self._query(self._held)
+
+    def _query(self, run: Callable[[C], R]) -> concurrent.futures.Future[R]:
+        # ``run`` in the next group's transaction, after its writes; its result answers the future once committed.
+        reply: concurrent.futures.Future[R] = concurrent.futures.Future()
+        self._urgent(("query", run, reply))
         return reply
 
     def close(self, *, release: bool = True, timeout: float | None = None) -> bool:
@@ -497,12 +496,11 @@ class SpoolWriter(Generic[T, C]):
         try:
             self._begin(connection)
             alive = self._beat(connection)
-            removed = 0
-            if self.retention is not None and time.monotonic() >= self._next_purge:
-                removed = self._purge(connection, self.retention)
+            due = self.retention is not None and time.monotonic() >= self._next_purge
+            removed = self._purge(connection, self.retention) if self.retention is not None and due else 0
             size = self._count(connection)
             self._commit(connection)
-            if self.retention is not None and time.monotonic() >= self._next_purge:
+            if due:
                 self._next_purge = time.monotonic() + 60.0
             if removed:
                 logger.warning(
@@ -549,8 +547,8 @@ class SpoolWriter(Generic[T, C]):
         marks: dict[int, str] = {}  # token of a stored row -> message_id
         ends: dict[int, str | None] = {}  # token of a stored row -> None (delete) or the reason it failed
         adopts: list[tuple[int, Callable[[], int], concurrent.futures.Future[Any], Replay | None]] = []
-        waiting: list[tuple[str, concurrent.futures.Future[Any]]] = []
-        queries: list[tuple[str, Any, concurrent.futures.Future[Any]]] = []
+        synced: list[concurrent.futures.Future[None]] = []
+        queries: list[tuple[Callable[[C], Any], concurrent.futures.Future[Any]]] = []
         marked: list[int] = []
         skipped = 0
         closing: bool | None = None
@@ -585,10 +583,10 @@ class SpoolWriter(Generic[T, C]):
                     ends[token] = failed
             elif kind == "adopt":
                 adopts.append((op[1], op[2], op[3], op[4]))
-            elif kind in ("depth", "sync", "held"):
-                waiting.append((kind, op[1]))
-            elif kind in ("census", "purge"):
-                queries.append((kind, op[1], op[2]))
+            elif kind == "sync":
+                synced.append(op[1])
+            elif kind == "query":
+                queries.append((op[1], op[2]))
             else:
                 closing = bool(op[1])
         size_rows, size_bytes = self.rows, self.bytes
@@ -626,13 +624,8 @@ class SpoolWriter(Generic[T, C]):
                 # Counted again: calls taken over may have been written by other connections since the last count
                 # (the outbox's, in the application's transactions), and ending them must not count below zero.
                 size_rows, size_bytes = self._count(connection)
-            counted = self._count(connection)[0] if any(kind == "depth" for kind, _ in waiting) else 0
-            held = self._held(connection) if any(kind == "held" for kind, _ in waiting) else Holdings()
-            answers = [
-                (reply, self._census(connection) if kind == "census" else self._purge(connection, arg))
-                for kind, arg, reply in queries
-            ]
-            if any(kind == "purge" for kind, _, _ in queries):
+            answers = [(reply, run(connection)) for run, reply in queries]
+            if queries:  # (a purge removes rows)
                 size_rows, size_bytes = self._count(connection)
             if closing is not None:
                 self._release(connection, closing)
@@ -659,12 +652,12 @@ class SpoolWriter(Generic[T, C]):
         for answer, taken in adopted:
             if not answer.done():
                 answer.set_result(taken)
-        for kind, reply in waiting:
+        for future in synced:
+            if not future.done():
+                future.set_result(None)
+        for reply, result in answers:
             if not reply.done():
-                reply.set_result(counted if kind == "depth" else held if kind == "held" else None)
-        for query, result in answers:
-            if not query.done():
-                query.set_result(result)
+                reply.set_result(result)
         return closing is not None, connection
 
     def _failed(self, ops: list[tuple[Any, ...]], marked: list[int], exc: Exception | str) -> bool:
