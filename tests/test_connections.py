@@ -20,6 +20,7 @@ import textwrap
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -69,16 +70,15 @@ def family(root: int) -> set[int]:
     return found
 
 
-def spool_connections(url: str, root: int) -> Counter[tuple[str, int]]:
-    """(role, pid) of every rehook-sdk connection that ``root`` or its descendants hold, counted (other processes
-    on this server, such as another test run, are not this test's)."""
+def spool_connections(url: str, processes: set[int]) -> Counter[tuple[str, int]]:
+    """(role, pid) of every rehook-sdk connection that these processes hold, counted (other processes on this
+    server, such as another test run, are not this test's)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as connection:
         names = connection.execute(
             "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE 'rehook-sdk %'"
         ).fetchall()
-    processes = family(root)
     found: Counter[tuple[str, int]] = Counter()
     for (name,) in names:
         _, role, owner, _ = name.split(" ", 3)
@@ -88,13 +88,14 @@ def spool_connections(url: str, root: int) -> Counter[tuple[str, int]]:
     return found
 
 
-def settle(url: str, root: int, expected: Counter[tuple[str, int]]) -> Counter[tuple[str, int]]:
-    """``root``'s connections once they are as expected (listeners connect in the background), or after 30 s."""
+def settle(url: str, processes: Callable[[], set[int]], expected: Counter[tuple[str, int]]) -> Counter[tuple[str, int]]:
+    """The processes' connections once they are as expected (listeners connect in the background; the server ends
+    a closed connection's backend a moment after), or after 30 s."""
     deadline = time.monotonic() + 30
-    found = spool_connections(url, root)
+    found = spool_connections(url, processes())
     while found != expected and time.monotonic() < deadline:
         time.sleep(0.05)
-        found = spool_connections(url, root)
+        found = spool_connections(url, processes())
     return found
 
 
@@ -165,7 +166,7 @@ def test_gunicorn_preload_with_django_holds_two_connections_per_worker_and_none_
                 pids = set(pool.map(lambda _: _get(f"http://127.0.0.1:{port}/track"), range(WORKERS)))
             assert len(pids) == WORKERS
             assert server.pid not in pids
-            found = settle(env["SPOOL"], server.pid, expected_for(pids))
+            found = settle(env["SPOOL"], lambda: family(server.pid), expected_for(pids))
             # 2 per worker; the master (and every worker's inherited client): 0
             assert found == expected_for(pids), f"{found.total()} connections: {sorted(found.items())}"
         finally:
@@ -173,7 +174,7 @@ def test_gunicorn_preload_with_django_holds_two_connections_per_worker_and_none_
             _, err = server.communicate(timeout=30)
     assert server.returncode == 0, err
     assert sorted(e["source_id"] for e in threaded_fake.events) == sorted(f"u{pid}" for pid in pids)
-    assert spool_connections(env["SPOOL"], os.getpid()) == Counter()  # each worker closed its own at exit
+    assert settle(env["SPOOL"], lambda: pids, Counter()) == Counter()  # each worker closed its own at exit
 
 
 CELERY_APP = textwrap.dedent(
@@ -238,7 +239,7 @@ def test_a_celery_prefork_pool_holds_two_connections_per_child_and_none_in_the_m
             pids = {int(name) for name in os.listdir(folder)}
             assert len(pids) == WORKERS
             assert worker.pid not in pids
-            found = settle(env["SPOOL"], worker.pid, expected_for(pids))
+            found = settle(env["SPOOL"], lambda: family(worker.pid), expected_for(pids))
             assert found == expected_for(pids), f"{found.total()} connections: {sorted(found.items())}"
             deadline = time.monotonic() + 30
             while len(threaded_fake.events) < WORKERS and time.monotonic() < deadline:
@@ -248,7 +249,7 @@ def test_a_celery_prefork_pool_holds_two_connections_per_child_and_none_in_the_m
             _, err = worker.communicate(timeout=40)
     assert worker.returncode == 0, err
     assert sorted(e["source_id"] for e in threaded_fake.events) == [f"u{i}" for i in range(WORKERS)]
-    assert spool_connections(env["SPOOL"], os.getpid()) == Counter()
+    assert settle(env["SPOOL"], lambda: pids, Counter()) == Counter()
 
 
 def _until_listening(port: int, server: subprocess.Popen[str]) -> None:

@@ -152,11 +152,12 @@ async def test_nothing_is_opened_before_a_client_starts_and_what_it_accepted_bef
     thread. Its start opens the spool and spools those calls first (Rehook is silent here: they stay), and the
     next client delivers them."""
     path = tmp_path / "spool.db"
+    threads = set(threading.enumerate())  # (another test's may still be ending: only new ones count)
     client = fake.client(base_url=mute.url, spool=path, request_timeout=60)
     sync = SyncRehookClient(fake.api_key, fake.api_secret, base_url=mute.url, spool=path)
     handles = await asyncio.to_thread(lambda: [client.track("e", user_id=f"u{i}") for i in range(3)])
     assert not path.exists()
-    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("rehook")] == []
+    assert [thread.name for thread in set(threading.enumerate()) - threads if thread.name.startswith("rehook")] == []
     await client.start()
     assert await handles[2].persisted() is True
     assert len(spooled_rows(path)) == 3
