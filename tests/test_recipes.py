@@ -131,3 +131,38 @@ def test_uwsgi_stopped_with_sigterm_has_delivered_every_call_once(
         *("--home", sys.prefix, *hooks),
     ]
     signups_then_sigterm(serve(command, threaded_fake, port), threaded_fake, port)
+
+
+HELD_SIGTERM = """
+import asyncio, os, signal, sys
+from rehook_sdk import RehookClient
+from rehook_sdk.integrations.aiohttp import running_client
+
+async def main() -> None:
+    client = RehookClient(api_key=sys.argv[2], api_secret=sys.argv[3], base_url=sys.argv[1])
+    async with running_client(client, close_timeout=30) as rehook:
+        for i in range(10):
+            rehook.track("Order Completed", user_id=f"u{i}")
+        asyncio.get_running_loop().call_later(0.05, os.kill, os.getpid(), signal.SIGTERM)  # during the drain
+    print("not reached: the held SIGTERM ends the process as the drain ends", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_sigterm_during_the_lifespan_drain_waits_for_the_drain_then_takes_effect(
+    threaded_fake: FakeRehook,
+) -> None:
+    """hypercorn's master SIGTERMs its other workers as soon as one exits, while they may still be draining."""
+    threaded_fake.delay_next(10, seconds=0.3)  # the calls are in flight when SIGTERM comes
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_")}
+    done = subprocess.run(
+        [sys.executable, "-c", HELD_SIGTERM, threaded_fake.url, threaded_fake.api_key, threaded_fake.api_secret],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGTERM, done
+    assert done.stdout == "", done
+    assert Counter(event["source_id"] for event in threaded_fake.events) == Counter(f"u{i}" for i in range(10))

@@ -5,7 +5,10 @@ One client per application run: made (or taken) at startup, started on the app's
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from types import FrameType
 
 from .._client import RehookClient
 from .._constants import DEFAULT_CLOSE_TIMEOUT
@@ -24,7 +27,10 @@ async def running_client(
     """
     Start a client for the body of the block and drain it with ``close_timeout`` when the block ends.
 
-    For composing inside your own aiohttp cleanup context or ASGI lifespan.
+    For composing inside your own aiohttp cleanup context or ASGI lifespan. A SIGTERM that arrives while the
+    client drains (with a finite ``close_timeout``, in the main thread) is held until the drain ends, then takes
+    effect: a server that stops its workers with SIGTERM while one is still draining (hypercorn's master does, as
+    soon as its first worker exits) would otherwise kill that worker with its calls in flight.
     """
     if client is None:
         rehook = RehookClient()
@@ -40,4 +46,28 @@ async def running_client(
     try:
         yield rehook
     finally:
-        await rehook.aclose(close_timeout)
+        with _sigterm_held(close_timeout is not None):
+            await rehook.aclose(close_timeout)
+
+
+@contextlib.contextmanager
+def _sigterm_held(hold: bool) -> Iterator[None]:
+    """
+    Hold SIGTERM for the block (a bounded drain) and deliver it after, to the handler that was there before.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not hold or not main or signal.getsignal(signal.SIGTERM) is None:
+        yield  # only the main thread may set signal handlers; one set from C could not be put back
+        return
+    received: list[int] = []
+
+    def hold_it(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, hold_it)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if received:
+            signal.raise_signal(signal.SIGTERM)
