@@ -252,11 +252,22 @@ def _extra_headers(headers: object) -> dict[str, str]:
             raise ConfigurationError(f"headers: the value of {name} {problem}")
         if name.lower() in RESERVED_HEADERS:
             raise ConfigurationError(f"headers: {name} is set by the SDK and cannot be replaced")
+        if name.lower() in _FRAMING_HEADERS or name.lower().startswith("proxy-"):
+            raise ConfigurationError(
+                f"headers: {name} frames or routes the request (the SDK and the HTTP client set such headers); "
+                "it cannot be set"
+            )
         checked[name] = value
     return checked
 
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
+# Headers that frame or route a request, or concern one hop: a second Content-Length or Host, or a
+# Transfer-Encoding beside Content-Length, is request-smuggling material (RFC 9112 section 6.3); Proxy-* are
+# handled through proxy=.
+_FRAMING_HEADERS = frozenset(
+    {"connection", "content-length", "expect", "host", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
+)
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -307,8 +318,12 @@ class RehookClient:
         session: An aiohttp ``ClientSession`` to send with; it is left open by `aclose`. By default the client
             makes and closes its own.
         proxy: An HTTP(S) proxy URL for every request (``http://user:password@proxy:3128``); its password is a
-            secret like the API secret. By default the environment's ``HTTPS_PROXY``/``HTTP_PROXY`` (minus
-            ``NO_PROXY``), read when the client is made; loopback hosts never take the environment's proxy.
+            secret like the API secret. With a plain-http ``base_url`` (a local fake) only a loopback proxy is
+            accepted. By default the environment's, read as curl reads it when the client is made:
+            ``HTTPS_PROXY`` (``HTTP_PROXY`` for an http base URL), then ``ALL_PROXY``, minus ``NO_PROXY`` (names
+            with or without a leading ``.`` or ``*.``, ``host:port``, IP addresses, CIDR blocks, ``*``); a
+            proxy scheme the SDK cannot use (``socks5://``) is a `ConfigurationError`, never a direct connection.
+            Loopback hosts never take the environment's proxy.
         ssl: An `ssl.SSLContext` to verify Rehook (or a TLS-inspecting proxy) with: a corporate CA bundle
             (``ssl.create_default_context(cafile=...)``), client certificates; or ``"system"``: the operating
             system's trust store (macOS Keychain, Windows' certificate store, Linux's CA bundle) through the

@@ -218,3 +218,20 @@ async def test_https_goes_through_a_proxy_tunnel_with_the_proxys_credentials(tls
     assert [(method, target) for method, target, _ in proxy.forwarded] == [("CONNECT", host_port)]
     assert proxy.forwarded[0][2] is not None
     assert len(tls_fake.requests) == 1
+
+
+@pytest.mark.usefixtures("both_transports")
+async def test_a_context_weakened_after_the_client_was_made_does_not_weaken_it(ca: Path) -> None:
+    """The audit's finding 6: check_hostname = False on the caller's context, set later, let a wrong host through."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(ca / "wrong-host.pem", ca / "server.key")
+    trusting = ssl.create_default_context(cafile=str(ca / "ca.pem"))
+    async with FakeRehook(ssl_context=context) as fake, fake.client(ssl=trusting) as client:
+        trusting.check_hostname = False
+        trusting.verify_mode = ssl.CERT_NONE
+        outcome = await client.track("e", user_id="u1")
+        with pytest.raises(RehookError, match="no longer verifies the server"):
+            await client.check_auth()
+    assert (outcome.status, outcome.reason, outcome.attempts) == (OutcomeStatus.FAILED, Reason.TLS_FAILED, 1)
+    assert "no longer verifies the server" in outcome.message
+    assert fake.requests == []

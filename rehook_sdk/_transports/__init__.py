@@ -19,7 +19,7 @@ from yarl import URL
 from .._exceptions import ConfigurationError
 from .aiohttp import AiohttpTransport
 from .base import RESERVED_HEADERS, USER_AGENT, Attempt, Transport
-from .config import check_base_url, check_ssl, proxy_for
+from .config import check_base_url, check_ssl, no_proxy_exempts, proxy_for
 from .fast import FastTransport
 from .keepalive import KeepAlive, parse_keep_alive
 
@@ -37,6 +37,7 @@ __all__ = [
     "check_ssl",
     "check_transport",
     "make_transport",
+    "no_proxy_exempts",
     "parse_keep_alive",
     "proxy_for",
 ]

@@ -21,6 +21,7 @@ from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
 from .base import IDLE_TIMEOUT, MAX_BODY_BYTES, Attempt, Credentials, describe
+from .config import unverified
 from .keepalive import CHECK_AFTER, KeepAlive, spoken_on
 
 __all__ = ["AiohttpTransport"]
@@ -107,6 +108,8 @@ class AiohttpTransport:
         return await self._request("GET", self._url(path), self.headers(None), None)
 
     async def _request(self, method: str, url: URL, headers: dict[str, str], body: bytes | None) -> Attempt:
+        if isinstance(self._ssl, ssl.SSLContext) and (weakened := unverified(self._ssl)) is not None:
+            return Attempt(error=weakened, tls=True)
         session = self._session or self._get_session()
         if self._connector is not None:
             self._close_spoken_on()

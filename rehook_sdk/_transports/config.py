@@ -5,14 +5,14 @@ The network settings every transport obeys, checked when the client is made: the
 from __future__ import annotations
 
 import ipaddress
+import os
 import ssl
-import urllib.request
 
 from yarl import URL
 
 from .._exceptions import ConfigurationError
 
-__all__ = ["check_base_url", "check_ssl", "is_loopback", "proxy_for"]
+__all__ = ["check_base_url", "check_ssl", "is_loopback", "no_proxy_exempts", "proxy_for", "unverified"]
 
 
 def check_base_url(base_url: str) -> URL:
@@ -73,14 +73,32 @@ def check_ssl(context: object) -> ssl.SSLContext | None:
     return context
 
 
+def unverified(context: ssl.SSLContext | None) -> str | None:
+    """
+    Why ``context`` (the caller's, checked when the client was made) no longer verifies the server, or None. The
+    context stays the caller's object, so the transports ask again before each connection they open: a
+    ``check_hostname = False`` set later must not weaken a client made with verification on.
+    """
+    if context is None or (context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname):
+        return None
+    return (
+        "cannot connect: the ssl.SSLContext given as ssl= no longer verifies the server (its verify_mode or "
+        "check_hostname was changed after the client was made); TLS verification cannot be turned off"
+    )
+
+
 def proxy_for(base_url: URL, proxy: str | None) -> URL | None:
     """
-    The proxy requests to ``base_url`` go through: ``proxy`` when given, else the environment's
-    (``HTTPS_PROXY``/``HTTP_PROXY``, lower case too, minus ``NO_PROXY``), read once here. Loopback hosts (a local
-    fake Rehook) never take the environment's proxy, which could not reach them.
+    The proxy requests to ``base_url`` go through: ``proxy`` when given, else the environment's, read once here as
+    curl reads it: ``HTTPS_PROXY`` (or ``HTTP_PROXY`` for an http base URL), then ``ALL_PROXY``, lower case first,
+    minus the hosts ``NO_PROXY`` exempts (`no_proxy_exempts`). Loopback hosts (a local fake Rehook) never take the
+    environment's proxy, which could not reach them.
 
     Raises:
-        ConfigurationError: ``proxy`` is not an http(s) URL with a host.
+        ConfigurationError: the proxy is not an http(s) URL with a host (a ``socks5://`` proxy in the environment
+            included: the SDK cannot use it, and connecting straight past the proxy an operator set is not its
+            call), or ``proxy`` is given with a plain-http base URL and is not itself loopback (the Authorization
+            header would cross the network in clear).
     """
     if proxy is not None:
         if not isinstance(proxy, str):
@@ -89,15 +107,84 @@ def proxy_for(base_url: URL, proxy: str | None) -> URL | None:
         if url.scheme not in ("http", "https") or not url.host:
             # The URL is not repeated: it may hold a password.
             raise ConfigurationError("proxy must be an http:// or https:// URL with a host (user:password@ allowed)")
+        if base_url.scheme == "http" and not is_loopback(url.host):
+            raise ConfigurationError(
+                f"proxy: base_url {str(base_url)!r} is plain http, so the API secret would travel unencrypted to the "
+                f"proxy at {url.host}; use an https base_url, or a proxy on this machine"
+            )
         return url
     host = base_url.host or ""
     if is_loopback(host):
         return None
-    found = urllib.request.getproxies_environment().get(base_url.scheme)
-    if not found or urllib.request.proxy_bypass_environment(host):  # type: ignore[attr-defined]  # untyped, stdlib
+    found, variable = _environment_proxy(base_url.scheme)
+    if found is None or no_proxy_exempts(_environment("no_proxy") or "", host, base_url.port):
         return None
     url = URL(found if "://" in found else f"http://{found}")
-    return url if url.scheme in ("http", "https") and url.host else None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"{variable} names a {url.scheme}:// proxy{'' if url.host else ' without a host'}; the SDK uses http:// "
+            f"and https:// proxies only, and does not connect past a proxy the environment sets. Use an http(s) "
+            f"proxy, pass proxy=, or exempt {host} in NO_PROXY"
+        )
+    return url
+
+
+def _environment(name: str) -> str | None:
+    # Lower case first, as curl; an empty variable is unset.
+    for variable in (name, name.upper()):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    return None
+
+
+def _environment_proxy(scheme: str) -> tuple[str | None, str]:
+    for name in (f"{scheme}_proxy", "all_proxy"):
+        if (value := _environment(name)) is not None:
+            return value, name.upper()
+    return None, ""
+
+
+def no_proxy_exempts(no_proxy: str, host: str, port: int | None) -> bool:
+    """
+    Whether ``NO_PROXY`` (comma- or space-separated, as curl documents it) exempts ``host``: ``*`` exempts every
+    host; a name exempts itself and its subdomains, with or without a leading ``.`` or ``*.``; an entry with a
+    ``:port`` only that port; an IP address itself and a CIDR block (``10.0.0.0/8``) the addresses in it.
+    """
+    host = host.strip("[]").rstrip(".").lower()
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for entry in no_proxy.replace(",", " ").split():
+        entry = entry.lower()
+        if entry == "*":
+            return True
+        entry, wanted = _split_port(entry)
+        if wanted is not None and wanted != port:
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry.strip("[]"), strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = entry.removeprefix("*").lstrip(".").rstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    # "host:443", "[::1]:443"; a bare IPv6 address ("::1", "fe80::/10") has colons but no port.
+    if entry.startswith("["):
+        inside, _, rest = entry[1:].partition("]")
+        return inside, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    name, colon, port = entry.rpartition(":")
+    if colon and port.isdigit() and ":" not in name:
+        return name, int(port)
+    return entry, None
 
 
 def is_loopback(host: str) -> bool:

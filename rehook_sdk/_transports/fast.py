@@ -29,6 +29,7 @@ from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
 from .aiohttp import AiohttpTransport
 from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
+from .config import unverified
 from .keepalive import CHECK_AFTER, KeepAlive, parse_keep_alive, readable
 
 __all__ = ["FastTransport"]
@@ -350,6 +351,8 @@ class FastTransport:
         )
 
     async def _connect_by(self, loop: asyncio.AbstractEventLoop, deadline: float) -> _Connection | Attempt:
+        if (weakened := unverified(self._ssl)) is not None:
+            return Attempt(error=weakened, tls=True)
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._connect(loop)
