@@ -35,6 +35,7 @@ from ._handle import EventHandle
 from ._mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._outcome import Outcome, OutcomeStatus, Reason
 from ._outcome_log import calls
+from ._redaction import redact_location
 from ._retry import RetryPolicy
 from ._router import Router
 from ._spools import Holdings, Replay
@@ -469,7 +470,7 @@ async def relay(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await client.start()
-    where = client._flusher.spooling.path if client._flusher.spooling is not None else args.spool
+    where = client._flusher.spooling.path if client._flusher.spooling is not None else redact_location(args.spool)
     print(f"rehook relay: delivering from {where}" + (" until it is empty" if args.once else ""), file=sys.stderr)
     held = Holdings()
     told = False
@@ -585,7 +586,7 @@ async def send_from_spool(args: argparse.Namespace) -> int:
     replayed = 0
     await client.start()
     flusher = client._flusher
-    where = flusher.spooling.path if flusher.spooling is not None else args.from_spool
+    where = flusher.spooling.path if flusher.spooling is not None else redact_location(args.from_spool)
     try:
         while not stop.is_set() and not (replay.done and flusher.pending_count() == 0):
             before = replay.after

@@ -58,6 +58,7 @@ from ._mappings import Mapping as RehookMapping
 from ._outcome import Outcome, Reason
 from ._outcome_log import calls
 from ._queue import Meta
+from ._redaction import redact_location
 from ._retry import Delivery, RetryPolicy
 from ._router import Router
 from ._spooling import Spooling
@@ -157,7 +158,15 @@ def _spool_opener(
             f"spool must be a file path (SQLite) or a postgresql:// URL; {path.split('://')[0]}:// is not supported"
         )
     if isinstance(path, str) and is_postgres_url(path):
-        need_psycopg()  # the extra is checked now; the database is opened when the client starts
+        psycopg = need_psycopg()  # the extra is checked now; the database is opened when the client starts
+        try:
+            psycopg.conninfo.conninfo_to_dict(path)
+        except psycopg.Error:
+            # libpq's message is not repeated: it may quote a piece of the password.
+            raise ConfigurationError(
+                f"spool {redact_location(path)!r} is not a PostgreSQL URL or connection string libpq can read "
+                "(keyword=value pairs; quote a value that holds spaces: password='a b')"
+            ) from None
     if not _positive_number(interval):
         raise ConfigurationError(f"spool_interval must be a number > 0, got {interval!r}")
     if not _positive_number(lease):

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._exceptions import ConfigurationError, SpoolError
+from .._redaction import looks_like_conninfo, redact_location
 from .base import Holdings, SpoolState, others_by_kind
 from .writer import Rows, SpoolWriter
 
@@ -102,7 +103,10 @@ RETURNING id, state, message_id, record
 
 
 def is_postgres_url(value: str) -> bool:
-    return value.startswith(("postgresql://", "postgres://"))
+    """
+    Whether ``value`` names a PostgreSQL database: a ``postgresql://`` URL or a libpq ``keyword=value`` string.
+    """
+    return value.startswith(("postgresql://", "postgres://")) or looks_like_conninfo(value)
 
 
 def need_psycopg() -> Any:
@@ -132,9 +136,17 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
     def __init__(self, url: str, encode: Callable[[T], str], **settings: Any) -> None:
         self._psycopg = need_psycopg()
         self._errors = (self._psycopg.Error,)
+        try:
+            self._psycopg.conninfo.conninfo_to_dict(url)
+        except self._psycopg.Error:
+            # libpq's message is not repeated: it may quote a piece of the password.
+            raise SpoolError(
+                f"{redact_location(url)}: not a PostgreSQL URL or connection string libpq can read "
+                "(keyword=value pairs; quote a value that holds spaces: password='a b')"
+            ) from None
         self.url = url
         self.listening = threading.Event()  # set while the listener hears notifications (for tests)
-        super().__init__(_redacted(url), encode, **settings)
+        super().__init__(redact_location(url), encode, **settings)
         self.listener_name = self._application_name("listener")
         self._listener = threading.Thread(target=self._listen, name="rehook-spool-listener", daemon=True)
         self._listener.start()
@@ -395,15 +407,3 @@ class PostgresSpool(SpoolWriter[T, "psycopg.Connection[Any]"]):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _redacted(url: str) -> str:
-    """
-    The URL without its password, for messages.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    credentials, _, host = rest.partition("@")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url

@@ -5,7 +5,6 @@ What every transport shares: the `Transport` protocol the flusher sends through 
 
 from __future__ import annotations
 
-import base64
 import sys
 from collections.abc import Coroutine, Mapping
 from typing import Any, NamedTuple, Protocol
@@ -15,6 +14,7 @@ from yarl import URL
 
 from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER, VERSION
+from .._redaction import REDACTED, Redactor, basic_token
 
 __all__ = [
     "IDLE_TIMEOUT",
@@ -46,9 +46,6 @@ MAX_BODY_BYTES = 64 * 1024
 # cross the request on the wire, and the request would be lost or maybe delivered. Below the 5 s idle timeouts of
 # Apache httpd and Node's http server, as undici's 4 s default; lower when a server's Keep-Alive header asks.
 IDLE_TIMEOUT = 4.0
-# Secrets shorter than this are not searched for in answers: replacing a 2-letter secret would garble every text.
-_MIN_REDACTED = 4
-REDACTED = "[redacted]"
 
 
 class Attempt(NamedTuple):
@@ -120,36 +117,27 @@ class Credentials:
         self, api_key: str, api_secret: str, headers: Mapping[str, str] | None, proxy: URL | None = None
     ) -> None:
         # Built once here (RFC 7617, UTF-8) rather than with aiohttp.BasicAuth, which aiohttp 3.14 deprecates.
-        token = base64.b64encode(f"{api_key}:{api_secret}".encode()).decode("ascii")
+        token = basic_token(api_key, api_secret)
         self.authorization = "Basic " + token
         # Every request carries these; the user's extra headers (checked by the client) may replace the User-Agent.
         self.headers = {"User-Agent": USER_AGENT, **(headers or {}), "Authorization": self.authorization}
-        proxied = _proxy_secrets(proxy)
-        self._secrets = tuple(
-            sorted(
-                {s for s in (token, api_secret, api_key, *proxied) if len(s) >= _MIN_REDACTED}, key=len, reverse=True
-            )
-        )
-
-    def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
-        return text
+        self.redact = Redactor((token, api_secret, api_key, f"{api_key}:{api_secret}", *_proxy_secrets(proxy)))
 
     def body_text(self, prefix: bytes | bytearray) -> str:
         """
-        What an outcome keeps of an answer's body: its text, cut to a length logs can carry, secrets redacted.
+        What an outcome keeps of an answer's body: its text with the secrets redacted, then cut to a length logs
+        can carry (cut first, a secret at the cut would be kept in part: a Basic token without its last
+        characters still decodes to most of ``key:secret``).
         """
-        return self.redact(prefix.decode("utf-8", errors="replace")[:_MAX_BODY_CHARS])
+        return self.redact(prefix.decode("utf-8", errors="replace"))[:_MAX_BODY_CHARS]
 
 
 def _proxy_secrets(proxy: URL | None) -> tuple[str, ...]:
     # A proxy's password, and its Basic form, are secrets like the API secret.
     if proxy is None or proxy.password is None:
         return ()
-    basic = base64.b64encode(f"{proxy.user or ''}:{proxy.password}".encode()).decode("ascii")
-    return (proxy.password, basic, f"{proxy.user or ''}:{proxy.password}")
+    user = proxy.user or ""
+    return (proxy.password, basic_token(user, proxy.password), f"{user}:{proxy.password}")
 
 
 def describe(exc: BaseException) -> str:
