@@ -5,7 +5,8 @@ The ``rehook`` command: send and replay calls from JSON Lines files, check crede
     rehook check-auth
     rehook fake-server [--port 8080] [--conversion-event signup]
 
-Credentials come from --api-key/--api-secret or REHOOK_API_KEY/REHOOK_API_SECRET; the secret is never printed.
+Credentials come from REHOOK_API_KEY/REHOOK_API_SECRET, --api-key and --api-secret-file (--api-secret is deprecated:
+other users can read a command's arguments); the secret is never printed.
 The progress bar needs the ``cli`` extra: ``pip install "rehook-sdk[cli]"``.
 """
 
@@ -675,7 +676,20 @@ def parser() -> argparse.ArgumentParser:
 
     def credentials(p: argparse.ArgumentParser) -> None:
         p.add_argument("--api-key", default=None, help=f"the API key (default ${API_KEY_ENV})")
-        p.add_argument("--api-secret", default=None, help=f"the API secret (default ${API_SECRET_ENV}; never printed)")
+        secret = p.add_mutually_exclusive_group()
+        secret.add_argument(
+            "--api-secret-file",
+            default=None,
+            metavar="PATH",
+            help=f"read the API secret from this file's first line (- reads it from standard input); default "
+            f"${API_SECRET_ENV}; never printed",
+        )
+        secret.add_argument(
+            "--api-secret",
+            default=None,
+            help="deprecated, and unsafe: every user of this machine can read a command's arguments (ps, "
+            f"/proc/PID/cmdline); use ${API_SECRET_ENV} or --api-secret-file",
+        )
         p.add_argument(
             "--base-url", default=None, help="Rehook's URL (default $REHOOK_BASE_URL or https://api.rehook.ai)"
         )
@@ -887,8 +901,43 @@ def _send_usage(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _take_secret(args: argparse.Namespace) -> str | None:
+    """
+    Put the secret from ``--api-secret-file`` in ``args.api_secret`` (or warn about ``--api-secret``); a problem, or
+    None.
+    """
+    path = getattr(args, "api_secret_file", None)
+    if path is None:
+        if getattr(args, "api_secret", None) is not None:
+            print(
+                "rehook: warning: --api-secret shows the secret to every user of this machine (ps, "
+                f"/proc/PID/cmdline) and is deprecated; set {API_SECRET_ENV} or use --api-secret-file",
+                file=sys.stderr,
+            )
+        return None
+    if path == "-":
+        if args.command == "send" and (not args.files or "-" in args.files):
+            return "--api-secret-file -: standard input carries the calls; put the secret in a file or the environment"
+        line = sys.stdin.readline()
+    else:
+        try:
+            with open(path, encoding="utf-8") as stream:
+                line = stream.readline()
+        except OSError as exc:
+            return f"cannot read the secret from {path}: {private_error(exc)}"
+        except UnicodeDecodeError:  # its message would quote the secret's bytes
+            return f"cannot read the secret from {path}: it is not UTF-8 text"
+    args.api_secret = line.rstrip("\r\n")
+    if not args.api_secret:
+        return f"--api-secret-file {path}: its first line is empty"
+    return None
+
+
 def _run_command(args: argparse.Namespace) -> int:
     needs_credentials = not (args.command == "send" and args.dry_run)
+    if (problem := _take_secret(args)) is not None:
+        print(f"rehook: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         if args.command == "spool":
             return spool_command(args)
@@ -900,8 +949,8 @@ def _run_command(args: argparse.Namespace) -> int:
         message = str(exc)
         if "credentials are missing" in message:
             message = (
-                "Rehook credentials are missing: pass --api-key and --api-secret, "
-                f"or set {API_KEY_ENV} and {API_SECRET_ENV}"
+                f"Rehook credentials are missing: set {API_KEY_ENV} and {API_SECRET_ENV}, or pass --api-key and "
+                "--api-secret-file"
             )
         print(f"rehook: {message}", file=sys.stderr)
         return EXIT_USAGE

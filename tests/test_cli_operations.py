@@ -232,7 +232,7 @@ async def test_version_and_credentials_errors(tmp_path: Path) -> None:
     )
     _, err = await proc.communicate()
     assert proc.returncode == 2
-    assert "pass --api-key and --api-secret, or set REHOOK_API_KEY and REHOOK_API_SECRET" in err.decode()
+    assert "set REHOOK_API_KEY and REHOOK_API_SECRET, or pass --api-key and --api-secret-file" in err.decode()
     assert not failed_files(tmp_path)
 
 

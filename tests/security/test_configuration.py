@@ -1,9 +1,15 @@
 """
 The security audit's configuration findings (#27), kept as tests: headers that frame or route a request, a proxy
-that would carry the Authorization header in clear, and the proxy environment read as curl documents it.
+that would carry the Authorization header in clear, the proxy environment read as curl documents it, and the
+command line's secret kept out of the process list.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from yarl import URL
@@ -114,3 +120,58 @@ def test_a_socks_proxy_in_the_environment_is_an_error_not_a_direct_connection(
     assert "pr0xy-s3cret" not in str(info.value)
     environment.setenv("NO_PROXY", "rehook.ai")
     assert "state='not started'" in repr(RehookClient("k", "s"))  # exempt: the variable does not apply
+
+
+def rehook(
+    fake: FakeRehook, *args: str, stdin: str = "", secret_in_env: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_")}
+    if secret_in_env:
+        env["REHOOK_API_SECRET"] = fake.api_secret
+    return subprocess.run(
+        [sys.executable, "-m", "rehook_sdk", *args, "--api-key", fake.api_key, "--base-url", fake.url],
+        input=stdin, capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+
+def test_the_command_line_reads_the_secret_from_a_file_or_standard_input(
+    threaded_fake: FakeRehook, tmp_path: Path
+) -> None:
+    """The audit's finding 8: --api-secret is in /proc/PID/cmdline for every local user to read."""
+    fake = threaded_fake
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(fake.api_secret + "\n")
+    from_file = rehook(fake, "check-auth", "--api-secret-file", str(secret_file))
+    from_stdin = rehook(fake, "check-auth", "--api-secret-file", "-", stdin=fake.api_secret + "\n")
+    from_env = rehook(fake, "check-auth", secret_in_env=True)
+    for done in (from_file, from_stdin, from_env):
+        assert done.returncode == 0, done
+        assert fake.api_secret not in done.stdout + done.stderr
+        assert "warning" not in done.stderr
+
+
+def test_api_secret_on_the_command_line_still_works_with_a_warning(threaded_fake: FakeRehook) -> None:
+    fake = threaded_fake
+    done = rehook(fake, "check-auth", "--api-secret", fake.api_secret)
+    assert done.returncode == 0, done
+    assert "warning: --api-secret shows the secret to every user of this machine" in done.stderr
+    assert fake.api_secret not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "problem"),
+    [
+        (["send", "-", "--api-secret-file", "-"], "", "standard input carries the calls"),
+        (["check-auth", "--api-secret-file", "/nonexistent/secret"], "", "cannot read the secret from"),
+        (["check-auth", "--api-secret-file", "-"], "\n", "its first line is empty"),
+        (["check-auth", "--api-secret-file", "-", "--api-secret", "x"], "", "not allowed with argument"),
+    ],
+)
+def test_a_secret_source_that_cannot_be_used_is_a_usage_error(
+    threaded_fake: FakeRehook, args: list[str], stdin: str, problem: str
+) -> None:
+    fake = threaded_fake
+    done = rehook(fake, *args, stdin=stdin)
+    assert done.returncode == 2, done
+    assert problem in done.stderr, done.stderr
+    assert fake.requests == []
