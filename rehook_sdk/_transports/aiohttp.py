@@ -5,6 +5,7 @@ error turned into an `Attempt`. Serves everything the fast transport does not (s
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
@@ -14,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import aiohttp.abc
+from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from .. import _exit
@@ -22,6 +24,7 @@ from .._constants import IDEMPOTENCY_HEADER
 from .._retry import parse_retry_after
 from .base import IDLE_TIMEOUT, MAX_BODY_BYTES, Attempt, Credentials, describe
 from .config import unverified
+from .heads import StatusSniffer, forget_sniffer, last_sniffer
 from .keepalive import CHECK_AFTER, KeepAlive, spoken_on
 
 __all__ = ["AiohttpTransport"]
@@ -80,6 +83,7 @@ class AiohttpTransport:
                 resolver=resolver,
                 keepalive_timeout=IDLE_TIMEOUT,
             )
+            _sniff_heads(connector)
             self._connector = connector
             self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
         return self._session
@@ -113,6 +117,7 @@ class AiohttpTransport:
         session = self._session or self._get_session()
         if self._connector is not None:
             self._close_spoken_on()
+        forget_sniffer()
         status: int | None = None
         retry_after: float | None = None
         prefix = bytearray()
@@ -138,7 +143,29 @@ class AiohttpTransport:
                 # The status line and headers came, then the body was cut, garbled or too slow. The answer is
                 # known: a 2xx was accepted (sending it again would duplicate it), any other status decides as usual.
                 return Attempt(status=status, body=self._text(prefix), retry_after=retry_after)
-            return self._no_answer(exc)
+            if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ClientHttpProxyError):
+                return self._no_answer(exc)  # before the request: the connection or the proxy's tunnel failed
+            return self._sniffed() or self._no_answer(exc)
+
+    def _sniffed(self) -> Attempt | None:
+        """
+        The answer aiohttp dropped whole because its body (or trailers) broke after a head that parsed within the
+        limits, in the same read: its status decides, as it would have in a later read, and on the fast transport.
+        A head that broke the limits: no answer, said as the fast transport says it.
+        """
+        sniffer = last_sniffer()
+        head = sniffer.head if sniffer is not None else None
+        if head is not None and head.broken is not None:
+            return Attempt(
+                error=f"connection lost after the request was sent: the answer broke the SDK's limits "
+                f"({head.broken}); the connection was closed",
+                maybe_sent=True,
+            )
+        if head is None or head.status is None:
+            return None
+        raw = head.retry_after
+        retry_after = parse_retry_after(raw.decode("latin-1")) if raw is not None and head.status >= 300 else None
+        return Attempt(status=head.status, body="", retry_after=retry_after)
 
     def _close_spoken_on(self) -> None:
         """
@@ -215,6 +242,17 @@ class AiohttpTransport:
             await self._session.close()
         self._session = None if self._owns_session else self._session
         self._connector = None
+
+
+def _sniff_heads(connector: aiohttp.TCPConnector) -> None:
+    """
+    Make the connector's connections read each answer's head a second time (`StatusSniffer`). aiohttp keeps its
+    protocol factory as ``_factory`` (a partial of ``ResponseHandler`` in every 3.x release since 3.0); if that
+    changes, the connector stays as it is, and tests/security/test_hostile_servers.py fails.
+    """
+    factory = getattr(connector, "_factory", None)
+    if isinstance(factory, functools.partial) and factory.func is ResponseHandler:
+        connector._factory = functools.partial(StatusSniffer, *factory.args, **factory.keywords)  # type: ignore[assignment]
 
 
 class _BlockingResolver(aiohttp.abc.AbstractResolver):

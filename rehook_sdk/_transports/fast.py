@@ -30,9 +30,15 @@ from .._retry import parse_retry_after
 from .aiohttp import AiohttpTransport
 from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
 from .config import unverified
+from .heads import MAX_FRAMING, MAX_HEAD, MAX_HEADERS, MAX_LINE
 from .keepalive import CHECK_AFTER, KeepAlive, parse_keep_alive, readable
 
 __all__ = ["FastTransport"]
+
+# Past a limit of `heads` before the status, the connection is closed and the answer is unknown (the request may have
+# been acted on); past one after the status came, the status stands and the rest is not read, as for a body longer
+# than MAX_BODY_BYTES. httptools keeps no limits of its own and grows a header by concatenation, so an endless
+# header would otherwise cost memory, and quadratic time, until the request timed out.
 
 
 class _Answer(Exception):
@@ -62,6 +68,14 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0  # loop time it went back to the idle list; 0.0 while in use
         self.aborted = False  # closed by this side
         self._keep_alive = keep_alive
+        # What the answer sent besides its body, against the limits above.
+        self.in_head = True  # before the final status's headers are complete
+        self.head_bytes = 0
+        self.line = 0  # bytes since the last newline outside the body
+        self.headers = 0
+        self.framing = 0  # bytes after the head that are not body
+        self.fed = 0  # body bytes of the data being fed
+        self.broken: str | None = None  # which limit the answer broke
 
     # -- one request ----------------------------------------------------------------------------------------
 
@@ -75,6 +89,7 @@ class _Connection(asyncio.Protocol):
         self.status = self.retry_after = self.announced = self.most = None
         self.body = bytearray()
         self.whole = self.written = False
+        self.in_head, self.head_bytes, self.line, self.headers, self.framing, self.broken = True, 0, 0, 0, 0, None
         self.idle_since = 0.0
         self.deadline = deadline
         self.waiter = waiter = loop.create_future()
@@ -146,11 +161,52 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: the connection's state is unknown
             self.abort()
             return
+        size = len(data)
+        newline = data.rfind(b"\n")
+        if newline < 0 and self.in_head and self.line + size > MAX_LINE:  # checked before httptools grows it
+            self._break(f"a header line longer than {MAX_LINE:,} bytes")
+            return
+        self.fed = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.abort()
             self._done(_Answer(f"a malformed answer: {describe(exc)}"))
+            return
+        self._count(size, newline)
+
+    def _count(self, size: int, newline: int) -> None:
+        """
+        Count the bytes just fed against the limits (``newline``: where the last newline was in them, or -1).
+        """
+        if self.broken is not None:
+            self._break(self.broken)
+        elif self.waiter is None:  # the answer is complete
+            return
+        elif self.in_head:
+            self.head_bytes += size
+            self.line = size - newline - 1 if newline >= 0 else self.line + size
+            if self.head_bytes > MAX_HEAD:
+                self._break(f"a head larger than {MAX_HEAD:,} bytes")
+        elif (outside := size - self.fed) > 0:
+            # Chunk framing or trailers (or the end of the head, in the bytes that completed it).
+            self.framing += outside
+            self.line = self.line + size if newline < 0 and outside == size else 0
+            if self.line > MAX_LINE:
+                self._break(f"a line longer than {MAX_LINE:,} bytes after the head")
+            elif self.framing > MAX_FRAMING:
+                self._break(f"more than {MAX_FRAMING:,} bytes of chunk framing and trailers")
+
+    def _break(self, limit: str) -> None:
+        """
+        The answer broke a limit: close the connection. Before the status, the answer is unknown; after it, the
+        status stands and the rest is not read.
+        """
+        self.abort()
+        if self.in_head:
+            self._done(_Answer(f"the answer broke the SDK's limits ({limit}); the connection was closed"))
+        else:
+            self._done()
 
     def eof_received(self) -> bool:
         self.usable = False
@@ -166,7 +222,12 @@ class _Connection(asyncio.Protocol):
     # -- httptools callbacks --------------------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(name) == 11 and name.lower() == b"retry-after":
+        self.headers += 1
+        if self.headers > MAX_HEADERS:
+            self.broken = f"more than {MAX_HEADERS} header fields"
+        elif len(name) + len(value) > MAX_LINE:
+            self.broken = f"a header line longer than {MAX_LINE:,} bytes"
+        elif len(name) == 11 and name.lower() == b"retry-after":
             self.retry_after = value
         elif len(name) == 10 and name.lower() == b"keep-alive":
             self.announced, self.most = parse_keep_alive(value)  # parsed once per answer
@@ -179,10 +240,13 @@ class _Connection(asyncio.Protocol):
         if 100 <= status < 200:  # an interim answer (100 Continue): the real one follows
             return
         self.status = status
+        self.in_head = False
+        self.line = 0
         if not self.parser.should_keep_alive():
             self.usable = False
 
     def on_body(self, body: bytes) -> None:
+        self.fed += len(body)
         if self.status is None or self.waiter is None:
             return
         room = MAX_BODY_BYTES - len(self.body)
