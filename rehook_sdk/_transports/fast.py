@@ -161,10 +161,8 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: the connection's state is unknown
             self.abort()
             return
-        size = len(data)
-        newline = data.rfind(b"\n")
-        if newline < 0 and self.in_head and self.line + size > MAX_LINE:  # checked before httptools grows it
-            self._break(f"a header line longer than {MAX_LINE:,} bytes")
+        if self.in_head and self.line + len(data) > MAX_LINE and data.rfind(b"\n") < 0:
+            self._break(f"a header line longer than {MAX_LINE:,} bytes")  # checked before httptools grows it
             return
         self.fed = 0
         try:
@@ -173,12 +171,15 @@ class _Connection(asyncio.Protocol):
             self.abort()
             self._done(_Answer(f"a malformed answer: {describe(exc)}"))
             return
-        self._count(size, newline)
+        if self.whole and self.broken is None:
+            return  # the answer is complete: the usual case, one read for the whole answer
+        self._count(data)
 
-    def _count(self, size: int, newline: int) -> None:
+    def _count(self, data: bytes) -> None:
         """
-        Count the bytes just fed against the limits (``newline``: where the last newline was in them, or -1).
+        Count the bytes just fed against the limits.
         """
+        size, newline = len(data), data.rfind(b"\n")
         if self.broken is not None:
             self._break(self.broken)
         elif self.waiter is None:  # the answer is complete
