@@ -3,7 +3,7 @@ Hostile servers (#27, the audit's findings 2 and 9), against both transports: a 
 endless header, thousands of headers, endless interim heads, a trailer flood or endless chunk framing costs the
 client bounded memory and ends the call with an outcome that says why (no request timeout is reached: each call
 here would otherwise wait for a 60 s timeout, and the test's own 60 s limit would fail it); a 2xx whose chunked body
-is malformed is one rule on both transports.
+is malformed is one rule on both transports; credentials a hostile head echoes are never kept.
 
 Memory is measured with tracemalloc over the call (the parser's buffers are Python bytes), against servers that
 stream 24 MB: the bound asserted, 8 MB, is far below what an unbounded parser keeps.
@@ -12,6 +12,7 @@ stream 24 MB: the bound asserted, 8 MB, is far below what an unbounded parser ke
 from __future__ import annotations
 
 import asyncio
+import base64
 import tracemalloc
 from collections.abc import Callable
 from typing import Any
@@ -203,3 +204,39 @@ async def test_a_proxys_200_to_connect_is_never_taken_for_rehooks_answer(after: 
         await proxy.wait_closed()
     assert outcome.status is OutcomeStatus.FAILED, outcome.message
     assert outcome.http_status is None
+
+
+KEY, SECRET = "key1", "secret1-e4c2"
+TOKEN = base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
+
+
+def echo_head(raw: bytes) -> Callable[[asyncio.StreamWriter], Any]:
+    async def script(writer: asyncio.StreamWriter) -> None:
+        writer.write(raw)
+        await writer.drain()
+
+    return script
+
+
+ECHOES = {
+    "reason-phrase": b"HTTP/1.1 400 Basic %s\r\nContent-Length: 0\r\n\r\n",
+    "header": b"HTTP/1.1 400 Bad Request\r\nX-Echo: Basic %s\r\nContent-Length: 0\r\n\r\n",
+    "long-header": b"HTTP/1.1 200 OK\r\nX-Echo: %s" + b"a" * 9000 + b"\r\n\r\n",
+    "chunk-size-line": b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n%s\r\n\r\n",
+    "not-http": b"%s\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("where", list(ECHOES))
+async def test_credentials_echoed_in_a_hostile_head_are_never_kept(where: str, both_transports: str) -> None:
+    """Error messages quote what a server sent (aiohttp's parser quotes up to 100 bytes of a bad line): nothing a
+    server echoes of the credentials reaches an outcome or a log line."""
+    script = echo_head(ECHOES[where] % TOKEN.encode())
+    async with (
+        ScriptedServer(script) as server,
+        RehookClient(KEY, SECRET, base_url=server.url, retry=RetryPolicy(max_attempts=1)) as client,
+    ):
+        outcome = await client.track("e", user_id="u1")
+    for text in (outcome.message, outcome.response_body or "", repr(outcome)):
+        for secret in (SECRET, TOKEN, TOKEN.rstrip("=")):
+            assert secret not in text, (where, text)
