@@ -111,7 +111,11 @@ def _escaped_pattern(form: str) -> str:
 
 def _char_pattern(char: str) -> str:
     code = ord(char)
-    ways = [re.escape(char), rf"\\u{code:04x}"] if code < 0x10000 else [re.escape(char)]
+    if code < 0x10000:
+        ways = [re.escape(char), rf"\\u{code:04x}"]
+    else:  # JSON escapes it as a UTF-16 surrogate pair
+        high, low = 0xD800 + ((code - 0x10000) >> 10), 0xDC00 + ((code - 0x10000) & 0x3FF)
+        ways = [re.escape(char), rf"\\u{high:04x}\\u{low:04x}"]
     if char in '"\\/':
         ways.append(re.escape("\\" + char))
     encoded = char.encode("utf-8")

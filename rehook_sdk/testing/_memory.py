@@ -59,7 +59,7 @@ class _MemoryTransport(AiohttpTransport):
             return Attempt(error="the connection was reset (scripted disconnect)", maybe_sent=True)
         return Attempt(
             status=response.status,
-            body=response.text,
+            body=self.credentials.body_text((response.text or "").encode()),  # kept as the wire transports keep it
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 

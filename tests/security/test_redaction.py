@@ -6,6 +6,7 @@ could use never carries them into an outcome, a log line or the dead-letter file
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rehook_sdk import ConfigurationError, RehookClient, SpoolError
 from rehook_sdk.testing import FakeRehook
@@ -153,3 +156,52 @@ def test_a_connection_string_libpq_cannot_read_is_refused_without_quoting_it() -
     with pytest.raises(ConfigurationError, match="password=\\*\\*\\*") as refused:
         RehookClient("k", "s", spool=f"host=127.0.0.1 password={PASSWORD} tail-{PASSWORD} dbname=test")
     assert PASSWORD not in str(refused.value)
+
+
+SECRET_CHARS = st.characters(codec="utf-8", exclude_categories=("Cs", "Cc"))
+
+
+@settings(deadline=None)
+@given(
+    secret=st.text(SECRET_CHARS, min_size=8, max_size=40),
+    before=st.integers(min_value=0, max_value=9000),
+    form=st.sampled_from(["secret", "token", "unpadded", "key:secret"]),
+    after=st.text(max_size=20),
+)
+def test_an_echoed_secret_never_survives_whatever_it_is_and_wherever_it_falls(
+    secret: str, before: int, form: str, after: str
+) -> None:
+    """Any secret, in any of its forms, at any offset (across the 8,192-character cut too), inside a JSON answer
+    (which escapes quotes, backslashes and every non-ASCII character as \\uXXXX): never in the kept body, raw or
+    decoded."""
+    token = base64.b64encode(f"{KEY}:{secret}".encode()).decode()
+    echoed = {"secret": secret, "token": token, "unpadded": token.rstrip("="), "key:secret": f"{KEY}:{secret}"}[form]
+
+    async def run() -> str:
+        async with FakeRehook(api_key=KEY, api_secret=secret) as fake:
+            fake.fail_next(status=400, body={"echo": "x" * before + echoed + after})
+            async with fake.memory_client() as client:
+                outcome = await client.track("e", user_id="u1")
+        return outcome.response_body or ""
+
+    kept = asyncio.run(run())
+    decoded = kept.encode().decode("unicode_escape", errors="ignore") if "\\" in kept else kept
+    for text in (kept, decoded):
+        assert secret not in text
+        assert token.rstrip("=") not in text
+
+
+@pytest.mark.parametrize("secret", ['sk-"quoted"\\back/slash', "sk-ünïcödé-ß", "sk-😀-emoji-𝄞", "sk with spaces+plus"])
+def test_secrets_with_characters_json_or_urls_escape_are_redacted_in_every_form(secret: str) -> None:
+    async def run(body: object) -> str:
+        async with FakeRehook(api_key=KEY, api_secret=secret) as fake:
+            fake.fail_next(status=400, body=body)
+            async with fake.memory_client() as client:
+                outcome = await client.track("e", user_id="u1")
+        return outcome.response_body or ""
+
+    for body in ({"echo": secret}, urllib.parse.quote(secret), urllib.parse.quote_plus(secret), [secret]):
+        kept = asyncio.run(run(body))
+        assert "[redacted]" in kept, (body, kept)
+        assert secret not in kept
+        assert secret not in json.loads(kept).__repr__()
