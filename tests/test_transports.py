@@ -18,62 +18,35 @@ from rehook_sdk import ConfigurationError, Reason, RehookClient, RetryPolicy
 from rehook_sdk._transports import AiohttpTransport, FastTransport
 from rehook_sdk.testing import FakeRehook
 
+from .helpers import ScriptedServer, read_request
+
 FAST = RetryPolicy(max_attempts=3, time_scale=0)
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
 
 
-class RawServer:
+class RawServer(ScriptedServer):
     """
     Reads HTTP/1.1 requests (head + Content-Length body) and answers each with ``answer(n)``'s bytes (n counts
     requests from 0); ``None`` closes the connection without answering.
     """
 
     def __init__(self, answer: Callable[[int], bytes | None]) -> None:
+        super().__init__(self._answer_each)
         self.answer = answer
         self.connections = 0
         self.requests: list[bytes] = []
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
 
-    async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        await self._server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _answer_each(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        self._writers.append(writer)
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":", 1)[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                self.requests.append(head + await reader.readexactly(length))
-                answer = self.answer(len(self.requests) - 1)
-                if answer is None:
-                    writer.close()
-                    return
-                writer.write(answer)
-                await writer.drain()
-                if b"connection: close" in answer.lower() or answer.startswith(b"HTTP/1.0"):
-                    writer.close()
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+        while True:
+            self.requests.append(await read_request(reader))
+            answer = self.answer(len(self.requests) - 1)
+            if answer is None:
+                return
+            writer.write(answer)
+            await writer.drain()
+            if b"connection: close" in answer.lower() or answer.startswith(b"HTTP/1.0"):
+                return
 
 
 @pytest.fixture

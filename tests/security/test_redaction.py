@@ -16,12 +16,13 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehook_sdk import ConfigurationError, RehookClient, SpoolError
 from rehook_sdk.testing import FakeRehook
+
+from ..helpers import ScriptedServer, read_request
 
 pytest.importorskip("psycopg")
 
@@ -124,24 +125,19 @@ def secret_forms() -> list[str]:
 @pytest.mark.usefixtures("both_transports")
 @pytest.mark.parametrize("form", list(echoes()))
 async def test_an_echoed_secret_is_redacted_in_every_form(form: str, tmp_path: Path) -> None:
-    body = echoes()[form]
+    body = echoes()[form].encode()
 
-    async def answer(request: web.Request) -> web.Response:
-        return web.Response(status=400, text=body)
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
 
-    app = web.Application()
-    app.router.add_post("/events/invoke", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     dead_letter = tmp_path / "dead.jsonl"
-    try:
-        async with RehookClient(KEY, SECRET, base_url=f"http://127.0.0.1:{port}", dead_letter=dead_letter) as client:
-            outcome = await client.track("e", user_id="u1")
-    finally:
-        await runner.cleanup()
+    async with (
+        ScriptedServer(answer) as server,
+        RehookClient(KEY, SECRET, base_url=server.url, dead_letter=dead_letter) as client,
+    ):
+        outcome = await client.track("e", user_id="u1")
     kept = [outcome.message, outcome.response_body or "", repr(outcome), dead_letter.read_text()]
     assert "[redacted]" in (outcome.response_body or "")
     for text in kept:
