@@ -1,0 +1,169 @@
+"""
+The code's shape, measured (#28's targets): the largest class and the longest function in ``rehook_sdk/``, import
+circles between its modules, private attributes of other objects touched by package code, and the lines of tests
+that import private modules or read private fields. ``python benchmarks/layout.py`` prints the table;
+tests/test_layout.py holds each figure at or below where the code is, so it only moves down.
+
+Counted from the syntax tree: a class or function spans its first to last line (decorators excluded, docstrings
+and comments included); "private" is a name with one leading underscore; ``x._y`` counts where ``x`` is not
+``self``, ``cls`` or a module of the package itself.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "rehook_sdk"
+TESTS = ROOT / "tests"
+
+
+class Figures(NamedTuple):
+    largest_class: tuple[int, str]
+    longest_function: tuple[int, str]
+    circles: list[list[str]]
+    private_touches: int
+    test_private_lines: int
+
+
+def _modules(folder: Path) -> Iterator[tuple[str, Path, ast.Module]]:
+    for path in sorted(folder.rglob("*.py")):
+        parts = path.relative_to(folder.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        yield name, path, ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def _spans(tree: ast.Module, kinds: tuple[type[ast.AST], ...]) -> Iterator[tuple[int, str]]:
+    for node in ast.walk(tree):
+        if isinstance(node, kinds):
+            assert isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+            end = node.end_lineno if node.end_lineno is not None else node.lineno
+            yield end - node.lineno + 1, node.name
+
+
+def _imports(name: str, path: Path, tree: ast.Module, names: set[str]) -> set[str]:
+    """
+    The package's modules that ``name`` imports, anywhere in it (a function-level import counts too);
+    ``from . import _exit`` imports the module ``_exit``, not the package's ``__init__``.
+    """
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name.startswith("rehook_sdk"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            if module.startswith("rehook_sdk"):
+                submodules = {f"{module}.{alias.name}" for alias in node.names} & names
+                found.update(submodules or {module})
+                if len(submodules) < len(node.names):
+                    found.add(module)
+    return found
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in graph.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def _private_touches(tree: ast.Module, modules: set[str]) -> Iterator[ast.Attribute]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            owner = node.value
+            if isinstance(owner, ast.Name) and (owner.id in ("self", "cls") or owner.id in modules):
+                continue
+            yield node
+
+
+def measure() -> Figures:
+    parsed = list(_modules(PACKAGE))
+    names = {name for name, _, _ in parsed}
+    # The names a module may go by inside the package: `from . import _exit` then `_exit.draining`.
+    short = {name.rpartition(".")[2] for name in names}
+    classes = [span for _, _, tree in parsed for span in _spans(tree, (ast.ClassDef,))]
+    functions = [span for _, _, tree in parsed for span in _spans(tree, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    graph = {
+        name: {m for m in _imports(name, path, tree, names) if m in names and m != name} for name, path, tree in parsed
+    }
+    touches = sum(1 for _, _, tree in parsed for _ in _private_touches(tree, short))
+    test_lines: set[tuple[str, int]] = set()
+    for name, _, tree in _modules(TESTS):
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and any(_private(part) for part in node.module.split("."))
+            ):
+                if node.module.startswith("rehook_sdk"):
+                    test_lines.add((name, node.lineno))
+            elif isinstance(node, ast.Attribute) and _private(node.attr):
+                owner = node.value
+                if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
+                    test_lines.add((name, node.lineno))
+    return Figures(max(classes), max(functions), _circles(graph), touches, len(test_lines))
+
+
+def main() -> int:
+    figures = measure()
+    rows = [
+        ("largest class in rehook_sdk/ (lines)", f"{figures.largest_class[0]} ({figures.largest_class[1]})", "<= 300"),
+        (
+            "longest function (lines)",
+            f"{figures.longest_function[0]} ({figures.longest_function[1]})",
+            "<= 60",
+        ),
+        ("import circles", f"{len(figures.circles)} {figures.circles or ''}".strip(), "0"),
+        ("private attributes of another object touched, package code", str(figures.private_touches), "0 outside seams"),
+        ("test lines importing private modules or reading private fields", str(figures.test_private_lines), "seams"),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for figure, now, target in rows:
+        print(f"{figure:<{width}}  {now:<40}  target {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
