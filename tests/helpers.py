@@ -261,3 +261,10 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
         0,
     )
     return head + await reader.readexactly(length)
+
+
+def cli_env(fake: FakeRehook) -> dict[str, str]:
+    """The environment a ``rehook`` subprocess runs in as ``fake``'s application: its credentials in the variables
+    (as the docs recommend: a secret on the command line is readable by every local user)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REHOOK_")}
+    return {**env, "REHOOK_API_KEY": fake.api_key, "REHOOK_API_SECRET": fake.api_secret}

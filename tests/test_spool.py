@@ -34,7 +34,7 @@ from rehook_sdk import (
 )
 from rehook_sdk.testing import FakeRehook, FaultProxy
 
-from .helpers import wait_until
+from .helpers import cli_env, wait_until
 
 
 def spooled_rows(path: Path) -> list[tuple[int, str | None]]:
@@ -455,8 +455,8 @@ async def leave_calls(fake: FakeRehook, path: Path | str, url: str, n: int, conc
 async def relay(fake: FakeRehook, *options: str, url: str | None = None) -> asyncio.subprocess.Process:
     """``rehook relay`` as the fake's application, at ``url`` (default the fake's)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rehook_sdk", "relay", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
-        "--base-url", url or fake.url, *options, stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "rehook_sdk", "relay", "--base-url", url or fake.url, *options,
+        stderr=asyncio.subprocess.PIPE, env=cli_env(fake),
     )  # fmt: skip
 
 
@@ -558,8 +558,8 @@ async def fail_calls(fake: FakeRehook, path: Path | str, rejected: int, lost: in
 
 async def rehook_send(fake: FakeRehook, *options: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rehook_sdk", "send", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
-        "--base-url", fake.url, *options, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "rehook_sdk", "send", "--base-url", fake.url, *options,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(fake),
     )  # fmt: skip
     out, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
@@ -614,9 +614,9 @@ async def test_ctrl_c_gives_the_calls_taken_back_to_the_spools_queue(fake: FakeR
     fake.events.clear()
     fake.hang_next(4)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rehook_sdk", "send", "--api-key", fake.api_key, "--api-secret", fake.api_secret,
-        "--base-url", fake.url, "--from-spool", str(path), "--concurrency", "4", "--drain-timeout", "0.5",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "rehook_sdk", "send", "--base-url", fake.url, "--from-spool", str(path),
+        "--concurrency", "4", "--drain-timeout", "0.5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=cli_env(fake),
     )  # fmt: skip
     await wait_until(lambda: fake.pending == 4, timeout=30)
     process.send_signal(signal.SIGINT)

@@ -23,7 +23,7 @@ from rehook_sdk._spools.identity import application_identity
 from rehook_sdk._types import Call, CallType
 from rehook_sdk.testing import FakeRehook, FaultProxy
 
-from .helpers import wait_until
+from .helpers import cli_env, wait_until
 from .test_spool import fail_calls
 
 # Version 1 of the spool's tables, as rehook-sdk wrote them before rows named their application.
@@ -87,9 +87,8 @@ def apps(spool: str) -> list[tuple[Any, ...]]:
 async def run(fake: FakeRehook, command: str, *options: str) -> tuple[int, str]:
     """``rehook COMMAND`` (``spool stats``: words) as ``fake``'s application: exit status and all it printed."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "rehook_sdk", *command.split(), "--api-key", fake.api_key,
-        "--api-secret", fake.api_secret, "--base-url", fake.url, *options,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable, "-m", "rehook_sdk", *command.split(), "--base-url", fake.url, *options,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=cli_env(fake),
     )  # fmt: skip
     out, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
