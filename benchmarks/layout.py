@@ -132,12 +132,9 @@ def measure() -> Figures:
     test_lines: set[tuple[str, int]] = set()
     for name, _, tree in _modules(TESTS):
         for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.ImportFrom)
-                and node.module
-                and any(_private(part) for part in node.module.split("."))
-            ):
-                if node.module.startswith("rehook_sdk"):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("rehook_sdk"):
+                parts = [*(node.module or "").split("."), *(alias.name for alias in node.names)]
+                if any(_private(part) for part in parts):  # `from rehook_sdk import _router` too
                     test_lines.add((name, node.lineno))
             elif isinstance(node, ast.Attribute) and _private(node.attr):
                 owner = node.value

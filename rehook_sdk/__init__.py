@@ -17,7 +17,7 @@ from ._exceptions import (
     SpoolError,
 )
 from ._handle import EventHandle
-from ._mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
+from ._mapping.mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._retry import Delivery, RetryPolicy
 from ._stats import Stats

@@ -33,12 +33,12 @@ from ._deadletter import outcome_line
 from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
 from ._files import open_private, private_error
 from ._handle import EventHandle
-from ._mappings import DEFAULT_MAPPINGS, compile_mappings
+from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
+from ._mapping.router import Router
 from ._outcome import Outcome, OutcomeStatus, Reason
 from ._outcome_log import calls
 from ._redaction import redact_location
 from ._retry import RetryPolicy
-from ._router import Router
 from ._spools import Holdings, Replay
 from ._types import CallType
 from .testing.__main__ import __doc__ as fake_doc

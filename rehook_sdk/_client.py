@@ -26,7 +26,6 @@ import aiohttp
 import attrs
 
 from . import _exit
-from ._audience import audience_key, engage_context
 from ._calls import Callback, build, identify_arguments
 from ._constants import (
     API_KEY_ENV,
@@ -53,14 +52,15 @@ from ._encoding import header_problem
 from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
 from ._flusher import Flusher, deadline_after
 from ._handle import KIND_CODES, EventHandle
-from ._mappings import DEFAULT_MAPPINGS, compile_mappings
-from ._mappings import Mapping as RehookMapping
+from ._mapping.audience import audience_key, engage_context
+from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
+from ._mapping.mappings import Mapping as RehookMapping
+from ._mapping.router import Router
 from ._outcome import Outcome, Reason
 from ._outcome_log import calls
 from ._queue import Meta
 from ._redaction import redact_location
 from ._retry import Delivery, RetryPolicy
-from ._router import Router
 from ._spooling import Spooling
 from ._spools import SpoolError, is_postgres_url, need_psycopg
 from ._spools.identity import application_identity

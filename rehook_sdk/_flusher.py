@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from . import _exit
-from ._actions import Request
 from ._concurrency import Limiter
 from ._deadletter import MAX_BACKLOG, DeadLetterWriter
 from ._encoding import safe_repr
 from ._handle import Board, entry_call
-from ._mappings import CompiledMapping
+from ._mapping.actions import Request
+from ._mapping.mappings import CompiledMapping
+from ._mapping.router import Router
 from ._metrics import metrics_for
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._outcome_log import OutcomeLog, calls
@@ -33,7 +34,6 @@ from ._proof import Next, judge
 from ._queue import Data, EventQueue, Meta
 from ._reachability import Reachability, Turn
 from ._retry import Backoff, Delivery, RetryPolicy
-from ._router import Router
 from ._spooling import ADOPT_BATCH, Spooling, TakenOver
 from ._spools import Adopted, Replay, SpoolError, SpoolState
 from ._stats import Counters, Stats

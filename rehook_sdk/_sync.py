@@ -23,7 +23,7 @@ from ._client import RehookClient, exit_report
 from ._constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
 from ._exceptions import ClientStateError
 from ._handle import EventHandle
-from ._mappings import Mapping
+from ._mapping.mappings import Mapping
 from ._outcome import Reason
 from ._outcome_log import calls
 from ._retry import Delivery, RetryPolicy

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from rehook_sdk import Mapping, OutcomeStatus
-from rehook_sdk._audience import snake_case
+from rehook_sdk._mapping.audience import snake_case
 from rehook_sdk.testing import FakeRehook
 
 HERE = Path(__file__).resolve().parent / "conformance"

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rehook_sdk._directives import DirectiveError, DirectiveRuntimeError, compile_value
+from rehook_sdk._mapping.directives import DirectiveError, DirectiveRuntimeError, compile_value
 
 HERE = Path(__file__).resolve().parent / "conformance"
 VECTORS = json.loads((HERE / "vectors" / "mappings.json").read_text(encoding="utf-8"))

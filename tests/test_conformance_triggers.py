@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rehook_sdk._fql import REFUSALS, TriggerError, compile_trigger
+from rehook_sdk._mapping.fql import REFUSALS, TriggerError, compile_trigger
 
 HERE = Path(__file__).resolve().parent / "conformance"
 VECTORS = json.loads((HERE / "vectors" / "triggers.json").read_text(encoding="utf-8"))

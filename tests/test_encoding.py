@@ -209,7 +209,7 @@ def test_the_body_encoder_with_and_without_the_c_accelerator(
     accelerated: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Compact UTF-8 JSON, NaN and unknown types refused, whether or not json's C encoder exists."""
-    from rehook_sdk import _actions
+    from rehook_sdk._mapping import actions as _actions
 
     if not accelerated:
         monkeypatch.setattr(json.encoder, "c_make_encoder", None)
@@ -236,7 +236,7 @@ def test_the_track_shortcut_builds_what_the_rules_build(
 ) -> None:
     """The common Track Event is built without the general rules; it gives exactly what they give (the same bytes,
     or the same drop with its message), whatever the strings, properties, conversion events and size bound."""
-    from rehook_sdk._actions import Action, build_request
+    from rehook_sdk._mapping.actions import Action, build_request
     from rehook_sdk._types import Call, CallType
 
     fields = {"event_name": name, "source_id": user_id, "metadata": properties}

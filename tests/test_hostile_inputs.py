@@ -139,7 +139,7 @@ async def test_an_internal_error_fails_the_call_with_its_dead_letter_line(
     fake: FakeRehook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A bug inside the SDK (simulated here) ends the call failed as internal_error, logged, in the dead letter."""
-    from rehook_sdk import _router
+    from rehook_sdk._mapping import router as _router
 
     def broken(self: object, call: object, message_id: str) -> object:
         raise KeyError("a bug")

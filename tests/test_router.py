@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rehook_sdk import DEFAULT_MAPPINGS, Call, CallType
-from rehook_sdk._mappings import compile_mappings
-from rehook_sdk._router import Router
+from rehook_sdk._mapping.mappings import compile_mappings
+from rehook_sdk._mapping.router import Router
 
 COMPILED = compile_mappings(DEFAULT_MAPPINGS)
 SHORTCUT = Router(COMPILED, frozenset({"signup"}))

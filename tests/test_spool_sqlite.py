@@ -29,7 +29,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rehook_sdk._encoding import PayloadError, json_safe
-from rehook_sdk._event import call_to_segment
+from rehook_sdk._mapping.event import call_to_segment
 from rehook_sdk._spools import SpoolError, SpoolState, SqliteSpool, decode_record, encode_record
 from rehook_sdk._spools.base import _dumps
 from rehook_sdk._types import Call, CallType

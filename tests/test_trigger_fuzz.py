@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rehook_sdk._fql import REFUSALS, TriggerError, read_trigger
+from rehook_sdk._mapping.fql import REFUSALS, TriggerError, read_trigger
 
 FIELDS = [
     "type",

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from rehook_sdk import EventHandle, Mapping, MappingError, Reason, RehookClient
-from rehook_sdk._fql import REFUSALS, TriggerError, read_trigger
+from rehook_sdk._mapping.fql import REFUSALS, TriggerError, read_trigger
 from rehook_sdk.testing import FakeRehook
 
 Send = Callable[[RehookClient], EventHandle]

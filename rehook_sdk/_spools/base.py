@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import attrs
 
 from .._encoding import json_safe
-from .._event import call_to_segment
+from .._mapping.event import call_to_segment
 from .._types import Call, CallType
 
 __all__ = [

@@ -19,8 +19,8 @@ from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from .. import _exit
-from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER
+from .._mapping.actions import Request
 from .._retry import parse_retry_after
 from .base import IDLE_TIMEOUT, MAX_BODY_BYTES, Attempt, Credentials, describe
 from .config import unverified

@@ -12,8 +12,8 @@ from typing import Any, NamedTuple, Protocol
 import aiohttp
 from yarl import URL
 
-from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER, VERSION
+from .._mapping.actions import Request
 from .._redaction import REDACTED, Redactor, basic_token
 
 __all__ = [

@@ -24,8 +24,8 @@ import httptools
 from yarl import URL
 
 from .. import _exit
-from .._actions import Request
 from .._constants import IDEMPOTENCY_HEADER
+from .._mapping.actions import Request
 from .._retry import parse_retry_after
 from .aiohttp import AiohttpTransport
 from .base import MAX_BODY_BYTES, Attempt, Credentials, describe

@@ -17,7 +17,7 @@ from .._sync import SyncRehookClient
 from .._transports import AiohttpTransport, Attempt, Transport
 
 if TYPE_CHECKING:
-    from .._actions import Request
+    from .._mapping.actions import Request
     from ._fake import FakeRehook
 
 __all__ = ["memory_client", "memory_sync_client"]

@@ -36,7 +36,7 @@ from typing import Any
 
 import attrs
 
-from ._jsvalues import UNDEFINED, js_get, js_number, js_string, split_path
+from .jsvalues import UNDEFINED, js_get, js_number, js_string, split_path
 
 __all__ = ["REFUSALS", "Trigger", "TriggerError", "compile_trigger", "read_trigger"]
 

@@ -12,12 +12,12 @@ from typing import Any
 
 import attrs
 
-from ._actions import ACTION_FIELDS, DEFAULT_FIELDS, REQUIRED_FIELDS
-from ._directives import DirectiveError, Resolver, compile_value, object_resolver, producible
-from ._directives import reads as spec_reads
-from ._exceptions import MappingError
-from ._fql import Predicate, TriggerError, read_trigger
-from ._types import Action
+from .._exceptions import MappingError
+from .._types import Action
+from .actions import ACTION_FIELDS, DEFAULT_FIELDS, REQUIRED_FIELDS
+from .directives import DirectiveError, Resolver, compile_value, object_resolver, producible
+from .directives import reads as spec_reads
+from .fql import Predicate, TriggerError, read_trigger
 
 __all__ = ["DEFAULT_MAPPINGS", "MAX_MAPPINGS", "CompiledMapping", "Mapping", "compile_mappings"]
 

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ._jsvalues import UNDEFINED, js_get, js_string, js_trim, js_truthy
+from .jsvalues import UNDEFINED, js_get, js_string, js_trim, js_truthy
 
 __all__ = [
     "DirectiveError",

@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from ._actions import Request, build_request
-from ._constants import DEFAULT_MAX_PAYLOAD_BYTES
-from ._encoding import PayloadError, header_problem, json_safe, safe_repr
-from ._event import segment_event
-from ._mappings import DEFAULT_MAPPINGS, CompiledMapping
-from ._outcome import Reason
-from ._types import Call, CallType
+from .._constants import DEFAULT_MAX_PAYLOAD_BYTES
+from .._encoding import PayloadError, header_problem, json_safe, safe_repr
+from .._outcome import Reason
+from .._types import Call, CallType
+from .actions import Request, build_request
+from .event import segment_event
+from .mappings import DEFAULT_MAPPINGS, CompiledMapping
 
 __all__ = ["Router", "Step"]
 
