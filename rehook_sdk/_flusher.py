@@ -626,7 +626,7 @@ class Flusher:
             if not sent:
                 # Ended without a request (a rule drop, a 401 earlier, bad input): nothing awaited, so nothing gave
                 # the loop back. A budget shared by all senders, refilled once per loop iteration, bounds how many
-                # such calls one iteration runs (10,000 of them used to hold the loop for ~300 ms).
+                # such calls one iteration runs, so that a burst of them never holds the loop.
                 self._quick += 1
                 if self._quick >= QUICK_CALLS_PER_ITERATION:
                     await self._next_iteration()

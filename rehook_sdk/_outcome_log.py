@@ -2,10 +2,10 @@
 The ``rehook_sdk`` log of calls that were not delivered: every reason is logged at once the first time, then at
 most one summary line per reason per interval, with counts.
 
-One WARNING per call made a burst of drops cost the caller ~24 us each (~70 us with a file handler) instead of ~2 us,
-and 12,654 ``queue_full`` lines cut the enqueue rate five-fold. Each call's outcome still reaches its handle, its
-callback, ``on_error``, the counters and the dead-letter file; the log says what happens and how often. With DEBUG
-enabled on the logger, every call also gets its own line.
+A WARNING per call would make each call of a burst of drops cost the caller ten times more (more with a file
+handler) and bury the log in ``queue_full`` lines. Each call's outcome still reaches its handle, its callback,
+``on_error``, the counters and the dead-letter file; the log says what happens and how often. With DEBUG enabled on
+the logger, every call also gets its own line.
 """
 
 from __future__ import annotations
