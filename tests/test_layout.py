@@ -14,8 +14,8 @@ LAYOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "layout.py"
 # Ceilings: today's figures. The targets (#28): 300, 60, 0, 0 outside declared seams.
 LARGEST_CLASS = 919
 LONGEST_FUNCTION = 171
-CIRCLES = 1
-PRIVATE_TOUCHES = 47
+CIRCLES = 0
+PRIVATE_TOUCHES = 43
 TEST_PRIVATE_LINES = 95
 
 

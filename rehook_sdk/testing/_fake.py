@@ -29,6 +29,7 @@ from .._client import RehookClient
 from .._constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
 from .._retry import RetryPolicy
 from .._sync import SyncRehookClient
+from ._memory import memory_client, memory_sync_client
 
 __all__ = ["FakeRehook", "RecordedRequest"]
 
@@ -258,17 +259,43 @@ class FakeRehook:
             settings: Any other `RehookClient` settings; they win over these defaults (this fake's
                 credentials and conversion events, retries that do not really wait).
         """
-        from ._memory import memory_client
-
-        return memory_client(self, **settings)
+        return memory_client(
+            self._answer_in_memory, (self.api_key, self.api_secret), self.conversion_events, **settings
+        )
 
     def memory_sync_client(self, **settings: Any) -> SyncRehookClient:
         """
         `memory_client`, as a `SyncRehookClient` for synchronous code.
         """
-        from ._memory import memory_sync_client
+        return memory_sync_client(
+            self._answer_in_memory, (self.api_key, self.api_secret), self.conversion_events, **settings
+        )
 
-        return memory_sync_client(self, **settings)
+    async def _answer_in_memory(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        key: str | None,
+        headers: MappingABC[str, str],
+        authorized: bool,
+    ) -> tuple[int, str, MappingABC[str, str]] | None:
+        # A memory client's request (an `Answerer`): the same rules, faults and records as over HTTP.
+        endpoints = {
+            ("POST", CUSTOMERS_PATH): self._identify,
+            ("POST", EVENTS_PATH): self._track,
+            ("GET", CHECK_AUTH_PATH): self._check_auth,
+        }
+        endpoint = endpoints.get((method, path))
+        if endpoint is None:
+            return 404, '{"code": "NOT_FOUND"}', {}
+        parsed = json.loads(body) if body else None
+        response = await self._respond(
+            method, path, {}, parsed, key, authorized, time.monotonic(), endpoint, headers=headers
+        )
+        if response is None:
+            return None
+        return response.status, response.text or "", response.headers
 
     # -- scripted faults ---------------------------------------------------------------------------------
 

@@ -5,35 +5,37 @@ memory, on the client's own event loop. For unit tests that need no socket.
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._client import RehookClient
-from .._constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH
 from .._retry import RetryPolicy, parse_retry_after
 from .._sync import SyncRehookClient
 from .._transports import AiohttpTransport, Attempt, Transport
 
 if TYPE_CHECKING:
     from .._mapping.actions import Request
-    from ._fake import FakeRehook
 
-__all__ = ["memory_client", "memory_sync_client"]
+__all__ = ["Answerer", "memory_client", "memory_sync_client"]
 
 _BASE_URL = "http://127.0.0.1:9"  # never dialled: the transport below answers every request itself
+
+Answerer = Callable[
+    [str, str, bytes | None, str | None, Mapping[str, str], bool], Awaitable[tuple[int, str, Mapping[str, str]] | None]
+]
+"""What answers a memory client's requests: (method, path, body, Idempotency-Key, headers, whether the credentials
+are right) in; (status, body text, headers) out, or None when the connection is to look lost after the request."""
 
 
 class _MemoryTransport(AiohttpTransport):
     """
-    A `Transport` that hands each request to a fake's rules instead of the network.
+    A `Transport` that hands each request to an `Answerer` instead of the network.
     """
 
-    def __init__(self, fake: FakeRehook, api_key: str, api_secret: str, **settings: Any) -> None:
+    def __init__(self, answer: Answerer, authorized: bool, api_key: str, api_secret: str, **settings: Any) -> None:
         super().__init__(api_key=api_key, api_secret=api_secret, **settings)
-        self._fake = fake
-        self._authorized = (api_key, api_secret) == (fake.api_key, fake.api_secret)
+        self._answer_with = answer
+        self._authorized = authorized
 
     def post(self, request: Request, idempotency_key: str) -> Coroutine[Any, Any, Attempt]:
         return self._answer("POST", request.path, request.body, idempotency_key)
@@ -42,25 +44,14 @@ class _MemoryTransport(AiohttpTransport):
         return await self._answer("GET", path, None, None)
 
     async def _answer(self, method: str, path: str, body: bytes | None, key: str | None) -> Attempt:
-        fake = self._fake
-        endpoints = {
-            ("POST", CUSTOMERS_PATH): fake._identify,
-            ("POST", EVENTS_PATH): fake._track,
-            ("GET", CHECK_AUTH_PATH): fake._check_auth,
-        }
-        endpoint = endpoints.get((method, path))
-        if endpoint is None:
-            return Attempt(status=404, body='{"code": "NOT_FOUND"}')
-        parsed = json.loads(body) if body else None
-        response = await fake._respond(
-            method, path, {}, parsed, key, self._authorized, time.monotonic(), endpoint, headers=self.headers(key)
-        )
-        if response is None:  # a scripted disconnect: the request reached the fake, no answer came back
+        answered = await self._answer_with(method, path, body, key, self.headers(key), self._authorized)
+        if answered is None:  # a scripted disconnect: the request arrived, no answer came back
             return Attempt(error="the connection was reset (scripted disconnect)", maybe_sent=True)
+        status, text, headers = answered
         return Attempt(
-            status=response.status,
-            body=self.credentials.body_text((response.text or "").encode()),  # kept as the wire transports keep it
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            status=status,
+            body=self.credentials.body_text(text.encode()),  # kept as the wire transports keep it
+            retry_after=parse_retry_after(headers.get("Retry-After")),
         )
 
     def rebind(self) -> None:
@@ -70,10 +61,11 @@ class _MemoryTransport(AiohttpTransport):
         return None
 
 
-def _client_class(fake: FakeRehook) -> type[RehookClient]:
+def _client_class(answer: Answerer, credentials: tuple[str, str]) -> type[RehookClient]:
     def make_transport(base_url: Any, api_key: str, api_secret: str, **settings: Any) -> Transport:
         settings.pop("transport", None)
-        return _MemoryTransport(fake, api_key, api_secret, base_url=base_url, **settings)
+        authorized = (api_key, api_secret) == credentials
+        return _MemoryTransport(answer, authorized, api_key, api_secret, base_url=base_url, **settings)
 
     class MemoryRehookClient(RehookClient):
         _make_transport = staticmethod(make_transport)
@@ -81,32 +73,35 @@ def _client_class(fake: FakeRehook) -> type[RehookClient]:
     return MemoryRehookClient
 
 
-def _defaults(fake: FakeRehook, settings: dict[str, Any]) -> dict[str, Any]:
+def _defaults(conversion_events: Collection[str], settings: dict[str, Any]) -> dict[str, Any]:
     settings.setdefault("base_url", _BASE_URL)
     settings.setdefault("retry", RetryPolicy(time_scale=0))
-    settings.setdefault("conversion_events", fake.conversion_events)
+    settings.setdefault("conversion_events", conversion_events)
     return settings
 
 
-def memory_client(fake: FakeRehook, **settings: Any) -> RehookClient:
+def memory_client(
+    answer: Answerer, credentials: tuple[str, str], conversion_events: Collection[str], **settings: Any
+) -> RehookClient:
     """
-    A `RehookClient` whose requests ``fake`` answers in memory: see `FakeRehook.memory_client`.
+    A `RehookClient` whose requests ``answer`` answers in memory, with ``credentials`` (key, secret) as its
+    defaults and the right ones: see `FakeRehook.memory_client`.
     """
-    settings = _defaults(fake, settings)
-    return _client_class(fake)(
-        settings.pop("api_key", fake.api_key), settings.pop("api_secret", fake.api_secret), **settings
-    )
+    settings = _defaults(conversion_events, settings)
+    api_key, api_secret = settings.pop("api_key", credentials[0]), settings.pop("api_secret", credentials[1])
+    return _client_class(answer, credentials)(api_key, api_secret, **settings)
 
 
-def memory_sync_client(fake: FakeRehook, **settings: Any) -> SyncRehookClient:
+def memory_sync_client(
+    answer: Answerer, credentials: tuple[str, str], conversion_events: Collection[str], **settings: Any
+) -> SyncRehookClient:
     """
-    A `SyncRehookClient` whose requests ``fake`` answers in memory: see `FakeRehook.memory_sync_client`.
+    `memory_client`, as a `SyncRehookClient`: see `FakeRehook.memory_sync_client`.
     """
-    settings = _defaults(fake, settings)
+    settings = _defaults(conversion_events, settings)
 
     class MemorySyncRehookClient(SyncRehookClient):
-        _client_class = _client_class(fake)
+        _client_class = _client_class(answer, credentials)
 
-    return MemorySyncRehookClient(
-        settings.pop("api_key", fake.api_key), settings.pop("api_secret", fake.api_secret), **settings
-    )
+    api_key, api_secret = settings.pop("api_key", credentials[0]), settings.pop("api_secret", credentials[1])
+    return MemorySyncRehookClient(api_key, api_secret, **settings)
