@@ -27,7 +27,7 @@ from typing import IO, Any, TextIO
 
 from . import __version__
 from ._cli_spool import spool_command
-from ._client import RehookClient
+from ._client import RehookClient, delivery_engine
 from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE, DEFAULT_SPOOL_RETENTION
 from ._deadletter import outcome_line
 from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
@@ -423,7 +423,7 @@ def dry_run(args: argparse.Namespace) -> int:
             print(f"{name}:{number}: {exc}", file=sys.stderr)
             continue
         finally:
-            checker._flusher.queue.take_all()
+            delivery_engine(checker).queue.take_all()
         routed = router.route(call, call.message_id or "<message id>")
         if isinstance(routed, tuple):
             print(f"{name}:{number}: DROP {routed[0].value}: {routed[1]}")
@@ -471,7 +471,8 @@ async def relay(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await client.start()
-    where = client._flusher.spooling.path if client._flusher.spooling is not None else redact_location(args.spool)
+    engine = delivery_engine(client)
+    where = engine.spooling.path if engine.spooling is not None else redact_location(args.spool)
     print(f"rehook relay: delivering from {where}" + (" until it is empty" if args.once else ""), file=sys.stderr)
     held = Holdings()
     told = False
@@ -485,7 +486,7 @@ async def relay(args: argparse.Namespace) -> int:
                         told = True
                 elif told:  # the leases waited for have ended: one more look takes those calls over
                     told = False
-                    client._flusher.adopt_soon()
+                    engine.adopt_soon()
                 else:
                     break
             with contextlib.suppress(TimeoutError):
@@ -519,7 +520,7 @@ async def relay(args: argparse.Namespace) -> int:
 
 
 async def _held(client: RehookClient) -> Holdings:
-    spooling = client._flusher.spooling
+    spooling = delivery_engine(client).spooling
     assert spooling is not None
     return await asyncio.wrap_future(spooling.spool.held())
 
@@ -586,7 +587,7 @@ async def send_from_spool(args: argparse.Namespace) -> int:
     replay = Replay(resend_maybe_delivered=args.resend_maybe_delivered)
     replayed = 0
     await client.start()
-    flusher = client._flusher
+    flusher = delivery_engine(client)
     where = flusher.spooling.path if flusher.spooling is not None else redact_location(args.from_spool)
     try:
         while not stop.is_set() and not (replay.done and flusher.pending_count() == 0):
@@ -627,7 +628,7 @@ def _by_reason(counts: Mapping[Reason, int]) -> str:
 
 def _relayed_all(client: RehookClient) -> bool:
     # Done once an adoption took nothing and nothing it took is still pending.
-    flusher = client._flusher
+    flusher = delivery_engine(client)
     return flusher.last_adopted == 0 and flusher.pending_count() == 0
 
 

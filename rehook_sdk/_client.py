@@ -80,7 +80,7 @@ from ._types import Call, CallType
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
-__all__ = ["RehookClient"]
+__all__ = ["RehookClient", "delivery_engine"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -1204,6 +1204,14 @@ class RehookClient:
             source=self,
             stacklevel=1,
         )
+
+
+def delivery_engine(client: RehookClient) -> Flusher:
+    """
+    The delivery engine behind ``client``: the package's one seam into it, for the parts of the package that drive
+    delivery themselves (the command line's relay and replay, the sync client's exit report).
+    """
+    return client._flusher
 
 
 def exit_report(flusher: Flusher, before: int) -> tuple[int, str | None]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, Ty
 
 from . import _exit
 from ._calls import Callback
-from ._client import RehookClient, exit_report
+from ._client import RehookClient, delivery_engine, exit_report
 from ._constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
 from ._exceptions import ClientStateError
 from ._handle import EventHandle
@@ -256,7 +256,7 @@ class SyncRehookClient:
         before = self.stats()
         logger.info("draining %s at exit (up to %s s)", calls(before.in_queue + before.in_flight), self._atexit_timeout)
         self.close(self._atexit_timeout)
-        return exit_report(self._client._flusher, before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0))
+        return exit_report(delivery_engine(self._client), before.failed.get(Reason.SHUTDOWN_TIMEOUT, 0))
 
     def __enter__(self) -> Self:
         self.start()
