@@ -17,6 +17,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -206,13 +207,18 @@ CRASHING = textwrap.dedent(
 )
 
 
-def accept_then_die(fake: FakeRehook, url: str, spool: Path | str, delivery: str) -> None:
-    """Run CRASHING on ``spool`` (a file or a database URL), as the fake's application at ``url`` (a silent one),
-    and SIGKILL it once its 10,000 calls are spooled."""
-    argv = [sys.executable, "-c", CRASHING, url, str(spool), delivery, fake.api_key, fake.api_secret]
+def accept_then_die(fake: FakeRehook, silent: FaultProxy, spool: Path | str, delivery: str) -> None:
+    """Run CRASHING on ``spool`` (a file or a database URL), as the fake's application behind ``silent`` (a proxy
+    that answers nothing), and SIGKILL it once its 10,000 calls are spooled and 8 requests have reached the proxy
+    (only then are they on the wire: a sender marks its call in the spool before it writes the request)."""
+    argv = [sys.executable, "-c", CRASHING, silent.url, str(spool), delivery, fake.api_key, fake.api_secret]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as child:
         assert child.stdout is not None
         assert child.stdout.readline().split() == ["spooled", "10000"]
+        deadline = time.monotonic() + 60
+        while len(silent.requests) < 8 and time.monotonic() < deadline:  # the proxy runs on the test's loop
+            time.sleep(0.01)
+        assert len(silent.requests) == 8
         os.kill(child.pid, signal.SIGKILL)
         assert child.wait(10) == -signal.SIGKILL
 
@@ -225,7 +231,7 @@ async def test_a_sigkilled_processes_calls_are_delivered_by_the_next(
     takes them over once the dead process's lease expires and delivers each once. The 8 that were on the wire are
     re-sent and flagged (at least once), or failed as 'interrupted' and kept (at most once)."""
     path = tmp_path / "spool.db"
-    await asyncio.to_thread(accept_then_die, fake, mute.url, path, delivery)
+    await asyncio.to_thread(accept_then_die, fake, mute, path, delivery)
 
     mute.clear()
     failed: list[object] = []
@@ -525,7 +531,7 @@ async def test_rehook_relay_wait_takes_over_what_a_killed_process_held(
     """--once --wait after a SIGKILL: the relay waits for the dead process's lease, then takes over and delivers
     every call (exit 0) instead of leaving at once with nothing done."""
     path = tmp_path / "spool.db"
-    await asyncio.to_thread(accept_then_die, fake, mute.url, path, "at_least_once")
+    await asyncio.to_thread(accept_then_die, fake, mute, path, "at_least_once")
     mute.clear()
     process = await relay(fake, "--spool", str(path), "--once", "--wait", "--lease", "5", url=mute.url)
     _, err = await asyncio.wait_for(process.communicate(), 120)

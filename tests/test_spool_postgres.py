@@ -180,7 +180,7 @@ async def test_a_sigkilled_processes_calls_are_delivered_by_another(
 ) -> None:
     """10,000 calls accepted by a process Rehook never answers, then SIGKILL: a client on the same database takes
     them over once the lease expires and delivers each once; the 8 on the wire are re-sent, flagged."""
-    await asyncio.to_thread(accept_then_die, fake, mute.url, postgres_url, "at_least_once")
+    await asyncio.to_thread(accept_then_die, fake, mute, postgres_url, "at_least_once")
     mute.clear()
     async with fake.client(base_url=mute.url, spool=postgres_url, spool_lease=0.2) as client:
         await wait_until(lambda: client.stats().delivered == 10_000, timeout=60)
