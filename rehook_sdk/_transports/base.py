@@ -121,7 +121,9 @@ class Credentials:
         self.authorization = "Basic " + token
         # Every request carries these; the user's extra headers (checked by the client) may replace the User-Agent.
         self.headers = {"User-Agent": USER_AGENT, **(headers or {}), "Authorization": self.authorization}
-        self.redact = Redactor((token, api_secret, api_key, f"{api_key}:{api_secret}", *_proxy_secrets(proxy)))
+        redactor = Redactor((token, api_secret, api_key, f"{api_key}:{api_secret}", *_proxy_secrets(proxy)))
+        self.redact = redactor.redact
+        self._shortest = redactor.shortest
 
     def body_text(self, prefix: bytes | bytearray) -> str:
         """
@@ -129,7 +131,10 @@ class Credentials:
         can carry (cut first, a secret at the cut would be kept in part: a Basic token without its last
         characters still decodes to most of ``key:secret``).
         """
-        return self.redact(prefix.decode("utf-8", errors="replace"))[:_MAX_BODY_CHARS]
+        text = prefix.decode("utf-8", errors="replace")
+        if len(text) >= self._shortest:  # a 2xx's "{}" holds no secret: one check, on every answer
+            text = self.redact(text)
+        return text[:_MAX_BODY_CHARS]
 
 
 def _proxy_secrets(proxy: URL | None) -> tuple[str, ...]:
