@@ -73,9 +73,7 @@ async def test_queue_full_and_client_closed_are_written(fake: FakeRehook, tmp_pa
     assert [line["outcome"]["reason"] for line in read_lines(path)] == ["queue_full", "queue_full"]
 
 
-async def test_shutdown_timeout_is_written(
-    fake: FakeRehook, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_shutdown_timeout_is_written(fake: FakeRehook, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A call still waiting at aclose()'s deadline is in the file once aclose() returns; or, when the deadline came
     before the writer finished (a busy machine), aclose() says so and the writer's thread writes it right after."""
     path = tmp_path / "dead.jsonl"
