@@ -11,7 +11,6 @@ import enum
 import itertools
 import logging
 import os
-import re
 import ssl as ssl_module
 import threading
 import warnings
@@ -23,20 +22,16 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from uuid import UUID
 
 import aiohttp
-import attrs
 
 from . import _exit
 from ._calls import Callback, build, identify_arguments
 from ._constants import (
     API_KEY_ENV,
     API_SECRET_ENV,
-    BASE_URL_ENV,
     CHECK_AUTH_PATH,
     DEFAULT_ATEXIT_TIMEOUT,
-    DEFAULT_BASE_URL,
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_PAYLOAD_BYTES,
     DEFAULT_MAX_QUEUE_SIZE,
     DEFAULT_MAX_SPOOL_BYTES,
@@ -44,36 +39,25 @@ from ._constants import (
     DEFAULT_SPOOL_INTERVAL,
     DEFAULT_SPOOL_LEASE,
     DEFAULT_SPOOL_RETENTION,
-    DISABLED_ENV,
     SPOOL_OPEN_TIMEOUT,
 )
-from ._deadletter import DeadLetterWriter
-from ._encoding import header_problem
-from ._exceptions import AuthenticationError, ClientStateError, ConfigurationError, RehookError
+from ._exceptions import AuthenticationError, ClientStateError, RehookError
 from ._flusher import Flusher, deadline_after
 from ._handle import KIND_CODES, EventHandle
 from ._mapping.audience import audience_key, engage_context
-from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mapping.mappings import Mapping as RehookMapping
-from ._mapping.router import Router
 from ._outcome import Outcome, Reason
 from ._outcome_log import calls
 from ._queue import Meta
-from ._redaction import redact_location
 from ._retry import Delivery, RetryPolicy
+from ._settings import check_settings
 from ._spooling import Spooling
-from ._spools import SpoolError, is_postgres_url, need_psycopg
-from ._spools.identity import application_identity
+from ._spools import SpoolError
 from ._stats import Stats
 from ._transports import (
-    RESERVED_HEADERS,
     Transport,
     TransportName,
-    check_base_url,
-    check_ssl,
-    check_transport,
     make_transport,
-    proxy_for,
 )
 from ._types import Call, CallType
 
@@ -113,176 +97,7 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-def _all_str(values: Iterable[object]) -> bool:
-    return all(isinstance(v, str) for v in values)
-
-
-def _positive_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _non_negative_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
-
-
-def _delivery(value: object) -> Delivery:
-    try:
-        return Delivery(value if isinstance(value, str) else "")
-    except ValueError:
-        choices = ", ".join(repr(d.value) for d in Delivery)
-        raise ConfigurationError(f"delivery must be a Delivery or one of {choices}, got {value!r}") from None
-
-
-def _spool_opener(
-    spool: object,
-    app: str,
-    take_unidentified: object,
-    retention: float | None,
-    interval: float,
-    lease: float,
-    synchronous: str,
-    max_bytes: int,
-) -> Callable[[], Spooling] | None:
-    """
-    Check the spool settings; return what opens the spool when a client starts (None: no spool), for the client's
-    first flusher and for each forked child's (a child never uses its parent's connection or thread). Nothing is
-    opened here.
-    """
-    if spool is None:
-        return None
-    if not isinstance(spool, str | os.PathLike) or not os.fspath(spool):
-        raise ConfigurationError(f"spool must be a file path or a postgresql:// URL, got {spool!r}")
-    path = os.fspath(spool)
-    if isinstance(path, str) and "://" in path and not is_postgres_url(path):
-        raise ConfigurationError(
-            f"spool must be a file path (SQLite) or a postgresql:// URL; {path.split('://')[0]}:// is not supported"
-        )
-    if isinstance(path, str) and is_postgres_url(path):
-        psycopg = need_psycopg()  # the extra is checked now; the database is opened when the client starts
-        try:
-            psycopg.conninfo.conninfo_to_dict(path)
-        except psycopg.Error:
-            # libpq's message is not repeated: it may quote a piece of the password.
-            raise ConfigurationError(
-                f"spool {redact_location(path)!r} is not a PostgreSQL URL or connection string libpq can read "
-                "(keyword=value pairs; quote a value that holds spaces: password='a b')"
-            ) from None
-    if not _positive_number(interval):
-        raise ConfigurationError(f"spool_interval must be a number > 0, got {interval!r}")
-    if not _positive_number(lease):
-        raise ConfigurationError(f"spool_lease must be a number > 0, got {lease!r}")
-    if synchronous not in ("normal", "full"):
-        raise ConfigurationError(f"spool_synchronous must be 'normal' or 'full', got {synchronous!r}")
-    most = _positive_int(max_bytes, "max_spool_bytes")
-    if not isinstance(take_unidentified, bool):
-        raise ConfigurationError(f"spool_take_unidentified must be True or False, got {take_unidentified!r}")
-    if retention is not None and not _positive_number(retention):
-        raise ConfigurationError(f"spool_retention must be a number of seconds > 0 or None, got {retention!r}")
-    pragma: Literal["NORMAL", "FULL"] = "FULL" if synchronous == "full" else "NORMAL"
-
-    def open_spool() -> Spooling:
-        # At start, in each process: its writer thread connects (see Spooling.opened).
-        return Spooling(
-            path,
-            app=app,
-            take_unidentified=take_unidentified,
-            retention=None if retention is None else float(retention),
-            lease=float(lease),
-            group_interval=float(interval),
-            synchronous=pragma,
-            max_bytes=most,
-        )
-
-    return open_spool
-
-
 _DISABLED_MESSAGE = "the client is disabled (enabled=False or REHOOK_DISABLED): nothing is sent"
-_TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"", "0", "false", "no", "off"})
-
-
-def _enabled(enabled: object) -> bool:
-    """
-    ``enabled=``, else ``$REHOOK_DISABLED`` (1/true/yes/on disables; 0/false/no/off or unset does not).
-    """
-    if enabled is not None:
-        if not isinstance(enabled, bool):
-            raise ConfigurationError(f"enabled must be True, False or None, got {enabled!r}")
-        return enabled
-    value = os.environ.get(DISABLED_ENV, "").strip().lower()
-    if value in _TRUE:
-        return False
-    if value in _FALSE:
-        return True
-    raise ConfigurationError(f"{DISABLED_ENV} must be 1/true/yes/on or 0/false/no/off, got {value!r}")
-
-
-def _str_keyed(value: object, name: str) -> dict[str, Any] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ConfigurationError(f"{name} must be a mapping with str keys, not {type(value).__qualname__}")
-    return dict(value) or None
-
-
-_PROPERTY_CALLS = frozenset({CallType.TRACK, CallType.PAGE, CallType.SCREEN})
-
-
-def _defaults(context: dict[str, Any] | None, properties: dict[str, Any] | None) -> Callable[[Call], Call] | None:
-    # The client-wide context and properties, merged into each call on the sender side (the call's own keys win).
-    if context is None and properties is None:
-        return None
-
-    def merge(call: Call) -> Call:
-        changes: dict[str, Any] = {}
-        if context is not None:
-            changes["context"] = {**context, **(call.context or {})}
-        if properties is not None and call.type in _PROPERTY_CALLS:
-            changes["properties"] = {**properties, **(call.properties or {})}
-        return attrs.evolve(call, **changes) if changes else call
-
-    return merge
-
-
-def _extra_headers(headers: object) -> dict[str, str]:
-    """
-    ``headers=``, checked: str names and values a header can carry, none of the SDK's own.
-    """
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise ConfigurationError(f"headers must be a mapping of str to str, not {type(headers).__qualname__}")
-    checked: dict[str, str] = {}
-    for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise ConfigurationError(f"headers must map str to str, got {name!r}: {value!r}")
-        if not name or not _TOKEN.fullmatch(name):
-            raise ConfigurationError(f"headers: {name!r} is not a valid header name")
-        if (problem := header_problem(value)) is not None:
-            raise ConfigurationError(f"headers: the value of {name} {problem}")
-        if name.lower() in RESERVED_HEADERS:
-            raise ConfigurationError(f"headers: {name} is set by the SDK and cannot be replaced")
-        if name.lower() in _FRAMING_HEADERS or name.lower().startswith("proxy-"):
-            raise ConfigurationError(
-                f"headers: {name} frames or routes the request (the SDK and the HTTP client set such headers); "
-                "it cannot be set"
-            )
-        checked[name] = value
-    return checked
-
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
-# Headers that frame or route a request, or concern one hop: a second Content-Length or Host, or a
-# Transfer-Encoding beside Content-Length, is request-smuggling material (RFC 9112 section 6.3); Proxy-* are
-# handled through proxy=.
-_FRAMING_HEADERS = frozenset(
-    {"connection", "content-length", "expect", "host", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade"}
-)
-
-
-def _positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 class RehookClient:
@@ -425,115 +240,36 @@ class RehookClient:
     ) -> None:
         # Set first so that __del__ works whatever fails below.
         self._state = _State.NOT_STARTED
-        self._disabled = not _enabled(enabled)
-        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
-        api_secret = api_secret if api_secret is not None else os.environ.get(API_SECRET_ENV)
-        if self._disabled:  # nothing will be sent: credentials may be absent (test and staging environments)
-            api_key, api_secret = api_key or "disabled", api_secret or "disabled"
-            logger.info("a RehookClient is disabled: its calls end dropped as 'disabled' and nothing is sent")
-        if not api_key or not api_secret:
-            raise ConfigurationError(
-                "Rehook credentials are missing: pass api_key and api_secret, "
-                f"or set {API_KEY_ENV} and {API_SECRET_ENV}"
-            )
-        if not _all_str((api_key, api_secret)):
-            raise ConfigurationError("api_key and api_secret must be strings")
-        if base_url is not None and not str(base_url).strip():
-            raise ConfigurationError(f"base_url must be a URL, got {base_url!r}; leave it out for the default")
-        url = check_base_url(base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL)
-        extra_headers = _extra_headers(headers)
-        proxy_url = proxy_for(url, proxy)
-        ssl_context = check_ssl(ssl)
-        if isinstance(conversion_events, str):
-            raise ConfigurationError("conversion_events must be a collection of event names, not one str")
-        events = frozenset(conversion_events)
-        if not _all_str(events):
-            raise ConfigurationError("conversion_events must contain only str event names")
-        if not _positive_number(request_timeout):
-            raise ConfigurationError(f"request_timeout must be a number > 0, got {request_timeout!r}")
-        if on_error is not None and not callable(on_error):
-            raise ConfigurationError("on_error must be callable")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError("session must be an aiohttp.ClientSession")
-        transport_name = check_transport(transport, proxy=proxy_url, session=session)
-        if atexit_timeout is not None and not _non_negative_number(atexit_timeout):
-            raise ConfigurationError(f"atexit_timeout must be a number >= 0 or None, got {atexit_timeout!r}")
-        self._api_key = api_key
-        self._base_url = str(url)
+        settings = check_settings(
+            api_key=api_key, api_secret=api_secret, base_url=base_url, max_queue_size=max_queue_size,
+            concurrency=concurrency, max_concurrency=max_concurrency, request_timeout=request_timeout, retry=retry,
+            delivery=delivery, conversion_events=conversion_events, mappings=mappings, on_error=on_error,
+            dead_letter=dead_letter, session=session, headers=headers, proxy=proxy, ssl=ssl,
+            max_payload_bytes=max_payload_bytes, before_send=before_send, context=context,
+            default_properties=default_properties, enabled=enabled, meter_provider=meter_provider,
+            transport=transport, atexit_timeout=atexit_timeout, spool=spool, spool_interval=spool_interval,
+            spool_lease=spool_lease, spool_synchronous=spool_synchronous, max_spool_bytes=max_spool_bytes,
+            spool_take_unidentified=spool_take_unidentified, spool_retention=spool_retention,
+        )  # fmt: skip
+        self._disabled = settings.disabled
+        self._api_key = settings.api_key
+        self._base_url = str(settings.url)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: asyncio.Task[None] | None = None
-        adaptive = concurrency == "auto"
-        if adaptive:
-            most = DEFAULT_MAX_CONCURRENCY if max_concurrency is None else max_concurrency
-            senders = _positive_int(most, "max_concurrency")
-        elif max_concurrency is not None:
-            raise ConfigurationError("max_concurrency applies only to concurrency='auto'")
-        else:
-            senders = _positive_int(concurrency, "concurrency")
-        queue_size = _positive_int(max_queue_size, "max_queue_size")
-        if before_send is not None and not callable(before_send):
-            raise ConfigurationError("before_send must be callable")
-        defaults = _defaults(_str_keyed(context, "context"), _str_keyed(default_properties, "default_properties"))
-        router = Router(
-            compile_mappings(DEFAULT_MAPPINGS if mappings is None else mappings),
-            events,
-            max_payload_bytes=_positive_int(max_payload_bytes, "max_payload_bytes"),
-        )
-        policy = retry if retry is not None else RetryPolicy()
-        mode = _delivery(delivery)
-        open_spool = _spool_opener(
-            None if self._disabled else spool,
-            application_identity(str(url), api_key),
-            spool_take_unidentified,
-            spool_retention,
-            spool_interval,
-            spool_lease,
-            spool_synchronous,
-            max_spool_bytes,
-        )
         tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
-
         make_transport = type(self)._make_transport  # from the class: the closure must not hold the client
 
         def make_flusher(session: aiohttp.ClientSession | None) -> Flusher:
-            transport = make_transport(
-                url,
-                api_key,
-                api_secret,
-                request_timeout=float(request_timeout),
-                concurrency=senders,
-                session=session,
-                headers=extra_headers,
-                proxy=proxy_url,
-                ssl_context=ssl_context,
-                transport=transport_name,
-            )
-            return Flusher(
-                transport=transport,
-                max_queue_size=queue_size,
-                concurrency=senders,
-                router=router,
-                retry=policy,
-                delivery=mode,
-                on_error=on_error,
-                dead_letter=DeadLetterWriter(dead_letter) if dead_letter is not None else None,
-                before_send=before_send,
-                defaults=defaults,
-                meter_provider=meter_provider,
-                metrics_name=str(url),
-                adaptive=adaptive,
-                open_spool=open_spool,
-                tokens=tokens.__next__,
-            )
+            return settings.flusher(make_transport, session, tokens.__next__)
 
         self._make_flusher = make_flusher
         self._tokens = tokens
         self._flusher = self._new_flusher(session)
         self._pid = os.getpid()
-        self._atexit_timeout = atexit_timeout
+        self._atexit_timeout = settings.atexit_timeout
         _LIVE_CLIENTS.add(self)
-        if atexit_timeout is not None:
+        if settings.atexit_timeout is not None:
             _exit.watch(self)
 
     # The transport the senders use; rehook_sdk.testing's in-memory client replaces it (nothing else should),

@@ -12,7 +12,7 @@ from pathlib import Path
 LAYOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "layout.py"
 
 # Ceilings: today's figures. The targets (#28): 300, 60, 0, 0 outside declared seams.
-LARGEST_CLASS = 919
+LARGEST_CLASS = 878
 LONGEST_FUNCTION = 171
 CIRCLES = 0
 PRIVATE_TOUCHES = 36
