@@ -55,6 +55,7 @@ import aiohttp
 import httptools
 
 from rehook_sdk import RehookClient, RetryPolicy
+from rehook_sdk._client import delivery_engine
 
 KEY, SECRET = "bench_key", "bench_secret"
 CONCURRENCY = 64
@@ -246,7 +247,7 @@ async def metrics_cost(url: str, n: int, variant: str) -> dict[str, float]:
         settings["meter_provider"] = MeterProvider(metric_readers=[reader])
     try:
         async with client_for(url, n, **settings) as client:
-            assert (client._flusher.metrics is None) == (variant == "absent")
+            assert (delivery_engine(client).metrics is None) == (variant == "absent")
             cpu0 = time.process_time()
             caller = _summary(await _timed_calls(client.track, n))
             await client.flush()

@@ -486,7 +486,8 @@ async def relay(args: argparse.Namespace) -> int:
                         told = True
                 elif told:  # the leases waited for have ended: one more look takes those calls over
                     told = False
-                    engine.adopt_soon()
+                    if engine.adoption is not None:
+                        engine.adoption.adopt_soon()
                 else:
                     break
             with contextlib.suppress(TimeoutError):
@@ -587,13 +588,15 @@ async def send_from_spool(args: argparse.Namespace) -> int:
     replay = Replay(resend_maybe_delivered=args.resend_maybe_delivered)
     replayed = 0
     await client.start()
-    flusher = delivery_engine(client)
-    where = flusher.spooling.path if flusher.spooling is not None else redact_location(args.from_spool)
+    engine = delivery_engine(client)
+    where = engine.spooling.path if engine.spooling is not None else redact_location(args.from_spool)
+    adoption = engine.adoption
+    assert adoption is not None  # the client has started, on a spool
     try:
-        while not stop.is_set() and not (replay.done and flusher.pending_count() == 0):
+        while not stop.is_set() and not (replay.done and engine.pending_count() == 0):
             before = replay.after
             if not replay.done:
-                replayed += await flusher.replay_failed(replay)
+                replayed += await adoption.replay_failed(replay)
             if replay.done or replay.after == before:  # all taken, or no room in the queue: wait for outcomes
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.05)
@@ -628,8 +631,8 @@ def _by_reason(counts: Mapping[Reason, int]) -> str:
 
 def _relayed_all(client: RehookClient) -> bool:
     # Done once an adoption took nothing and nothing it took is still pending.
-    flusher = delivery_engine(client)
-    return flusher.last_adopted == 0 and flusher.pending_count() == 0
+    engine = delivery_engine(client)
+    return engine.adoption is not None and engine.adoption.last_adopted == 0 and engine.pending_count() == 0
 
 
 def _positive_int(text: str) -> int:

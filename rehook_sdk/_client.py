@@ -1,5 +1,5 @@
 """
-`RehookClient`: the public entry point. Calls return at once; the background `Flusher` does the rest.
+`RehookClient`: the public entry point. Calls return at once; the background `DeliveryEngine` does the rest.
 """
 
 from __future__ import annotations
@@ -41,12 +41,13 @@ from ._constants import (
     DEFAULT_SPOOL_RETENTION,
     SPOOL_OPEN_TIMEOUT,
 )
+from ._delivery.engine import DeliveryEngine, deadline_after
+from ._delivery.intake import DISABLED_MESSAGE
 from ._exceptions import AuthenticationError, ClientStateError, RehookError
-from ._flusher import Flusher, deadline_after
 from ._handle import KIND_CODES, EventHandle
 from ._mapping.audience import audience_key, engage_context
 from ._mapping.mappings import Mapping as RehookMapping
-from ._outcome import Outcome, Reason
+from ._outcome import Reason
 from ._outcome_log import calls
 from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
@@ -74,12 +75,12 @@ _get_running_loop = asyncio._get_running_loop
 # the dead-letter writer (nothing waits for its thread once the exit hooks have run).
 _EXIT_GRACE = 5.0
 
-# Flushers whose client was garbage-collected while open: kept alive until their drain finishes.
-_ORPHANS: set[Flusher] = set()
+# DeliveryEngines whose client was garbage-collected while open: kept alive until their drain finishes.
+_ORPHANS: set[DeliveryEngine] = set()
 # Every client, so that a forked child can reset them (see RehookClient._after_fork).
 _LIVE_CLIENTS: weakref.WeakSet[RehookClient] = weakref.WeakSet()
-# In a forked child: the parent's flushers, kept referenced and never used.
-_FORK_ORPHANS: list[Flusher] = []
+# In a forked child: the parent's delivery engines, kept referenced and never used.
+_FORK_ORPHANS: list[DeliveryEngine] = []
 
 
 def _reset_clients_after_fork() -> None:
@@ -95,9 +96,6 @@ class _State(enum.Enum):
     RUNNING = "running"
     CLOSING = "closing"
     CLOSED = "closed"
-
-
-_DISABLED_MESSAGE = "the client is disabled (enabled=False or REHOOK_DISABLED): nothing is sent"
 
 
 class RehookClient:
@@ -260,12 +258,12 @@ class RehookClient:
         tokens = itertools.count(1)  # next() on it is atomic: calls from any thread get distinct tokens
         make_transport = type(self)._make_transport  # from the class: the closure must not hold the client
 
-        def make_flusher(session: aiohttp.ClientSession | None) -> Flusher:
-            return settings.flusher(make_transport, session, tokens.__next__)
+        def make_engine(session: aiohttp.ClientSession | None) -> DeliveryEngine:
+            return settings.engine(make_transport, session, tokens.__next__)
 
-        self._make_flusher = make_flusher
+        self._make_engine = make_engine
         self._tokens = tokens
-        self._flusher = self._new_flusher(session)
+        self._engine = self._new_engine(session)
         self._pid = os.getpid()
         self._atexit_timeout = settings.atexit_timeout
         _LIVE_CLIENTS.add(self)
@@ -276,14 +274,15 @@ class RehookClient:
     # with a class or a staticmethod.
     _make_transport: Callable[..., Transport] = staticmethod(make_transport)
 
-    def _new_flusher(self, session: aiohttp.ClientSession | None) -> Flusher:
-        flusher = self._make_flusher(session)
+    def _new_engine(self, session: aiohttp.ClientSession | None) -> DeliveryEngine:
+        engine = self._make_engine(session)
         # Awaiting a handle starts the client (weakly: the board must not keep the client alive).
-        flusher.board.starter = weakref.WeakMethod(self._kick)
+        engine.board.starter = weakref.WeakMethod(self._kick)
         # Calls carry the time they were accepted only while a meter provider records their durations (~0.07 us
         # and 32 bytes each).
-        self._metrics = flusher.metrics
-        return flusher
+        self._metrics = engine.metrics
+        self._admit = engine.intake.admit  # the hot path's one call into the engine
+        return engine
 
     def _after_fork(self) -> None:
         """
@@ -294,7 +293,7 @@ class RehookClient:
         closed) in the child: closing them here could touch connections the parent still uses, and collecting
         them would warn about objects the child never owned.
         """
-        old = self._flusher
+        old = self._engine
         old.left_with_parent()
         _FORK_ORPHANS.append(old)
         self._lock = threading.Lock()  # the parent's lock may have been held by a thread the child does not have
@@ -306,7 +305,7 @@ class RehookClient:
         elif self._state is _State.CLOSING:
             self._state = _State.CLOSED
         # A session the user passed in belongs to the parent's event loop: the child makes its own.
-        self._flusher = self._new_flusher(None)
+        self._engine = self._new_engine(None)
 
     def __repr__(self) -> str:
         key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
@@ -600,7 +599,7 @@ class RehookClient:
     # -- queueing ----------------------------------------------------------------------------------------
 
     def _fast(self, kind: CallType, user_id: str, event: str | None, data: dict[str, Any] | None) -> EventHandle:
-        board = self._flusher.board
+        board = self._engine.board
         token = next(self._tokens)
         handle = EventHandle(board, token, None, kind, user_id, event, data)
         board.attach(token, None)
@@ -609,7 +608,7 @@ class RehookClient:
         return self._enqueue(handle, (token, None, KIND_CODES[kind], user_id, event, accepted), data, None)
 
     def _submit(self, call: Call, callback: Callback | None) -> EventHandle:
-        board = self._flusher.board
+        board = self._engine.board
         token = next(self._tokens)
         handle = EventHandle(board, token, call)
         board.attach(token, callback)
@@ -622,88 +621,37 @@ class RehookClient:
     ) -> EventHandle:
         # The hot path: a call from a task of the client's own loop while it runs.
         if self._disabled:
-            call = handle.call
-            outcome = Outcome._for(call, Reason.DISABLED, _DISABLED_MESSAGE, message_id=call.message_id)
-            self._flusher.settle_quietly(meta[0], call, outcome)
-            return handle
-        if self._state is _State.RUNNING and _get_running_loop() is self._loop:
-            flusher = self._flusher
-            spooling = flusher.spooling
-            if spooling is not None:  # _enqueue_spooled(), written out: each Python call costs ~0.1 us here
-                spool = spooling.spool
-                if spool.full:
-                    self._drop_at_once(handle, Reason.SPOOL_FULL)
-                    return handle
-                spool.append(meta[0], (meta, data))
-            if not flusher.queue.put_on_loop(meta, data):
-                self._drop_at_once(handle, Reason.QUEUE_FULL)
-            return handle
-        return self._enqueue_slow(handle, meta, data, callback)
-
-    def _enqueue_spooled(
-        self, spooling: Spooling, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, on_loop: bool
-    ) -> EventHandle:
-        # Spooled before it is queued: a sender may end it at once (from another thread's call), and its row must
-        # exist in the spool's order of operations before its end does. (Spooling.accepted, written out here: the
-        # caller's path.)
-        spool = spooling.spool
-        if spool.full:
-            self._drop_at_once(handle, Reason.SPOOL_FULL)
-            return handle
-        spool.append(meta[0], (meta, data))
-        queue = self._flusher.queue
-        if not (queue.put_on_loop(meta, data) if on_loop else queue.put_threadsafe(meta, data)):
-            self._drop_at_once(handle, Reason.QUEUE_FULL)  # which ends its row too
+            self._engine.intake.disabled(handle, meta)
+        elif self._state is _State.RUNNING and _get_running_loop() is self._loop:
+            self._admit(handle, meta, data)
+        else:
+            self._enqueue_slow(handle, meta, data, callback)
         return handle
 
     def _enqueue_slow(
         self, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, callback: Callback | None
-    ) -> EventHandle:
+    ) -> None:
         if self._pid != os.getpid():  # forked by a means that skipped os.register_at_fork's hooks
             self._after_fork()
-            handle._board = self._flusher.board
-            self._flusher.board.attach(meta[0], callback)
+            handle._board = self._engine.board
+            self._engine.board.attach(meta[0], callback)
         loop = _get_running_loop()
-        queue = self._flusher.queue
         with self._lock:
             if loop is not None:
                 self._ensure_on(loop)
             state = self._state
             if state is _State.RUNNING or state is _State.NOT_STARTED:
                 # From another thread, or before any loop exists (delivered once the client starts).
-                spooling = self._flusher.spooling
-                if spooling is not None:
-                    return self._enqueue_spooled(spooling, handle, meta, data, loop is self._loop)
-                accepted = queue.put_on_loop(meta, data) if loop is self._loop else queue.put_threadsafe(meta, data)
-                reason = None if accepted else Reason.QUEUE_FULL
-            else:
-                reason = Reason.CLIENT_CLOSED
-        if reason is not None:
-            self._drop_at_once(handle, reason)
-        return handle
-
-    def _drop_at_once(self, handle: EventHandle, reason: Reason) -> None:
-        if reason is Reason.QUEUE_FULL:
-            message = f"the queue holds {self._flusher.queue.maxsize} calls already (max_queue_size)"
-        elif reason is Reason.SPOOL_FULL:
-            spooling = self._flusher.spooling
-            assert spooling is not None
-            spool = spooling.spool
-            if spool.problem is not None:
-                message = f"the spool {spooling.path} cannot be written ({spool.problem}) and calls wait for it"
-            else:
-                message = f"the spool {spooling.path} holds {spool.bytes:,} bytes of calls (max_spool_bytes)"
-        else:
-            message = "the client was closed (aclose()) before this call"
-        call = handle.call
-        self._flusher.finish(handle._token, call, Outcome._for(call, reason, message, message_id=call.message_id))
+                self._engine.intake.admit_from(handle, meta, data, loop is self._loop)
+                return
+        self._engine.intake.refuse(handle, meta, Reason.CLIENT_CLOSED)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def _start_on(self, loop: asyncio.AbstractEventLoop) -> None:
         # Caller holds self._lock and has checked the state is NOT_STARTED, or that the client's loop has closed.
         self._loop = loop
-        self._flusher.start(loop)
+        self._engine.start(loop)
         self._state = _State.RUNNING
 
     def _ensure_on(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -752,7 +700,7 @@ class RehookClient:
         with self._lock:
             if self._state is not _State.NOT_STARTED:
                 return
-            spooling = self._flusher.open_spool()
+            spooling = self._engine.open_spool()
         if spooling is None:
             return
         try:
@@ -764,7 +712,7 @@ class RehookClient:
 
     def _forget_spool(self, spooling: Spooling) -> bool:
         with self._lock:
-            return self._state is _State.NOT_STARTED and self._flusher.forget_spool() is spooling
+            return self._state is _State.NOT_STARTED and self._engine.forget_spool() is spooling
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -792,7 +740,7 @@ class RehookClient:
             self._ensure_on(loop)
         if self._loop is not loop:
             raise ClientStateError("flush() must be awaited on the event loop the client runs on")
-        return await self._flusher.wait_for(self._flusher.pending(), deadline_after(loop, timeout))
+        return await self._engine.wait_for(self._engine.pending(), deadline_after(loop, timeout))
 
     async def aclose(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
         """
@@ -822,7 +770,7 @@ class RehookClient:
                 if state is _State.NOT_STARTED:
                     # Calls may have been queued before any loop ran: deliver them here.
                     self._loop = loop
-                    self._flusher.start(loop)
+                    self._engine.start(loop)
                 self._closing = loop.create_task(self._close(deadline_after(loop, timeout)))
             closing = self._closing
         assert closing is not None
@@ -830,7 +778,7 @@ class RehookClient:
 
     async def _close(self, deadline: float | None) -> None:
         try:
-            lost = await self._flusher.stop(deadline)
+            lost = await self._engine.stop(deadline)
             if lost:
                 logger.warning("aclose() deadline passed; %s failed as shutdown_timeout", calls(lost))
         finally:
@@ -847,14 +795,14 @@ class RehookClient:
             ClientStateError: the client is closed, runs on another loop, or is disabled (nothing is sent).
         """
         if self._disabled:
-            raise ClientStateError(f"check_auth() sends a request, and {_DISABLED_MESSAGE}")
+            raise ClientStateError(f"check_auth() sends a request, and {DISABLED_MESSAGE}")
         with self._lock:
             self._ensure_on(asyncio.get_running_loop())
         if self._state is not _State.RUNNING:
             raise ClientStateError(f"cannot check credentials on a RehookClient that is {self._state.value}")
         if self._loop is not asyncio.get_running_loop():
             raise ClientStateError("check_auth() must be awaited on the event loop the client runs on")
-        attempt = await self._flusher.transport.get(CHECK_AUTH_PATH)
+        attempt = await self._engine.transport.get(CHECK_AUTH_PATH)
         if attempt.tls:
             raise RehookError(f"the TLS handshake with {self._base_url} refused its certificate: {attempt.error}")
         if attempt.from_proxy:
@@ -862,7 +810,7 @@ class RehookClient:
                 f"the proxy refused to open the tunnel to {self._base_url} with HTTP {attempt.status}: {attempt.body}"
             )
         if attempt.status == 401:
-            self._flusher.note_auth_failure(attempt)  # the calls would be refused too: fail them without sending
+            self._engine.note_auth_failure(attempt)  # the calls would be refused too: fail them without sending
         if attempt.status in (401, 403):
             raise AuthenticationError(
                 f"Rehook refused the API key/secret (HTTP {attempt.status}); check {API_KEY_ENV} and "
@@ -879,7 +827,7 @@ class RehookClient:
         """
         The client's counters now (see `Stats`).
         """
-        return self._flusher.stats()
+        return self._engine.stats()
 
     def _drain_at_exit(self) -> tuple[int, str | None]:
         """
@@ -890,12 +838,12 @@ class RehookClient:
         """
         timeout = self._atexit_timeout
         state = self._state
-        flusher = self._flusher
+        engine = self._engine
         if timeout is None or state is _State.CLOSED or state is _State.CLOSING or self._pid != os.getpid():
             return 0, None
-        if not flusher.pending_count() and state is _State.NOT_STARTED:
+        if not engine.pending_count() and state is _State.NOT_STARTED:
             return 0, None
-        before = flusher.counters.count(Reason.SHUTDOWN_TIMEOUT)
+        before = engine.counters.count(Reason.SHUTDOWN_TIMEOUT)
         loop = self._loop
         if state is _State.RUNNING and loop is not None and not loop.is_closed():
             if loop.is_running():  # in another thread, still alive
@@ -906,33 +854,33 @@ class RehookClient:
                 loop.run_until_complete(self.aclose(timeout))
         else:  # never started, or its loop closed: a loop of its own, here
             asyncio.run(self.aclose(timeout))
-        return exit_report(flusher, before)
+        return exit_report(engine, before)
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         state = getattr(self, "_state", _State.CLOSED)
         if state is _State.CLOSED or state is _State.CLOSING:
             return
-        flusher: Flusher | None = getattr(self, "_flusher", None)
-        if flusher is None:
+        engine: DeliveryEngine | None = getattr(self, "_engine", None)
+        if engine is None:
             return
-        pending = flusher.pending_count()  # __del__ may run in any thread: no iteration over live sets
+        pending = engine.pending_count()  # __del__ may run in any thread: no iteration over live sets
         if not pending and (state is _State.NOT_STARTED or self._pid != os.getpid()):
             return
         leftovers = None
         if pending and self._atexit_timeout is not None:
             # What no running loop sends (never started, its loop ended, or the background drain below cancelled
             # by the loop's own end, as when asyncio.run() returns right after): the exit drain will.
-            leftovers = _Leftovers(flusher, self._atexit_timeout)
+            leftovers = _Leftovers(engine, self._atexit_timeout)
             _exit.hold(leftovers)
         loop = self._loop
         if state is _State.RUNNING and loop is not None and loop.is_running():
             # Keep delivering what was accepted: drain in the background, as aclose() would. Scheduled before the
             # warning, which may be turned into an exception.
-            _ORPHANS.add(flusher)
+            _ORPHANS.add(engine)
             try:
-                loop.call_soon_threadsafe(_drain_orphan, flusher, loop, leftovers)
+                loop.call_soon_threadsafe(_drain_orphan, engine, loop, leftovers)
             except RuntimeError:
-                _ORPHANS.discard(flusher)
+                _ORPHANS.discard(engine)
         _warn(
             f"unclosed RehookClient with {calls(pending)} still without an outcome; "
             "use 'async with RehookClient(...)' or 'await client.aclose()'",
@@ -942,34 +890,34 @@ class RehookClient:
         )
 
 
-def delivery_engine(client: RehookClient) -> Flusher:
+def delivery_engine(client: RehookClient) -> DeliveryEngine:
     """
     The delivery engine behind ``client``: the package's one seam into it, for the parts of the package that drive
     delivery themselves (the command line's relay and replay, the sync client's exit report).
     """
-    return client._flusher
+    return client._engine
 
 
-def exit_report(flusher: Flusher, before: int) -> tuple[int, str | None]:
+def exit_report(engine: DeliveryEngine, before: int) -> tuple[int, str | None]:
     """
     After an exit drain: wait (bounded) for the dead-letter writer, since nothing waits for its thread once the exit
     hooks have run; return the calls that ended ``shutdown_timeout`` since ``before`` and where they were written.
     """
-    unwritten = flusher.close_dead_letter(_EXIT_GRACE)
+    unwritten = engine.close_dead_letter(_EXIT_GRACE)
     if unwritten:
         logger.error("%d dead-letter lines could not be written before the interpreter exited", unwritten)
-    where = flusher.dead_letter_path
-    lost = flusher.stats().dead_letter_lost
+    where = engine.dead_letter_path
+    lost = engine.stats().dead_letter_lost
     if where is not None and lost:  # the exit warning says it: logging may not be configured
         where += f" (but {lost} dead-letter lines of this client could not be written there)"
-    return flusher.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, where
+    return engine.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, where
 
 
-def _drain_orphan(flusher: Flusher, loop: asyncio.AbstractEventLoop, leftovers: _Leftovers | None) -> None:
-    task = loop.create_task(flusher.stop(deadline_after(loop, DEFAULT_CLOSE_TIMEOUT)))
+def _drain_orphan(engine: DeliveryEngine, loop: asyncio.AbstractEventLoop, leftovers: _Leftovers | None) -> None:
+    task = loop.create_task(engine.stop(deadline_after(loop, DEFAULT_CLOSE_TIMEOUT)))
 
     def done(task: asyncio.Task[int]) -> None:
-        _ORPHANS.discard(flusher)
+        _ORPHANS.discard(engine)
         if leftovers is not None and not task.cancelled():  # drained: nothing left for the exit drain
             _exit.release(leftovers)
 
@@ -981,18 +929,18 @@ class _Leftovers:
     The calls of a client collected while no running loop would send them, for the exit drain.
     """
 
-    def __init__(self, flusher: Flusher, timeout: float) -> None:
-        self._flusher = flusher
+    def __init__(self, engine: DeliveryEngine, timeout: float) -> None:
+        self._engine = engine
         self._timeout = timeout
 
     def _drain_at_exit(self) -> tuple[int, str | None]:
-        if not self._flusher.pending_count():  # the background drain delivered everything
+        if not self._engine.pending_count():  # the background drain delivered everything
             return 0, None
-        before = self._flusher.counters.count(Reason.SHUTDOWN_TIMEOUT)
+        before = self._engine.counters.count(Reason.SHUTDOWN_TIMEOUT)
         asyncio.run(self._drain())
-        return exit_report(self._flusher, before)
+        return exit_report(self._engine, before)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
-        self._flusher.start(loop)
-        await self._flusher.stop(deadline_after(loop, self._timeout))
+        self._engine.start(loop)
+        await self._engine.stop(deadline_after(loop, self._timeout))

@@ -8,7 +8,7 @@ exit hooks (registered later) may still make calls before this one drains. It ho
 - clients the user still references (weakly: holding them here must not keep them alive);
 - started `SyncRehookClient`\\ s, strongly until ``close()``: their thread is a daemon, and a client kept only in a
   local variable would otherwise be collected and its drain die with the interpreter;
-- the flushers of async clients collected with calls that no running loop will send (never started, or their
+- the delivery engines of async clients collected with calls that no running loop will send (never started, or their
   loop closed without ``aclose()``), strongly.
 
 Nothing here uses machinery that is gone at exit: no executor (``asyncio.to_thread`` cannot start at exit), no

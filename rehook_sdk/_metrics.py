@@ -49,7 +49,7 @@ def metrics_for(
     provider: MeterProvider | None, base_url: str, counters: Counters, queue: Sized, capacity: int, in_flight: Sized
 ) -> ClientMetrics | None:
     """
-    The metrics of one client's flusher: on ``provider``, else on the global meter provider (which, until the
+    The metrics of one client's delivery engine: on ``provider``, else on the global meter provider (which, until the
     application sets one, is OpenTelemetry's proxy: measurements go nowhere, and to the provider set later).
     None when the API is not installed.
     """
@@ -78,7 +78,7 @@ def _records(api: Any, provider: MeterProvider | None) -> bool:
 
 class ClientMetrics:
     """
-    What one client's flusher reports; its observable values are read on the meter provider's thread.
+    What one client's delivery engine reports; its observable values are read on the meter provider's thread.
     """
 
     def __init__(

@@ -26,9 +26,9 @@ from ._constants import (
     DISABLED_ENV,
 )
 from ._deadletter import DeadLetterWriter
+from ._delivery.engine import DeliveryEngine
 from ._encoding import header_problem
 from ._exceptions import ConfigurationError
-from ._flusher import Flusher
 from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mapping.mappings import Mapping as RehookMapping
 from ._mapping.router import Router
@@ -88,9 +88,9 @@ class Settings:
     open_spool: Callable[[], Spooling] | None
     atexit_timeout: float | None
 
-    def flusher(
+    def engine(
         self, make_transport: MakeTransport, session: aiohttp.ClientSession | None, tokens: Callable[[], int]
-    ) -> Flusher:
+    ) -> DeliveryEngine:
         """
         A delivery engine with these settings, over a transport ``make_transport`` makes (a new one per engine: a
         forked child never uses its parent's connections).
@@ -107,7 +107,7 @@ class Settings:
             ssl_context=self.ssl_context,
             transport=self.transport,
         )
-        return Flusher(
+        return DeliveryEngine(
             transport=transport,
             max_queue_size=self.queue_size,
             concurrency=self.senders,
@@ -288,7 +288,7 @@ def _spool_opener(
 ) -> Callable[[], Spooling] | None:
     """
     Check the spool settings; return what opens the spool when a client starts (None: no spool), for the client's
-    first flusher and for each forked child's (a child never uses its parent's connection or thread). Nothing is
+    first delivery engine and for each forked child's (a child never uses its parent's connection or thread). Nothing is
     opened here.
     """
     if spool is None:

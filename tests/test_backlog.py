@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rehook_sdk import Outcome, OutcomeStatus, Reason, RehookClient
-from rehook_sdk._flusher import QUICK_CALLS_PER_ITERATION
+from rehook_sdk._delivery.sender import QUICK_CALLS_PER_ITERATION
 from rehook_sdk.testing import FakeRehook, LoopProbe
 
 from .helpers import wait_until

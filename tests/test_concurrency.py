@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from rehook_sdk import ConfigurationError, Delivery, Reason, RehookClient, RetryPolicy
+from rehook_sdk._client import delivery_engine
 from rehook_sdk._pacing import Pacer
 
 RETRY = RetryPolicy(max_attempts=50, time_scale=0)
@@ -88,7 +89,7 @@ async def test_auto_finds_the_servers_limit_and_loses_nothing(limited: LimitedSe
     settles around 12."""
     async with RehookClient("k", "s", base_url=limited.url, concurrency="auto", retry=RETRY) as client:
         outcomes = await asyncio.gather(*(client.track("e", {"i": i}, user_id="u1") for i in range(3000)))
-        limiter = client._flusher.limiter
+        limiter = delivery_engine(client).limiter
         assert limiter is not None
         settled = limiter.limit
     assert all(o.delivered for o in outcomes)
@@ -108,7 +109,7 @@ async def test_auto_paces_requests_against_a_rate_limit() -> None:
         RehookClient("k", "s", base_url=server.url, concurrency="auto", retry=RETRY) as client,
     ):
         outcomes = await asyncio.gather(*(client.track("e", {"i": i}, user_id="u1") for i in range(1000)))
-        limiter = client._flusher.limiter
+        limiter = delivery_engine(client).limiter
         assert limiter is not None
         assert limiter.pacer.engaged
     assert all(o.delivered for o in outcomes)
@@ -122,7 +123,7 @@ async def test_auto_grows_while_there_is_work_and_stays_under_its_maximum() -> N
         client = RehookClient("k", "s", base_url=server.url, concurrency="auto", max_concurrency=40, retry=RETRY)
         async with client:
             await asyncio.gather(*(client.track("e", user_id="u1") for _ in range(1500)))
-            limiter = client._flusher.limiter
+            limiter = delivery_engine(client).limiter
             assert limiter is not None
             assert limiter.limit == 40
     assert server.most == 40

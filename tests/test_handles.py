@@ -8,6 +8,7 @@ import asyncio
 import gc
 
 from rehook_sdk import RehookClient
+from rehook_sdk._client import delivery_engine
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
@@ -20,7 +21,7 @@ async def test_fire_and_forget_leaves_nothing_behind(client: RehookClient) -> No
     del _  # the last handle, bound to the loop variable
     await client.flush()
 
-    board = client._flusher.board
+    board = delivery_engine(client).board
     assert client.stats().delivered == 50
     assert (board._alive, board._outcomes, board._waiters, board._callbacks) == (set(), {}, {}, {})
 
@@ -29,7 +30,7 @@ async def test_a_kept_handle_keeps_its_outcome_until_it_goes(client: RehookClien
     """The outcome stays readable while the handle exists and is forgotten with it."""
     handle = client.track("e", user_id="u1")
     await client.flush()
-    board = client._flusher.board
+    board = delivery_engine(client).board
 
     outcome = handle.outcome
     assert outcome is not None
@@ -82,7 +83,7 @@ async def test_unobserved_delivered_calls_are_counted_without_an_outcome(fake: F
         await wait_until(lambda: client.stats().delivered == 200)  # no flush(): nothing observes these calls
         stats = client.stats()
         assert (stats.accepted, stats.in_queue, stats.in_flight) == (200, 0, 0)
-        board = client._flusher.board
+        board = delivery_engine(client).board
         assert (board._alive, board._outcomes) == (set(), {})
     assert len(fake.requests) == 200
 

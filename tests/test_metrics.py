@@ -19,6 +19,7 @@ from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricR
 from yarl import URL
 
 from rehook_sdk import Reason, RehookClient, RetryPolicy
+from rehook_sdk._client import delivery_engine
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
@@ -63,7 +64,7 @@ def provider(reader: InMemoryMetricReader) -> MeterProvider:
 
 
 def client_name(client: RehookClient) -> str:
-    metrics = client._flusher.metrics
+    metrics = delivery_engine(client).metrics
     assert metrics is not None
     return metrics.name
 
@@ -258,11 +259,12 @@ def test_without_the_api_there_are_no_metrics_and_nothing_else_changes(fake_reho
         import asyncio, sys
         sys.modules["opentelemetry"] = None  # as if not installed
         from rehook_sdk import RehookClient
+        from rehook_sdk._client import delivery_engine
 
         async def main():
             async with RehookClient("test_key", "test_secret", base_url={fake_rehook_sync.url!r}) as client:
                 outcome = await client.track("a", user_id="u1")
-                print(outcome.status.value, client._flusher.metrics)
+                print(outcome.status.value, delivery_engine(client).metrics)
 
         asyncio.run(main())
         """
@@ -275,7 +277,7 @@ async def test_a_no_op_provider_turns_the_metrics_off(fake: FakeRehook) -> None:
     """NoOpMeterProvider: nothing is recorded, and calls are not even timed (the caller pays nothing for it)."""
     async with fake.client(meter_provider=NoOpMeterProvider()) as client:
         outcome = await client.track("a", user_id="u1")
-        metrics = client._flusher.metrics
+        metrics = delivery_engine(client).metrics
         assert metrics is not None
         assert not metrics.timed
     assert outcome.delivered

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from rehook_sdk import Reason, RehookClient, outbox
+from rehook_sdk._client import delivery_engine
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until
@@ -48,7 +49,7 @@ def application(fake: FakeRehook, monkeypatch: pytest.MonkeyPatch) -> None:
 async def listening(fake: FakeRehook, postgres_url: str) -> AsyncIterator[RehookClient]:
     """A client on the spool whose listener hears notifications."""
     async with fake.client(spool=postgres_url, spool_lease=LEASE) as client:
-        spool: Any = client._flusher.spooling.spool  # type: ignore[union-attr]
+        spool: Any = delivery_engine(client).spooling.spool  # type: ignore[union-attr]
         await asyncio.to_thread(spool.listening.wait, 10)
         assert spool.listening.is_set()
         yield client
@@ -178,7 +179,7 @@ async def test_a_listener_whose_connection_the_server_kills_listens_again(
     listener, back, makes the client look once for what it may have missed."""
     import psycopg
 
-    spool: Any = listening._flusher.spooling.spool  # type: ignore[union-attr]
+    spool: Any = delivery_engine(listening).spooling.spool  # type: ignore[union-attr]
     with psycopg.connect(postgres_url, autocommit=True) as admin:
         killed = admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
@@ -277,7 +278,7 @@ async def test_spooled_never_goes_negative_as_outbox_calls_are_delivered(
         return listening.stats().delivered == 5
 
     await wait_until(delivered_all, timeout=10)
-    spool: Any = listening._flusher.spooling.spool  # type: ignore[union-attr]
+    spool: Any = delivery_engine(listening).spooling.spool  # type: ignore[union-attr]
     await asyncio.wrap_future(spool.sync())
     seen.append(listening.stats().spooled)
     assert min(seen) >= 0

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from rehook_sdk import Reason, SpoolError
+from rehook_sdk._client import delivery_engine
 from rehook_sdk._spools import PostgresSpool, SpoolState, SqliteSpool, encode_record
 from rehook_sdk._types import Call, CallType
 from rehook_sdk.testing import FakeRehook, FaultProxy
@@ -284,7 +285,7 @@ async def test_a_client_connects_when_it_starts_and_not_before(fake: FakeRehook,
     client = fake.client(spool=postgres_url)
     assert await asyncio.to_thread(connection_names, postgres_url) <= before
     await client.start()
-    spool: Any = client._flusher.spooling.spool  # type: ignore[union-attr]
+    spool: Any = delivery_engine(client).spooling.spool  # type: ignore[union-attr]
     mine = {spool.writer_name, spool.listener_name}
     await wait_until(lambda: connection_names(postgres_url) & mine == mine, timeout=30)
     await client.aclose()

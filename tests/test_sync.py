@@ -279,6 +279,7 @@ def test_fork_while_another_thread_holds_the_queue_lock(fake: FakeRehook) -> Non
         f"""
         import asyncio, os, threading, time
         from rehook_sdk import RehookClient, SyncRehookClient, _exit
+        from rehook_sdk._client import delivery_engine
 
         client = RehookClient("{fake.api_key}", "{fake.api_secret}", base_url="{fake.url}")
         client.track("parent", user_id="p")
@@ -287,7 +288,7 @@ def test_fork_while_another_thread_holds_the_queue_lock(fake: FakeRehook) -> Non
         def hold(lock):
             with lock:
                 time.sleep(1)
-        for lock in (client._flusher.queue._lock, client._flusher.board._lock, _exit._lock):
+        for lock in (delivery_engine(client).queue._lock, delivery_engine(client).board._lock, _exit._lock):
             threading.Thread(target=hold, args=(lock,), daemon=True).start()
         time.sleep(0.2)
         pid = os.fork()

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from rehook_sdk import ConfigurationError, Reason, RehookClient, RetryPolicy
+from rehook_sdk._client import delivery_engine
 from rehook_sdk._transports import AiohttpTransport, FastTransport
 from rehook_sdk.testing import FakeRehook
 
@@ -65,13 +66,13 @@ def client_for(url: str, **settings: Any) -> RehookClient:
 
 async def test_the_fast_transport_serves_when_it_can(fake: FakeRehook, monkeypatch: pytest.MonkeyPatch) -> None:
     """auto: fast without proxy or session; aiohttp with either, or when asked (setting or REHOOK_TRANSPORT)."""
-    assert isinstance(fake.client()._flusher.transport, FastTransport)
-    assert isinstance(fake.client(transport="fast")._flusher.transport, FastTransport)
-    assert isinstance(fake.client(transport="aiohttp")._flusher.transport, AiohttpTransport)
-    assert isinstance(fake.client(proxy="http://127.0.0.1:3128")._flusher.transport, AiohttpTransport)
+    assert isinstance(delivery_engine(fake.client()).transport, FastTransport)
+    assert isinstance(delivery_engine(fake.client(transport="fast")).transport, FastTransport)
+    assert isinstance(delivery_engine(fake.client(transport="aiohttp")).transport, AiohttpTransport)
+    assert isinstance(delivery_engine(fake.client(proxy="http://127.0.0.1:3128")).transport, AiohttpTransport)
     monkeypatch.setenv("REHOOK_TRANSPORT", "aiohttp")
-    assert isinstance(fake.client()._flusher.transport, AiohttpTransport)
-    assert isinstance(fake.client(transport="auto")._flusher.transport, FastTransport)  # the setting wins
+    assert isinstance(delivery_engine(fake.client()).transport, AiohttpTransport)
+    assert isinstance(delivery_engine(fake.client(transport="auto")).transport, FastTransport)  # the setting wins
 
 
 def test_bad_transport_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,7 +234,7 @@ def test_the_fast_transport_on_uvloop() -> None:
 
     async def main() -> tuple[bool, int, str]:
         async with FakeRehook() as fake, fake.client(retry=FAST) as client:
-            assert isinstance(client._flusher.transport, FastTransport)
+            assert isinstance(delivery_engine(client).transport, FastTransport)
             outcomes = [await client.track("e", {"i": i}, user_id="u1") for i in range(20)]
             lost = [await client.identify("u2")]
             return (

@@ -1,5 +1,5 @@
 """
-What every transport shares: the `Transport` protocol the flusher sends through (a prepared request in, an
+What every transport shares: the `Transport` protocol the delivery engine sends through (a prepared request in, an
 `Attempt` out), the headers every request carries, and how answers are kept and redacted.
 """
 
@@ -77,8 +77,8 @@ class Attempt(NamedTuple):
 
 class Transport(Protocol):
     """
-    How the flusher talks to Rehook. ``post`` and ``get`` never raise for network trouble (an `Attempt` says what
-    happened); cancellation passes through.
+    How the delivery engine talks to Rehook. ``post`` and ``get`` never raise for network trouble (an `Attempt` says
+    what happened); cancellation passes through.
     """
 
     def post(self, request: Request, idempotency_key: str) -> Coroutine[Any, Any, Attempt]:
