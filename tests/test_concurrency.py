@@ -118,15 +118,20 @@ async def test_auto_paces_requests_against_a_rate_limit() -> None:
 
 
 async def test_auto_grows_while_there_is_work_and_stays_under_its_maximum() -> None:
-    """Without refusals the limit grows from 8 (slow start) to max_concurrency and never above it."""
-    async with LimitedServer(limit=None) as server:
+    """Without refusals the limit grows from 8 (slow start) to max_concurrency and never above it.
+
+    The server shares the client's loop, and the limiter reads late answers as overload: the server's latency must
+    dwarf what a loaded machine adds, or the figures depend on how fast the machine is (at 5 ms, 37 of 40 in flight
+    on a loaded machine; at 50 ms with both cores busy, 38). 200 ms: 8 of 8 runs with both cores busy."""
+    async with LimitedServer(limit=None, latency=0.2) as server:
         client = RehookClient("k", "s", base_url=server.url, concurrency="auto", max_concurrency=40, retry=RETRY)
         async with client:
-            await asyncio.gather(*(client.track("e", user_id="u1") for _ in range(1500)))
+            await asyncio.gather(*(client.track("e", user_id="u1") for _ in range(240)))
             limiter = delivery_engine(client).limiter
             assert limiter is not None
-            assert limiter.limit == 40
-    assert server.most == 40
+            # Reached, and never passed: a loaded machine's late answers may take the limit below 40 since.
+            assert server.most == 40
+            assert limiter.limit <= 40
 
 
 async def test_a_call_waiting_for_a_permit_is_not_maybe_delivered() -> None:
