@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import enum
 import itertools
 import logging
@@ -43,13 +41,14 @@ from ._constants import (
 )
 from ._delivery.engine import DeliveryEngine, deadline_after
 from ._delivery.intake import DISABLED_MESSAGE
+from ._entry import KIND_CODES, Meta, queued
 from ._exceptions import AuthenticationError, ClientStateError, RehookError
-from ._handle import KIND_CODES, EventHandle
+from ._handle import EventHandle
+from ._lifetime import after_fork, drain_at_exit, drain_collected, left_in_child
 from ._mapping.audience import audience_key, engage_context
 from ._mapping.mappings import Mapping as RehookMapping
 from ._outcome import Reason
 from ._outcome_log import calls
-from ._queue import Meta
 from ._retry import Delivery, RetryPolicy
 from ._settings import check_settings
 from ._spooling import Spooling
@@ -70,25 +69,6 @@ __all__ = ["RehookClient", "delivery_engine"]
 logger = logging.getLogger("rehook_sdk")
 
 _get_running_loop = asyncio._get_running_loop
-
-# At exit, after the drain's own deadline: how long to wait for a loop in another thread to finish aclose(), and for
-# the dead-letter writer (nothing waits for its thread once the exit hooks have run).
-_EXIT_GRACE = 5.0
-
-# DeliveryEngines whose client was garbage-collected while open: kept alive until their drain finishes.
-_ORPHANS: set[DeliveryEngine] = set()
-# Every client, so that a forked child can reset them (see RehookClient._after_fork).
-_LIVE_CLIENTS: weakref.WeakSet[RehookClient] = weakref.WeakSet()
-# In a forked child: the parent's delivery engines, kept referenced and never used.
-_FORK_ORPHANS: list[DeliveryEngine] = []
-
-
-def _reset_clients_after_fork() -> None:
-    for client in list(_LIVE_CLIENTS):
-        client._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_clients_after_fork)
 
 
 class _State(enum.Enum):
@@ -266,7 +246,7 @@ class RehookClient:
         self._engine = self._new_engine(session)
         self._pid = os.getpid()
         self._atexit_timeout = settings.atexit_timeout
-        _LIVE_CLIENTS.add(self)
+        after_fork(self._after_fork)
         if settings.atexit_timeout is not None:
             _exit.watch(self)
 
@@ -290,12 +270,9 @@ class RehookClient:
 
         Calls the parent had queued stay the parent's to deliver; the child never sends them, and their handles
         in the child resolve as dropped ``forked``. The parent's session and tasks are kept referenced (not
-        closed) in the child: closing them here could touch connections the parent still uses, and collecting
-        them would warn about objects the child never owned.
+        closed) in the child (see `_lifetime`).
         """
-        old = self._engine
-        old.left_with_parent()
-        _FORK_ORPHANS.append(old)
+        left_in_child(self._engine)
         self._lock = threading.Lock()  # the parent's lock may have been held by a thread the child does not have
         self._pid = os.getpid()
         self._loop = None
@@ -614,7 +591,7 @@ class RehookClient:
         board.attach(token, callback)
         metrics = self._metrics
         accepted = _monotonic() if metrics is not None and metrics.timed else 0.0
-        return self._enqueue(handle, (token, call, -1, None, None, accepted), None, callback)
+        return self._enqueue(handle, queued(token, call, accepted), None, callback)
 
     def _enqueue(
         self, handle: EventHandle, meta: Meta, data: dict[str, Any] | None, callback: Callback | None
@@ -843,18 +820,8 @@ class RehookClient:
             return 0, None
         if not engine.pending_count() and state is _State.NOT_STARTED:
             return 0, None
-        before = engine.counters.count(Reason.SHUTDOWN_TIMEOUT)
-        loop = self._loop
-        if state is _State.RUNNING and loop is not None and not loop.is_closed():
-            if loop.is_running():  # in another thread, still alive
-                future = asyncio.run_coroutine_threadsafe(self.aclose(timeout), loop)
-                with contextlib.suppress(concurrent.futures.TimeoutError):
-                    future.result(timeout + _EXIT_GRACE)
-            else:  # stopped but not closed, as run_until_complete() leaves it
-                loop.run_until_complete(self.aclose(timeout))
-        else:  # never started, or its loop closed: a loop of its own, here
-            asyncio.run(self.aclose(timeout))
-        return exit_report(engine, before)
+        loop = self._loop if state is _State.RUNNING else None
+        return drain_at_exit(engine, loop, self.aclose, timeout)
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         state = getattr(self, "_state", _State.CLOSED)
@@ -866,21 +833,10 @@ class RehookClient:
         pending = engine.pending_count()  # __del__ may run in any thread: no iteration over live sets
         if not pending and (state is _State.NOT_STARTED or self._pid != os.getpid()):
             return
-        leftovers = None
-        if pending and self._atexit_timeout is not None:
-            # What no running loop sends (never started, its loop ended, or the background drain below cancelled
-            # by the loop's own end, as when asyncio.run() returns right after): the exit drain will.
-            leftovers = _Leftovers(engine, self._atexit_timeout)
-            _exit.hold(leftovers)
         loop = self._loop
-        if state is _State.RUNNING and loop is not None and loop.is_running():
-            # Keep delivering what was accepted: drain in the background, as aclose() would. Scheduled before the
-            # warning, which may be turned into an exception.
-            _ORPHANS.add(engine)
-            try:
-                loop.call_soon_threadsafe(_drain_orphan, engine, loop, leftovers)
-            except RuntimeError:
-                _ORPHANS.discard(engine)
+        running = loop if state is _State.RUNNING and loop is not None and loop.is_running() else None
+        # Keep delivering what was accepted; scheduled before the warning, which may be turned into an exception.
+        drain_collected(engine, running, self._atexit_timeout)
         _warn(
             f"unclosed RehookClient with {calls(pending)} still without an outcome; "
             "use 'async with RehookClient(...)' or 'await client.aclose()'",
@@ -896,51 +852,3 @@ def delivery_engine(client: RehookClient) -> DeliveryEngine:
     delivery themselves (the command line's relay and replay, the sync client's exit report).
     """
     return client._engine
-
-
-def exit_report(engine: DeliveryEngine, before: int) -> tuple[int, str | None]:
-    """
-    After an exit drain: wait (bounded) for the dead-letter writer, since nothing waits for its thread once the exit
-    hooks have run; return the calls that ended ``shutdown_timeout`` since ``before`` and where they were written.
-    """
-    unwritten = engine.close_dead_letter(_EXIT_GRACE)
-    if unwritten:
-        logger.error("%d dead-letter lines could not be written before the interpreter exited", unwritten)
-    where = engine.dead_letter_path
-    lost = engine.stats().dead_letter_lost
-    if where is not None and lost:  # the exit warning says it: logging may not be configured
-        where += f" (but {lost} dead-letter lines of this client could not be written there)"
-    return engine.counters.count(Reason.SHUTDOWN_TIMEOUT) - before, where
-
-
-def _drain_orphan(engine: DeliveryEngine, loop: asyncio.AbstractEventLoop, leftovers: _Leftovers | None) -> None:
-    task = loop.create_task(engine.stop(deadline_after(loop, DEFAULT_CLOSE_TIMEOUT)))
-
-    def done(task: asyncio.Task[int]) -> None:
-        _ORPHANS.discard(engine)
-        if leftovers is not None and not task.cancelled():  # drained: nothing left for the exit drain
-            _exit.release(leftovers)
-
-    task.add_done_callback(done)
-
-
-class _Leftovers:
-    """
-    The calls of a client collected while no running loop would send them, for the exit drain.
-    """
-
-    def __init__(self, engine: DeliveryEngine, timeout: float) -> None:
-        self._engine = engine
-        self._timeout = timeout
-
-    def _drain_at_exit(self) -> tuple[int, str | None]:
-        if not self._engine.pending_count():  # the background drain delivered everything
-            return 0, None
-        before = self._engine.counters.count(Reason.SHUTDOWN_TIMEOUT)
-        asyncio.run(self._drain())
-        return exit_report(self._engine, before)
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._engine.start(loop)
-        await self._engine.stop(deadline_after(loop, self._timeout))

@@ -38,12 +38,11 @@ from typing import Any
 
 from ._constants import MAX_NESTING_DEPTH
 from ._encoding import PayloadError, json_safe, safe_repr
+from ._entry import Data, Meta, entry_call
 from ._exceptions import ConfigurationError
 from ._files import open_private, private_error
-from ._handle import entry_call
 from ._mapping.event import call_to_segment
 from ._outcome import Outcome, OutcomeStatus, Reason
-from ._queue import Data, Meta
 
 __all__ = ["DEAD_LETTER_VERSION", "MAX_BACKLOG", "DeadLetterWriter", "outcome_line"]
 

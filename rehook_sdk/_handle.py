@@ -17,12 +17,11 @@ import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
-import attrs
-
+from ._entry import build_call
 from ._outcome import Outcome
 from ._types import Call, CallType
 
-__all__ = ["Board", "Countdown", "EventHandle", "build_call", "entry_call"]
+__all__ = ["Board", "Countdown", "EventHandle"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -356,38 +355,3 @@ class EventHandle:
         outcome = self._board.outcome(self._token)
         assert outcome is not None
         return outcome
-
-
-# Queued calls carry their type as a small int rather than the CallType member: an enum member is an object the
-# garbage collector tracks, and a tuple that holds one stays tracked.
-KIND_CODES: dict[CallType, int] = {CallType.IDENTIFY: 0, CallType.TRACK: 1}
-CODE_KINDS: tuple[CallType, ...] = (CallType.IDENTIFY, CallType.TRACK)
-
-
-def build_call(
-    kind: CallType | None,
-    user_id: str | None,
-    event: str | None,
-    data: dict[str, Any] | None,
-    message_id: str | None = None,
-) -> Call:
-    """
-    The `Call` of a fast-path track/identify, from the fields it was queued with.
-    """
-    if kind is CallType.IDENTIFY:
-        return Call(type=CallType.IDENTIFY, user_id=user_id, traits=data, message_id=message_id)
-    assert kind is CallType.TRACK
-    return Call(type=CallType.TRACK, user_id=user_id, event=event, properties=data, message_id=message_id)
-
-
-def entry_call(meta: tuple[Any, ...], data: dict[str, Any] | None, message_id: str | None = None) -> Call:
-    """
-    The `Call` of a queued entry: the one queued on the general path, or one built from the fast path's fields;
-    with ``message_id``, a call without a messageId of its own gets that one.
-    """
-    call: Call | None = meta[1]
-    if call is None:
-        return build_call(CODE_KINDS[meta[2]], meta[3], meta[4], data, message_id)
-    if call.message_id is None and message_id is not None:
-        return attrs.evolve(call, message_id=message_id)
-    return call

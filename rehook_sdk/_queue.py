@@ -22,17 +22,10 @@ import asyncio
 import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
-from typing import Any
 
-from ._types import Call
+from ._entry import Data, Entry, Meta
 
-__all__ = ["Data", "Entry", "EventQueue", "Meta"]
-
-# (token, the Call or None, kind code, user id, event name, when it was accepted: time.monotonic() when the client
-# times its calls for metrics, else 0.0)
-Meta = tuple[int, Call | None, int, str | None, str | None, float]
-Data = dict[str, Any] | None
-Entry = tuple[Meta, Data]
+__all__ = ["EventQueue"]
 
 _CHUNK = 256
 

@@ -22,9 +22,8 @@ import os
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._handle import entry_call
+from ._entry import Data, Meta, entry_call
 from ._outcome import Outcome, OutcomeStatus
-from ._queue import Data, Meta
 from ._spools import (
     Adopted,
     PostgresSpool,

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, Ty
 
 from . import _exit
 from ._calls import Callback
-from ._client import RehookClient, delivery_engine, exit_report
+from ._client import RehookClient, delivery_engine
 from ._constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
 from ._exceptions import ClientStateError
 from ._handle import EventHandle
+from ._lifetime import exit_report
 from ._mapping.mappings import Mapping
 from ._outcome import Reason
 from ._outcome_log import calls

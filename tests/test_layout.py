@@ -12,11 +12,11 @@ from pathlib import Path
 LAYOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "layout.py"
 
 # Ceilings: today's figures. The targets (#28): 300, 60, 0, 0 outside declared seams.
-LARGEST_CLASS = 790
+LARGEST_CLASS = 766
 LONGEST_FUNCTION = 171
 CIRCLES = 0
-PRIVATE_TOUCHES = 34
-TEST_PRIVATE_LINES = 82
+PRIVATE_TOUCHES = 33
+TEST_PRIVATE_LINES = 81
 
 
 def test_the_code_shape_never_gets_worse() -> None:

@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 
 import aiohttp
 import pytest
@@ -24,8 +25,8 @@ from rehook_sdk import (
     RehookClient,
     RetryPolicy,
     Stats,
-    _client,
 )
+from rehook_sdk._client import delivery_engine
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import start_tracking_threads, wait_until
@@ -437,12 +438,13 @@ async def test_unclosed_client_warns_and_still_delivers(fake: FakeRehook) -> Non
     """A running client garbage-collected without aclose() warns (ResourceWarning) and drains in the background."""
     holder = [fake.client()]
     handle = holder[0].track("e", user_id="u1")
+    engine = weakref.ref(delivery_engine(holder[0]))
 
     with pytest.warns(ResourceWarning, match="unclosed RehookClient with 1 call still"):
         holder.clear()  # the last reference: the client is collected here
 
     assert (await handle).delivered
-    await wait_until(lambda: not _client._ORPHANS)
+    await wait_until(lambda: gc.collect() >= 0 and engine() is None)  # released once its background drain is done
 
 
 async def test_unused_client_does_not_warn(fake: FakeRehook) -> None:

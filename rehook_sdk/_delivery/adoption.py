@@ -11,9 +11,10 @@ import logging
 from collections.abc import Callable
 
 from .. import _exit
+from .._entry import Data, Meta, queued
 from .._outcome import Outcome, Reason
 from .._outcome_log import calls
-from .._queue import Data, EventQueue, Meta
+from .._queue import EventQueue
 from .._retry import Delivery
 from .._spooling import ADOPT_BATCH, Spooling
 from .._spools import Adopted, Replay, SpoolError, SpoolState
@@ -135,7 +136,7 @@ class Adoption:
                     continue
                 spooling.resent.add(token)
                 counters.resent += 1
-            entries.append(((token, call, -1, None, None, 0.0), None))
+            entries.append((queued(token, call), None))
         if entries:
             logger.info("took %s over from the spool %s", calls(len(entries)), spooling.path)
             self._queue.put_front(entries)

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._deadletter import MAX_BACKLOG, DeadLetterWriter
+from .._entry import Data, Meta
 from .._outcome import OutcomeStatus, Reason
-from .._queue import Data, EventQueue, Meta
+from .._queue import EventQueue
 from .._reachability import Reachability
 from .._transports import Attempt
 from .outcomes import Outcomes

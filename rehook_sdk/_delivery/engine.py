@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .._concurrency import Limiter
 from .._deadletter import DeadLetterWriter
-from .._handle import entry_call
+from .._entry import entry_call
 from .._mapping.router import Router
 from .._metrics import metrics_for
 from .._outcome import Outcome, Reason

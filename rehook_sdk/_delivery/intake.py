@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._entry import Meta
 from .._handle import EventHandle
 from .._outcome import Outcome, Reason
-from .._queue import EventQueue, Meta
+from .._queue import EventQueue
 from .._spooling import Spooling
 from .outcomes import Outcomes
 

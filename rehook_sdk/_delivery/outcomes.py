@@ -13,11 +13,12 @@ from time import monotonic
 import attrs
 
 from .._deadletter import DeadLetterWriter
-from .._handle import Board, entry_call
+from .._entry import Data, Meta, entry_call
+from .._handle import Board
 from .._metrics import ClientMetrics
 from .._outcome import Outcome, OutcomeStatus, Reason
 from .._outcome_log import OutcomeLog
-from .._queue import Data, EventQueue, Meta
+from .._queue import EventQueue
 from .._spooling import Spooling
 from .._stats import Counters
 from .._types import Call

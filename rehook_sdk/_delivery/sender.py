@@ -13,7 +13,7 @@ from collections.abc import Callable
 import attrs
 
 from .._encoding import safe_repr
-from .._handle import entry_call
+from .._entry import entry_call, queued
 from .._mapping.router import Router, Step
 from .._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from .._queue import EventQueue
@@ -223,6 +223,6 @@ class Sender:
             return False
         if self._outcomes.in_flight.pop(token, None) is None:
             return False
-        self._queue.requeue((token, call, -1, None, None, accepted), None)
+        self._queue.requeue(queued(token, call, accepted), None)
         self._outcomes.counters.retry()
         return True
