@@ -236,7 +236,7 @@ async def metrics_cost(url: str, n: int, variant: str) -> dict[str, float]:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-    import rehook_sdk._metrics as metrics_module
+    import rehook_sdk._report.metrics as metrics_module
 
     api = metrics_module._api
     settings: dict[str, Any] = {}

@@ -8,6 +8,7 @@ import logging
 
 from ._client import RehookClient
 from ._constants import VERSION as __version__
+from ._delivery.handle import EventHandle
 from ._exceptions import (
     AuthenticationError,
     ClientStateError,
@@ -16,11 +17,10 @@ from ._exceptions import (
     RehookError,
     SpoolError,
 )
-from ._handle import EventHandle
 from ._mapping.mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
 from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
+from ._report.stats import Stats
 from ._retry import Delivery, RetryPolicy
-from ._stats import Stats
 from ._sync import ClientSettings, SyncRehookClient
 from ._types import Action, Call, CallType
 

@@ -30,14 +30,14 @@ from ._cli_spool import spool_command
 from ._client import RehookClient, delivery_engine
 from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE, DEFAULT_SPOOL_RETENTION
 from ._deadletter import outcome_line
+from ._delivery.handle import EventHandle
 from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
 from ._files import open_private, private_error
-from ._handle import EventHandle
 from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mapping.router import Router
 from ._outcome import Outcome, OutcomeStatus, Reason
-from ._outcome_log import calls
 from ._redaction import redact_location
+from ._report.outcome_log import calls
 from ._retry import RetryPolicy
 from ._spools import Holdings, Replay
 from ._types import CallType

@@ -13,7 +13,7 @@ from typing import Any
 
 from ._constants import API_KEY_ENV
 from ._exceptions import ConfigurationError, SpoolError
-from ._outcome_log import calls
+from ._report.outcome_log import calls
 from ._spools import PostgresSpool, SpoolState, SqliteSpool, encode_record, is_postgres_url
 from ._spools.identity import identity_from
 from ._spools.writer import SpoolWriter

@@ -40,20 +40,20 @@ from ._constants import (
     SPOOL_OPEN_TIMEOUT,
 )
 from ._delivery.engine import DeliveryEngine, deadline_after
+from ._delivery.handle import EventHandle
 from ._delivery.intake import DISABLED_MESSAGE
 from ._entry import KIND_CODES, Meta, queued
 from ._exceptions import AuthenticationError, ClientStateError, RehookError
-from ._handle import EventHandle
 from ._lifetime import after_fork, drain_at_exit, drain_collected, left_in_child
 from ._mapping.audience import audience_key, engage_context
 from ._mapping.mappings import Mapping as RehookMapping
 from ._outcome import Reason
-from ._outcome_log import calls
+from ._report.outcome_log import calls
+from ._report.stats import Stats
 from ._retry import Delivery, RetryPolicy
 from ._settings import check_settings
 from ._spooling import Spooling
 from ._spools import SpoolError
-from ._stats import Stats
 from ._transports import (
     Transport,
     TransportName,

@@ -25,7 +25,7 @@ import warnings
 import weakref
 from typing import Protocol
 
-from ._outcome_log import calls
+from ._report.outcome_log import calls
 
 __all__ = ["ExitDrain", "hold", "release", "watch"]
 

@@ -26,7 +26,7 @@ __all__ = ["Backoff", "Delivery", "RetryPolicy", "parse_retry_after"]
 class Delivery(enum.StrEnum):
     """
     What to do after an *ambiguous* failure, when Rehook may or may not have acted on the request: a timeout or a
-    lost connection after it was sent, or a gateway's 502/504 or a 500 (see ``_proof.py``).
+    lost connection after it was sent, or a gateway's 502/504 or a 500 (see ``_delivery/proof.py``).
     Rehook has no idempotency key, and it hands out rewards on events.
     """
 

@@ -21,14 +21,14 @@ from . import _exit
 from ._calls import Callback
 from ._client import RehookClient, delivery_engine
 from ._constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
+from ._delivery.handle import EventHandle
 from ._exceptions import ClientStateError
-from ._handle import EventHandle
 from ._lifetime import exit_report
 from ._mapping.mappings import Mapping
 from ._outcome import Reason
-from ._outcome_log import calls
+from ._report.outcome_log import calls
+from ._report.stats import Stats
 from ._retry import Delivery, RetryPolicy
-from ._stats import Stats
 from ._transports import TransportName
 from ._types import Call
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from rehook_sdk import ConfigurationError, Delivery, Reason, RehookClient, RetryPolicy
 from rehook_sdk._client import delivery_engine
-from rehook_sdk._pacing import Pacer
+from rehook_sdk._delivery.pacing import Pacer
 
 RETRY = RetryPolicy(max_attempts=50, time_scale=0)
 

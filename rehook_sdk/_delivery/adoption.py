@@ -13,12 +13,12 @@ from collections.abc import Callable
 from .. import _exit
 from .._entry import Data, Meta, queued
 from .._outcome import Outcome, Reason
-from .._outcome_log import calls
-from .._queue import EventQueue
+from .._report.outcome_log import calls
 from .._retry import Delivery
 from .._spooling import ADOPT_BATCH, Spooling
 from .._spools import Adopted, Replay, SpoolError, SpoolState
 from .outcomes import Outcomes
+from .queue import EventQueue
 
 __all__ = ["Adoption"]
 

@@ -10,18 +10,18 @@ import asyncio
 import logging
 from time import monotonic
 
-from .._concurrency import Limiter
 from .._mapping.actions import Request
 from .._mapping.mappings import CompiledMapping
-from .._metrics import ClientMetrics
 from .._outcome import ActionResult, Reason
-from .._proof import Next, Verdict, judge
-from .._reachability import Reachability, Turn
+from .._report.metrics import ClientMetrics
+from .._report.stats import Counters
 from .._retry import Backoff, Delivery, RetryPolicy
 from .._spooling import Spooling
-from .._stats import Counters
 from .._transports import Attempt, Transport
 from . import history as words
+from .concurrency import Limiter
+from .proof import Next, Verdict, judge
+from .reachability import Reachability, Turn
 
 __all__ = ["Attempts"]
 

@@ -15,10 +15,10 @@ from typing import Any
 from .._deadletter import MAX_BACKLOG, DeadLetterWriter
 from .._entry import Data, Meta
 from .._outcome import OutcomeStatus, Reason
-from .._queue import EventQueue
-from .._reachability import Reachability
 from .._transports import Attempt
 from .outcomes import Outcomes
+from .queue import EventQueue
+from .reachability import Reachability
 
 __all__ = ["close_dead_letter", "end_left_over", "reserve", "until_idle"]
 

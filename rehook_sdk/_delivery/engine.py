@@ -14,25 +14,25 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .._concurrency import Limiter
 from .._deadletter import DeadLetterWriter
 from .._entry import entry_call
 from .._mapping.router import Router
-from .._metrics import metrics_for
 from .._outcome import Outcome, Reason
-from .._outcome_log import calls
-from .._queue import EventQueue
+from .._report.metrics import metrics_for
+from .._report.outcome_log import calls
+from .._report.stats import Stats
 from .._retry import Delivery, RetryPolicy
 from .._spooling import Spooling
 from .._spools import SpoolError
-from .._stats import Stats
 from .._transports import Attempt, Transport
 from .._types import Call
 from . import drain
 from .adoption import Adoption
 from .attempts import Attempts
+from .concurrency import Limiter
 from .intake import Intake
 from .outcomes import Outcomes
+from .queue import EventQueue
 from .sender import Sender
 
 if TYPE_CHECKING:

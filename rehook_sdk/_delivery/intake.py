@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from .._entry import Meta
-from .._handle import EventHandle
 from .._outcome import Outcome, Reason
-from .._queue import EventQueue
 from .._spooling import Spooling
+from .handle import EventHandle
 from .outcomes import Outcomes
+from .queue import EventQueue
 
 __all__ = ["DISABLED_MESSAGE", "Intake"]
 

@@ -14,14 +14,14 @@ import attrs
 
 from .._deadletter import DeadLetterWriter
 from .._entry import Data, Meta, entry_call
-from .._handle import Board
-from .._metrics import ClientMetrics
 from .._outcome import Outcome, OutcomeStatus, Reason
-from .._outcome_log import OutcomeLog
-from .._queue import EventQueue
+from .._report.metrics import ClientMetrics
+from .._report.outcome_log import OutcomeLog
+from .._report.stats import Counters
 from .._spooling import Spooling
-from .._stats import Counters
 from .._types import Call
+from .handle import Board
+from .queue import EventQueue
 
 __all__ = ["Outcomes"]
 

@@ -16,12 +16,12 @@ from .._encoding import safe_repr
 from .._entry import entry_call, queued
 from .._mapping.router import Router, Step
 from .._outcome import ActionResult, Outcome, OutcomeStatus, Reason
-from .._queue import EventQueue
 from .._retry import Delivery
 from .._spooling import Spooling, TakenOver
 from .._types import Call
 from .attempts import Attempts
 from .outcomes import Outcomes
+from .queue import EventQueue
 
 __all__ = ["QUICK_CALLS_PER_ITERATION", "Sender"]
 

@@ -38,7 +38,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     raise ImportError('rehook_sdk.integrations.celery needs Celery: pip install "rehook-sdk[celery]"') from exc
 
 from .._constants import DEFAULT_CLOSE_TIMEOUT
-from .._outcome_log import calls
+from .._report.outcome_log import calls
 from .._sync import SyncRehookClient
 
 __all__ = ["get_rehook", "setup_rehook"]

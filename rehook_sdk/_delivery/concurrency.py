@@ -27,7 +27,7 @@ import contextlib
 import logging
 from collections import deque
 
-from ._pacing import Pacer
+from .pacing import Pacer
 
 __all__ = ["BACKOFF", "START", "Limiter"]
 

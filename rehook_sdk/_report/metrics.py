@@ -18,10 +18,10 @@ import weakref
 from collections.abc import Callable, Iterable, Sized
 from typing import TYPE_CHECKING, Any
 
-from ._constants import VERSION
-from ._outcome import Outcome, OutcomeStatus
-from ._stats import Counters
-from ._transports import Attempt
+from .._constants import VERSION
+from .._outcome import Outcome, OutcomeStatus
+from .._transports import Attempt
+from .stats import Counters
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
