@@ -7,9 +7,8 @@ from __future__ import annotations
 import logging
 
 from ._client import RehookClient
-from ._constants import VERSION as __version__
-from ._delivery.handle import EventHandle
-from ._exceptions import (
+from ._core.constants import VERSION as __version__
+from ._core.exceptions import (
     AuthenticationError,
     ClientStateError,
     ConfigurationError,
@@ -17,12 +16,13 @@ from ._exceptions import (
     RehookError,
     SpoolError,
 )
+from ._core.outcome import ActionResult, Outcome, OutcomeStatus, Reason
+from ._core.retry import Delivery, RetryPolicy
+from ._core.types import Action, Call, CallType
+from ._delivery.handle import EventHandle
 from ._mapping.mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
-from ._outcome import ActionResult, Outcome, OutcomeStatus, Reason
 from ._report.stats import Stats
-from ._retry import Delivery, RetryPolicy
 from ._sync import ClientSettings, SyncRehookClient
-from ._types import Action, Call, CallType
 
 logging.getLogger("rehook_sdk").addHandler(logging.NullHandler())
 

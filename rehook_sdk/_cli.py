@@ -28,19 +28,25 @@ from typing import IO, Any, TextIO
 from . import __version__
 from ._cli_spool import spool_command
 from ._client import RehookClient, delivery_engine
-from ._constants import API_KEY_ENV, API_SECRET_ENV, DEFAULT_CONCURRENCY, DEFAULT_SPOOL_LEASE, DEFAULT_SPOOL_RETENTION
-from ._deadletter import outcome_line
+from ._core.constants import (
+    API_KEY_ENV,
+    API_SECRET_ENV,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_SPOOL_LEASE,
+    DEFAULT_SPOOL_RETENTION,
+)
+from ._core.exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
+from ._core.outcome import Outcome, OutcomeStatus, Reason
+from ._core.redaction import redact_location
+from ._core.retry import RetryPolicy
+from ._core.types import CallType
 from ._delivery.handle import EventHandle
-from ._exceptions import AuthenticationError, ConfigurationError, RehookError, SpoolError
-from ._files import open_private, private_error
+from ._durable.deadletter import outcome_line
+from ._durable.files import open_private, private_error
+from ._durable.spools import Holdings, Replay
 from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mapping.router import Router
-from ._outcome import Outcome, OutcomeStatus, Reason
-from ._redaction import redact_location
 from ._report.outcome_log import calls
-from ._retry import RetryPolicy
-from ._spools import Holdings, Replay
-from ._types import CallType
 from .testing.__main__ import __doc__ as fake_doc
 from .testing.__main__ import add_arguments as add_fake_arguments
 from .testing.__main__ import serve as serve_fake

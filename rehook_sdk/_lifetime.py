@@ -15,9 +15,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from . import _exit
-from ._constants import DEFAULT_CLOSE_TIMEOUT
+from ._core.constants import DEFAULT_CLOSE_TIMEOUT
+from ._core.outcome import Reason
 from ._delivery.engine import DeliveryEngine, deadline_after
-from ._outcome import Reason
 
 __all__ = ["EXIT_GRACE", "after_fork", "drain_at_exit", "drain_collected", "exit_report", "left_in_child"]
 

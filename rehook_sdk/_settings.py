@@ -17,7 +17,7 @@ import attrs
 from yarl import URL
 
 from ._calls import Callback
-from ._constants import (
+from ._core.constants import (
     API_KEY_ENV,
     API_SECRET_ENV,
     BASE_URL_ENV,
@@ -25,18 +25,19 @@ from ._constants import (
     DEFAULT_MAX_CONCURRENCY,
     DISABLED_ENV,
 )
-from ._deadletter import DeadLetterWriter
+from ._core.encoding import header_problem
+from ._core.exceptions import ConfigurationError
+from ._core.redaction import redact_location
+from ._core.retry import Delivery, RetryPolicy
+from ._core.types import Call, CallType
 from ._delivery.engine import DeliveryEngine
-from ._encoding import header_problem
-from ._exceptions import ConfigurationError
+from ._durable.deadletter import DeadLetterWriter
+from ._durable.spooling import Spooling
+from ._durable.spools import is_postgres_url, need_psycopg
+from ._durable.spools.identity import application_identity
 from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
 from ._mapping.mappings import Mapping as RehookMapping
 from ._mapping.router import Router
-from ._redaction import redact_location
-from ._retry import Delivery, RetryPolicy
-from ._spooling import Spooling
-from ._spools import is_postgres_url, need_psycopg
-from ._spools.identity import application_identity
 from ._transports import (
     RESERVED_HEADERS,
     Transport,
@@ -46,7 +47,6 @@ from ._transports import (
     check_transport,
     proxy_for,
 )
-from ._types import Call, CallType
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, Ty
 from . import _exit
 from ._calls import Callback
 from ._client import RehookClient, delivery_engine
-from ._constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
+from ._core.constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
+from ._core.exceptions import ClientStateError
+from ._core.outcome import Reason
+from ._core.retry import Delivery, RetryPolicy
+from ._core.types import Call
 from ._delivery.handle import EventHandle
-from ._exceptions import ClientStateError
 from ._lifetime import exit_report
 from ._mapping.mappings import Mapping
-from ._outcome import Reason
 from ._report.outcome_log import calls
 from ._report.stats import Stats
-from ._retry import Delivery, RetryPolicy
 from ._transports import TransportName
-from ._types import Call
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

@@ -29,11 +29,11 @@ from typing import Any
 from uuid import UUID
 
 from ._calls import build, identify_arguments
-from ._constants import API_KEY_ENV
-from ._exceptions import ConfigurationError
-from ._spools.identity import identity_from
-from ._spools.outbox import Write, prepare, write_async, write_sync
-from ._types import CallType
+from ._core.constants import API_KEY_ENV
+from ._core.exceptions import ConfigurationError
+from ._core.types import CallType
+from ._durable.spools.identity import identity_from
+from ._durable.spools.outbox import Write, prepare, write_async, write_sync
 
 __all__ = ["aidentify", "atrack", "identify", "track"]
 

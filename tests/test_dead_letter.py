@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from rehook_sdk import ConfigurationError, Reason, RetryPolicy, Stats
-from rehook_sdk._deadletter import MAX_BACKLOG
+from rehook_sdk._durable.deadletter import MAX_BACKLOG
 from rehook_sdk.testing import FakeRehook, FaultProxy
 
 from .helpers import wait_until

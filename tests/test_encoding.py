@@ -180,7 +180,7 @@ mixed_values = st.recursive(
 def test_the_plain_shortcut_never_changes_what_is_sent(value: Any) -> None:
     """json_safe returns plain JSON as it is, without walking it; that shortcut gives exactly what the walk gives,
     and everything else still goes through the walk (converted, or refused with its message)."""
-    from rehook_sdk._encoding import PayloadError, _convert, _plain, json_safe
+    from rehook_sdk._core.encoding import PayloadError, _convert, _plain, json_safe
 
     try:
         walked = _convert(value, "v", 0, set())
@@ -196,7 +196,7 @@ def test_the_plain_shortcut_never_changes_what_is_sent(value: Any) -> None:
 
 
 def test_a_container_that_contains_itself_is_not_plain() -> None:
-    from rehook_sdk._encoding import _plain
+    from rehook_sdk._core.encoding import _plain
 
     loop: dict[str, Any] = {}
     loop["self"] = loop
@@ -236,8 +236,8 @@ def test_the_track_shortcut_builds_what_the_rules_build(
 ) -> None:
     """The common Track Event is built without the general rules; it gives exactly what they give (the same bytes,
     or the same drop with its message), whatever the strings, properties, conversion events and size bound."""
+    from rehook_sdk._core.types import Call, CallType
     from rehook_sdk._mapping.actions import Action, build_request
-    from rehook_sdk._types import Call, CallType
 
     fields = {"event_name": name, "source_id": user_id, "metadata": properties}
     call = Call(type=CallType.TRACK, user_id=user_id, event=name, properties=properties)

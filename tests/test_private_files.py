@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from rehook_sdk import ConfigurationError
-from rehook_sdk._spools import SqliteSpool, encode_record
-from rehook_sdk._types import Call, CallType
+from rehook_sdk._core.types import Call, CallType
+from rehook_sdk._durable.spools import SqliteSpool, encode_record
 from rehook_sdk.testing import FakeRehook
 
 from .test_cli import rehook, write_lines

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from rehook_sdk import ConfigurationError, outbox
-from rehook_sdk._spools import encode_record
-from rehook_sdk._spools.identity import application_identity
-from rehook_sdk._types import Call, CallType
+from rehook_sdk._core.types import Call, CallType
+from rehook_sdk._durable.spools import encode_record
+from rehook_sdk._durable.spools.identity import application_identity
 from rehook_sdk.testing import FakeRehook, FaultProxy
 
 from .helpers import cli_env, wait_until

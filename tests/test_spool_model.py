@@ -20,9 +20,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from rehook_sdk._spools import PostgresSpool, Replay, SqliteSpool, encode_record, failure_text
-from rehook_sdk._spools.writer import SpoolWriter
-from rehook_sdk._types import Call, CallType
+from rehook_sdk._core.types import Call, CallType
+from rehook_sdk._durable.spools import PostgresSpool, Replay, SqliteSpool, encode_record, failure_text
+from rehook_sdk._durable.spools.writer import SpoolWriter
 
 from .conftest import POSTGRES_URL
 

@@ -20,8 +20,8 @@ import pytest
 
 from rehook_sdk import Reason, SpoolError
 from rehook_sdk._client import delivery_engine
-from rehook_sdk._spools import PostgresSpool, SpoolState, SqliteSpool, encode_record
-from rehook_sdk._types import Call, CallType
+from rehook_sdk._core.types import Call, CallType
+from rehook_sdk._durable.spools import PostgresSpool, SpoolState, SqliteSpool, encode_record
 from rehook_sdk.testing import FakeRehook, FaultProxy
 
 from .helpers import wait_until

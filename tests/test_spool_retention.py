@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rehook_sdk import ConfigurationError, RehookClient
-from rehook_sdk._spools.identity import application_identity
+from rehook_sdk._durable.spools.identity import application_identity
 from rehook_sdk.testing import FakeRehook
 
 from .helpers import wait_until

@@ -28,11 +28,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rehook_sdk._encoding import PayloadError, json_safe
+from rehook_sdk._core.encoding import PayloadError, json_safe
+from rehook_sdk._core.types import Call, CallType
+from rehook_sdk._durable.spools import SpoolError, SpoolState, SqliteSpool, decode_record, encode_record
+from rehook_sdk._durable.spools.base import _dumps
 from rehook_sdk._mapping.event import call_to_segment
-from rehook_sdk._spools import SpoolError, SpoolState, SqliteSpool, decode_record, encode_record
-from rehook_sdk._spools.base import _dumps
-from rehook_sdk._types import Call, CallType
 
 APP = "a1:tests"  # the application the spools here write rows for
 
@@ -198,8 +198,8 @@ def test_a_live_owners_calls_are_not_adopted(path: Path, opened: list[SqliteSpoo
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from rehook_sdk._spools import SqliteSpool, encode_record
-    from rehook_sdk._types import Call, CallType
+    from rehook_sdk._durable.spools import SqliteSpool, encode_record
+    from rehook_sdk._core.types import Call, CallType
     spool = SqliteSpool(sys.argv[1], encode_record, app='a1:tests', lease=0.2, group_interval=0.002)
     for i in range(10_000):
         spool.append(i, Call(type=CallType.TRACK, user_id=f"u{i}", event="e", properties={"i": i}))

@@ -11,12 +11,12 @@ import logging
 from collections.abc import Callable
 
 from .. import _exit
-from .._entry import Data, Meta, queued
-from .._outcome import Outcome, Reason
+from .._core.entry import Data, Meta, queued
+from .._core.outcome import Outcome, Reason
+from .._core.retry import Delivery
+from .._durable.spooling import ADOPT_BATCH, Spooling
+from .._durable.spools import Adopted, Replay, SpoolError, SpoolState
 from .._report.outcome_log import calls
-from .._retry import Delivery
-from .._spooling import ADOPT_BATCH, Spooling
-from .._spools import Adopted, Replay, SpoolError, SpoolState
 from .outcomes import Outcomes
 from .queue import EventQueue
 

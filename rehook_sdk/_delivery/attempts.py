@@ -10,13 +10,13 @@ import asyncio
 import logging
 from time import monotonic
 
+from .._core.outcome import ActionResult, Reason
+from .._core.retry import Backoff, Delivery, RetryPolicy
+from .._durable.spooling import Spooling
 from .._mapping.actions import Request
 from .._mapping.mappings import CompiledMapping
-from .._outcome import ActionResult, Reason
 from .._report.metrics import ClientMetrics
 from .._report.stats import Counters
-from .._retry import Backoff, Delivery, RetryPolicy
-from .._spooling import Spooling
 from .._transports import Attempt, Transport
 from . import history as words
 from .concurrency import Limiter

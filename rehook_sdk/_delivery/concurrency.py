@@ -13,7 +13,7 @@ Netflix's concurrency-limits and TCP congestion control).
   last seen, growth is ten times slower, so that the server is probed rarely (one refusal per ~0.5 * limit round
   trips) while the limit stays within a few percent of what it takes.
 - Never below 1 or above ``max_concurrency``. A Retry-After is honoured by the call that got it (it sleeps before
-  its retry, see `_retry.py`), whatever the limit.
+  its retry, see `_core/retry.py`), whatever the limit.
 - A refusal of a request sent with at most half as many in flight as requests Rehook accepted in the last second
   is a *rate* limit, not a concurrency limit: fewer requests in flight did not stop the refusals. The limit goes
   back to where requests were accepted, and `_pacing.Pacer` spaces the requests instead; from then on refusals cut

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .._deadletter import MAX_BACKLOG, DeadLetterWriter
-from .._entry import Data, Meta
-from .._outcome import OutcomeStatus, Reason
+from .._core.entry import Data, Meta
+from .._core.outcome import OutcomeStatus, Reason
+from .._durable.deadletter import MAX_BACKLOG, DeadLetterWriter
 from .._transports import Attempt
 from .outcomes import Outcomes
 from .queue import EventQueue

@@ -14,18 +14,18 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from .._deadletter import DeadLetterWriter
-from .._entry import entry_call
+from .._core.entry import entry_call
+from .._core.outcome import Outcome, Reason
+from .._core.retry import Delivery, RetryPolicy
+from .._core.types import Call
+from .._durable.deadletter import DeadLetterWriter
+from .._durable.spooling import Spooling
+from .._durable.spools import SpoolError
 from .._mapping.router import Router
-from .._outcome import Outcome, Reason
 from .._report.metrics import metrics_for
 from .._report.outcome_log import calls
 from .._report.stats import Stats
-from .._retry import Delivery, RetryPolicy
-from .._spooling import Spooling
-from .._spools import SpoolError
 from .._transports import Attempt, Transport
-from .._types import Call
 from . import drain
 from .adoption import Adoption
 from .attempts import Attempts

@@ -17,9 +17,9 @@ import threading
 from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
-from .._entry import build_call
-from .._outcome import Outcome
-from .._types import Call, CallType
+from .._core.entry import build_call
+from .._core.outcome import Outcome
+from .._core.types import Call, CallType
 
 __all__ = ["Board", "Countdown", "EventHandle"]
 

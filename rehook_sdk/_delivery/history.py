@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .._core.outcome import ActionResult, OutcomeStatus, Reason
 from .._mapping.mappings import CompiledMapping
-from .._outcome import ActionResult, OutcomeStatus, Reason
 from .._transports import Attempt
 
 __all__ = ["delivered", "exhausted", "failed", "fields", "noted", "refused", "summary"]

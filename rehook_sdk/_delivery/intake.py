@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._entry import Meta
-from .._outcome import Outcome, Reason
-from .._spooling import Spooling
+from .._core.entry import Meta
+from .._core.outcome import Outcome, Reason
+from .._durable.spooling import Spooling
 from .handle import EventHandle
 from .outcomes import Outcomes
 from .queue import EventQueue

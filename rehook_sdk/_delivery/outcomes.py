@@ -12,14 +12,14 @@ from time import monotonic
 
 import attrs
 
-from .._deadletter import DeadLetterWriter
-from .._entry import Data, Meta, entry_call
-from .._outcome import Outcome, OutcomeStatus, Reason
+from .._core.entry import Data, Meta, entry_call
+from .._core.outcome import Outcome, OutcomeStatus, Reason
+from .._core.types import Call
+from .._durable.deadletter import DeadLetterWriter
+from .._durable.spooling import Spooling
 from .._report.metrics import ClientMetrics
 from .._report.outcome_log import OutcomeLog
 from .._report.stats import Counters
-from .._spooling import Spooling
-from .._types import Call
 from .handle import Board
 from .queue import EventQueue
 

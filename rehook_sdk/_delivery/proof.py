@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-from .._outcome import Reason
+from .._core.outcome import Reason
 from .._transports import Attempt
 
 __all__ = ["NOT_ACTED_STATUSES", "Next", "Verdict", "judge"]

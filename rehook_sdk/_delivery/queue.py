@@ -23,7 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 
-from .._entry import Data, Entry, Meta
+from .._core.entry import Data, Entry, Meta
 
 __all__ = ["EventQueue"]
 

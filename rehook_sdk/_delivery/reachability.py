@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 
-from .._retry import Backoff, RetryPolicy
+from .._core.retry import Backoff, RetryPolicy
 from .._transports import Attempt
 
 __all__ = ["UNREACHABLE_AFTER", "Reachability", "Turn"]

@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 import attrs
 
-from .._encoding import safe_repr
-from .._entry import entry_call, queued
+from .._core.encoding import safe_repr
+from .._core.entry import entry_call, queued
+from .._core.outcome import ActionResult, Outcome, OutcomeStatus, Reason
+from .._core.retry import Delivery
+from .._core.types import Call
+from .._durable.spooling import Spooling, TakenOver
 from .._mapping.router import Router, Step
-from .._outcome import ActionResult, Outcome, OutcomeStatus, Reason
-from .._retry import Delivery
-from .._spooling import Spooling, TakenOver
-from .._types import Call
 from .attempts import Attempts
 from .outcomes import Outcomes
 from .queue import EventQueue

@@ -14,10 +14,10 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from .._constants import CUSTOMERS_PATH, DEFAULT_MAX_PAYLOAD_BYTES, EVENTS_PATH
-from .._encoding import PayloadError, json_safe, text_problem
-from .._outcome import Reason
-from .._types import Action, Call
+from .._core.constants import CUSTOMERS_PATH, DEFAULT_MAX_PAYLOAD_BYTES, EVENTS_PATH
+from .._core.encoding import PayloadError, json_safe, text_problem
+from .._core.outcome import Reason
+from .._core.types import Action, Call
 from .jsvalues import UNDEFINED, js_string
 
 __all__ = ["ACTION_FIELDS", "DEFAULT_FIELDS", "REQUIRED_FIELDS", "Action", "Request", "build_request"]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .._encoding import json_safe
-from .._types import Call, CallType
+from .._core.encoding import json_safe
+from .._core.types import Call, CallType
 
 __all__ = ["call_to_segment", "segment_event"]
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import attrs
 
-from .._exceptions import MappingError
-from .._types import Action
+from .._core.exceptions import MappingError
+from .._core.types import Action
 from .actions import ACTION_FIELDS, DEFAULT_FIELDS, REQUIRED_FIELDS
 from .directives import DirectiveError, Resolver, compile_value, object_resolver, producible
 from .directives import reads as spec_reads

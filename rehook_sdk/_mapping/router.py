@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .._constants import DEFAULT_MAX_PAYLOAD_BYTES
-from .._encoding import PayloadError, header_problem, json_safe, safe_repr
-from .._outcome import Reason
-from .._types import Call, CallType
+from .._core.constants import DEFAULT_MAX_PAYLOAD_BYTES
+from .._core.encoding import PayloadError, header_problem, json_safe, safe_repr
+from .._core.outcome import Reason
+from .._core.types import Call, CallType
 from .actions import Request, build_request
 from .event import segment_event
 from .mappings import DEFAULT_MAPPINGS, CompiledMapping

@@ -18,8 +18,8 @@ import weakref
 from collections.abc import Callable, Iterable, Sized
 from typing import TYPE_CHECKING, Any
 
-from .._constants import VERSION
-from .._outcome import Outcome, OutcomeStatus
+from .._core.constants import VERSION
+from .._core.outcome import Outcome, OutcomeStatus
 from .._transports import Attempt
 from .stats import Counters
 

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from .._outcome import Outcome, OutcomeStatus, Reason
+from .._core.outcome import Outcome, OutcomeStatus, Reason
 
 __all__ = ["DEFAULT_LOG_INTERVAL", "OutcomeLog", "calls", "fields"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from .._outcome import Outcome, OutcomeStatus, Reason
+from .._core.outcome import Outcome, OutcomeStatus, Reason
 
 __all__ = ["Counters", "Stats"]
 

@@ -16,7 +16,7 @@ from typing import Literal, get_args
 import aiohttp
 from yarl import URL
 
-from .._exceptions import ConfigurationError
+from .._core.exceptions import ConfigurationError
 from .aiohttp import AiohttpTransport
 from .base import RESERVED_HEADERS, USER_AGENT, Attempt, Transport
 from .config import check_base_url, check_ssl, no_proxy_exempts, proxy_for

@@ -19,9 +19,9 @@ from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
 from .. import _exit
-from .._constants import IDEMPOTENCY_HEADER
+from .._core.constants import IDEMPOTENCY_HEADER
+from .._core.retry import parse_retry_after
 from .._mapping.actions import Request
-from .._retry import parse_retry_after
 from .base import IDLE_TIMEOUT, MAX_BODY_BYTES, Attempt, Credentials, describe
 from .config import unverified
 from .heads import StatusSniffer, forget_sniffer, last_sniffer

@@ -12,9 +12,9 @@ from typing import Any, NamedTuple, Protocol
 import aiohttp
 from yarl import URL
 
-from .._constants import IDEMPOTENCY_HEADER, VERSION
+from .._core.constants import IDEMPOTENCY_HEADER, VERSION
+from .._core.redaction import REDACTED, Redactor, basic_token
 from .._mapping.actions import Request
-from .._redaction import REDACTED, Redactor, basic_token
 
 __all__ = [
     "IDLE_TIMEOUT",

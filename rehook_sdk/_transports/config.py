@@ -10,7 +10,7 @@ import ssl
 
 from yarl import URL
 
-from .._exceptions import ConfigurationError
+from .._core.exceptions import ConfigurationError
 
 __all__ = ["check_base_url", "check_ssl", "is_loopback", "no_proxy_exempts", "proxy_for", "unverified"]
 

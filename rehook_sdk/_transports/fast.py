@@ -24,9 +24,9 @@ import httptools
 from yarl import URL
 
 from .. import _exit
-from .._constants import IDEMPOTENCY_HEADER
+from .._core.constants import IDEMPOTENCY_HEADER
+from .._core.retry import parse_retry_after
 from .._mapping.actions import Request
-from .._retry import parse_retry_after
 from .aiohttp import AiohttpTransport
 from .base import MAX_BODY_BYTES, Attempt, Credentials, describe
 from .config import unverified

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
 
 from .._client import RehookClient
-from .._constants import DEFAULT_CLOSE_TIMEOUT
+from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 
 __all__ = ["ClientSource", "running_client"]
 

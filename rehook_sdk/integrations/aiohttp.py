@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from .._client import RehookClient
-from .._constants import DEFAULT_CLOSE_TIMEOUT
+from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 from ._lifecycle import ClientSource, running_client
 
 __all__ = ["REHOOK", "rehook_cleanup_ctx"]

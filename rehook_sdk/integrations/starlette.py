@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from .._client import RehookClient
-from .._constants import DEFAULT_CLOSE_TIMEOUT
+from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 from ._lifecycle import ClientSource, running_client
 
 __all__ = ["STATE_KEY", "get_rehook", "rehook_lifespan", "running_client"]

@@ -26,8 +26,8 @@ import attrs
 from aiohttp import web
 
 from .._client import RehookClient
-from .._constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
-from .._retry import RetryPolicy
+from .._core.constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
+from .._core.retry import RetryPolicy
 from .._sync import SyncRehookClient
 from ._memory import memory_client, memory_sync_client
 

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._client import RehookClient
-from .._retry import RetryPolicy, parse_retry_after
+from .._core.retry import RetryPolicy, parse_retry_after
 from .._sync import SyncRehookClient
 from .._transports import AiohttpTransport, Attempt, Transport
 

@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     raise ImportError('rehook_sdk.integrations.django needs Django: pip install "rehook-sdk[django]"') from exc
 
 from ..._client import RehookClient
-from ..._exceptions import ConfigurationError
+from ..._core.exceptions import ConfigurationError
 from ..._sync import SyncRehookClient
 
 __all__ = ["SETTING", "get_rehook"]

@@ -36,13 +36,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._constants import MAX_NESTING_DEPTH
-from ._encoding import PayloadError, json_safe, safe_repr
-from ._entry import Data, Meta, entry_call
-from ._exceptions import ConfigurationError
-from ._files import open_private, private_error
-from ._mapping.event import call_to_segment
-from ._outcome import Outcome, OutcomeStatus, Reason
+from .._core.constants import MAX_NESTING_DEPTH
+from .._core.encoding import PayloadError, json_safe, safe_repr
+from .._core.entry import Data, Meta, entry_call
+from .._core.exceptions import ConfigurationError
+from .._core.outcome import Outcome, OutcomeStatus, Reason
+from .._mapping.event import call_to_segment
+from .files import open_private, private_error
 
 __all__ = ["DEAD_LETTER_VERSION", "MAX_BACKLOG", "DeadLetterWriter", "outcome_line"]
 

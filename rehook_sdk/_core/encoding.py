@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ._constants import MAX_NESTING_DEPTH
+from .constants import MAX_NESTING_DEPTH
 
 __all__ = ["PayloadError", "header_problem", "json_safe", "safe_repr", "text_problem"]
 

@@ -15,8 +15,8 @@ import contextlib
 import secrets
 from typing import Any, NamedTuple
 
-from .._encoding import PayloadError
-from .._types import Call
+from ..._core.encoding import PayloadError
+from ..._core.types import Call
 from .base import SpoolState, encode_record
 from .postgres import APP_INDEX, CHANNEL, MIGRATION_STATEMENTS, SCHEMA_STATEMENTS, SCHEMA_VERSION, TABLES_LOCK
 

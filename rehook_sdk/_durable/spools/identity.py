@@ -18,8 +18,8 @@ import os
 
 from yarl import URL
 
-from .._constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
-from .._transports.config import check_base_url
+from ..._core.constants import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+from ..._transports.config import check_base_url
 
 __all__ = ["application_identity", "identity_from"]
 

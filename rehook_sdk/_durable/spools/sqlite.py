@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .._exceptions import SpoolError
-from .._files import open_private, private_error
+from ..._core.exceptions import SpoolError
+from ..files import open_private, private_error
 from .base import Holdings, SpoolState, others_by_kind
 from .writer import Rows, SpoolWriter
 

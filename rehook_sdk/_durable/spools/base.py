@@ -29,9 +29,9 @@ from typing import Any, NamedTuple
 
 import attrs
 
-from .._encoding import json_safe
-from .._mapping.event import call_to_segment
-from .._types import Call, CallType
+from ..._core.encoding import json_safe
+from ..._core.types import Call, CallType
+from ..._mapping.event import call_to_segment
 
 __all__ = [
     "RECORD_VERSION",

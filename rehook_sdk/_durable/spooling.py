@@ -22,9 +22,9 @@ import os
 from collections.abc import Callable
 from typing import Any, Literal
 
-from ._entry import Data, Meta, entry_call
-from ._outcome import Outcome, OutcomeStatus
-from ._spools import (
+from .._core.entry import Data, Meta, entry_call
+from .._core.outcome import Outcome, OutcomeStatus
+from .spools import (
     Adopted,
     PostgresSpool,
     Replay,

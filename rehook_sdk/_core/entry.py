@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from ._types import Call, CallType
+from .types import Call, CallType
 
 __all__ = ["CODE_KINDS", "KIND_CODES", "Data", "Entry", "Meta", "build_call", "entry_call", "queued"]
 

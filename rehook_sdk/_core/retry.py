@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import backoff
 
-from ._constants import (
+from .constants import (
     DEFAULT_INITIAL_WAIT,
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_MAX_RETRY_AFTER,

@@ -9,7 +9,7 @@ from typing import Any
 
 import attrs
 
-from ._types import Action, Call
+from .types import Action, Call
 
 __all__ = ["ActionResult", "Outcome", "OutcomeStatus", "Reason"]
 

@@ -2,7 +2,7 @@
 The errors rehook-sdk raises.
 
 Only programmer errors and explicit requests raise; anything that happens to an event after it was accepted
-becomes an `Outcome` instead (see ``_outcome.py``)::
+becomes an `Outcome` instead (see ``_core/outcome.py``)::
 
     RehookError
     ├── ConfigurationError (also ValueError)   bad settings at construction: missing credentials, bad URL

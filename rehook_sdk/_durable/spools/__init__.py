@@ -4,7 +4,7 @@ calls are delivered from; a spool keeps a copy that survives the process, for th
 `SpoolWriter` is what every store shares; `SqliteSpool` and `PostgresSpool` supply the database.
 """
 
-from .._exceptions import SpoolError
+from ..._core.exceptions import SpoolError
 from .base import Adopted, Holdings, Replay, SpoolState, decode_record, encode_record, failure_text
 from .postgres import PostgresSpool, is_postgres_url, need_psycopg
 from .sqlite import SqliteSpool

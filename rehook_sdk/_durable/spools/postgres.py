@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._exceptions import ConfigurationError, SpoolError
-from .._redaction import looks_like_conninfo, redact_location
+from ..._core.exceptions import ConfigurationError, SpoolError
+from ..._core.redaction import looks_like_conninfo, redact_location
 from .base import Holdings, SpoolState, others_by_kind
 from .writer import Rows, SpoolWriter
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from ._encoding import safe_repr
+from .encoding import safe_repr
 
 __all__ = ["Action", "Call", "CallType"]
 

@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from .._encoding import PayloadError
-from .._exceptions import SpoolError
+from ..._core.encoding import PayloadError
+from ..._core.exceptions import SpoolError
 from .base import Adopted, Holdings, Replay, SpoolState, decode_record, failure_maybe_delivered, failure_text
 
 __all__ = ["Rows", "SpoolWriter"]
