@@ -11,7 +11,7 @@ import attrs
 
 from .types import Action, Call
 
-__all__ = ["ActionResult", "Outcome", "OutcomeStatus", "Reason"]
+__all__ = ["ActionResult", "Outcome", "OutcomeStatus", "Reason", "outcome_for", "outcome_of", "result_for"]
 
 
 class OutcomeStatus(enum.StrEnum):
@@ -125,11 +125,6 @@ class ActionResult:
     attempts: int = 0
     maybe_delivered: bool = False
 
-    @classmethod
-    def _for(cls, mapping: str, action: Action, reason: Reason, message: str, **kw: Any) -> ActionResult:
-        status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
-        return cls(mapping=mapping, action=action, status=status, reason=reason, message=message, **kw)
-
 
 @attrs.frozen(kw_only=True)
 class Outcome:
@@ -178,32 +173,46 @@ class Outcome:
         """
         return self.status is OutcomeStatus.DELIVERED
 
-    @classmethod
-    def _for(cls, call: Call, reason: Reason, message: str, **kw: Any) -> Outcome:
-        status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
-        return cls(call=call, status=status, reason=reason, message=message, **kw)
 
-    @classmethod
-    def _of(cls, call: Call, results: tuple[ActionResult, ...], message_id: str) -> Outcome:
-        attempts = sum(r.attempts for r in results)
-        sent = message_id if attempts else None
-        if len(results) == 1:
-            (r,) = results
-            return cls(
-                call=call, status=r.status, reason=r.reason, message=r.message, message_id=r.message_id,
-                http_status=r.http_status, response_body=r.response_body, attempts=r.attempts,
-                maybe_delivered=r.maybe_delivered, results=results,
-            )  # fmt: skip
-        bad = [r for r in results if r.status is not OutcomeStatus.DELIVERED]
-        if not bad:
-            return cls(
-                call=call, status=OutcomeStatus.DELIVERED, message=f"all {len(results)} actions delivered",
-                message_id=sent, http_status=results[-1].http_status, attempts=attempts, results=results,
-            )  # fmt: skip
-        worst = next((r for r in bad if r.status is OutcomeStatus.FAILED), bad[0])
-        return cls(
-            call=call, status=worst.status, reason=worst.reason,
-            message=f"{len(bad)} of {len(results)} actions not delivered; {worst.mapping}: {worst.message}",
-            message_id=sent, http_status=worst.http_status, response_body=worst.response_body, attempts=attempts,
-            maybe_delivered=worst.maybe_delivered, results=results,
+def result_for(mapping: str, action: Action, reason: Reason, message: str, **kw: Any) -> ActionResult:
+    """
+    The `ActionResult` of an action that did not deliver: failed or dropped, as ``reason`` is.
+    """
+    status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
+    return ActionResult(mapping=mapping, action=action, status=status, reason=reason, message=message, **kw)
+
+
+def outcome_for(call: Call, reason: Reason, message: str, **kw: Any) -> Outcome:
+    """
+    The `Outcome` of a call that did not deliver: failed or dropped, as ``reason`` is.
+    """
+    status = OutcomeStatus.FAILED if reason in _FAILED_REASONS else OutcomeStatus.DROPPED
+    return Outcome(call=call, status=status, reason=reason, message=message, **kw)
+
+
+def outcome_of(call: Call, results: tuple[ActionResult, ...], message_id: str) -> Outcome:
+    """
+    The `Outcome` of a call whose mappings ran, from their results (see `Outcome.results`).
+    """
+    attempts = sum(r.attempts for r in results)
+    sent = message_id if attempts else None
+    if len(results) == 1:
+        (r,) = results
+        return Outcome(
+            call=call, status=r.status, reason=r.reason, message=r.message, message_id=r.message_id,
+            http_status=r.http_status, response_body=r.response_body, attempts=r.attempts,
+            maybe_delivered=r.maybe_delivered, results=results,
         )  # fmt: skip
+    bad = [r for r in results if r.status is not OutcomeStatus.DELIVERED]
+    if not bad:
+        return Outcome(
+            call=call, status=OutcomeStatus.DELIVERED, message=f"all {len(results)} actions delivered",
+            message_id=sent, http_status=results[-1].http_status, attempts=attempts, results=results,
+        )  # fmt: skip
+    worst = next((r for r in bad if r.status is OutcomeStatus.FAILED), bad[0])
+    return Outcome(
+        call=call, status=worst.status, reason=worst.reason,
+        message=f"{len(bad)} of {len(results)} actions not delivered; {worst.mapping}: {worst.message}",
+        message_id=sent, http_status=worst.http_status, response_body=worst.response_body, attempts=attempts,
+        maybe_delivered=worst.maybe_delivered, results=results,
+    )  # fmt: skip

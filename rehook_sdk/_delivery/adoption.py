@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from .. import _exit
 from .._core.entry import Data, Meta, queued
-from .._core.outcome import Outcome, Reason
+from .._core.outcome import Reason, outcome_for
 from .._core.retry import Delivery
 from .._durable.spooling import ADOPT_BATCH, Spooling
 from .._durable.spools import Adopted, Replay, SpoolError, SpoolState
@@ -129,7 +129,7 @@ class Adoption:
                         "taken over from the spool of a process that died with a request for it on the wire; not "
                         "sent again (delivery=at_most_once): Rehook may have it"
                     )
-                    outcome = Outcome._for(
+                    outcome = outcome_for(
                         call, Reason.INTERRUPTED, message, message_id=call.message_id, maybe_delivered=True
                     )
                     self._outcomes.finish(token, call, outcome)

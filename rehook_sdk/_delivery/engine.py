@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .._core.entry import entry_call
-from .._core.outcome import Outcome, Reason
+from .._core.outcome import Outcome, Reason, outcome_for
 from .._core.retry import Delivery, RetryPolicy
 from .._core.types import Call
 from .._durable.deadletter import DeadLetterWriter
@@ -285,7 +285,7 @@ class DeliveryEngine:
         in_flight.clear()
         message = "queued before os.fork(): the parent process sends it and knows its outcome"
         for token, call in [*((m[0], entry_call(m, d)) for m, d in entries), *stranded]:
-            self.board.resolve(token, call, Outcome._for(call, Reason.FORKED, message), run_callback=False)
+            self.board.resolve(token, call, outcome_for(call, Reason.FORKED, message), run_callback=False)
 
     async def _serve(self, sender: Sender) -> None:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._core.outcome import ActionResult, OutcomeStatus, Reason
+from .._core.outcome import ActionResult, OutcomeStatus, Reason, result_for
 from .._mapping.mappings import CompiledMapping
 from .._transports import Attempt
 
@@ -44,7 +44,7 @@ def failed(
     """
     The `ActionResult` of a request that did not deliver, with what its last attempt came to.
     """
-    return ActionResult._for(
+    return result_for(
         mapping.name, mapping.action, reason, message, message_id=key, http_status=last.status,
         response_body=last.body, attempts=attempts, maybe_delivered=maybe_delivered,
     )  # fmt: skip

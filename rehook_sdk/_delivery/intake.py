@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._core.entry import Meta
-from .._core.outcome import Outcome, Reason
+from .._core.outcome import Reason, outcome_for
 from .._durable.spooling import Spooling
 from .handle import EventHandle
 from .outcomes import Outcomes
@@ -66,7 +66,7 @@ class Intake:
         End a call of a disabled client as dropped, quietly: counted and resolved, nothing else.
         """
         call = handle.call
-        outcome = Outcome._for(call, Reason.DISABLED, DISABLED_MESSAGE, message_id=call.message_id)
+        outcome = outcome_for(call, Reason.DISABLED, DISABLED_MESSAGE, message_id=call.message_id)
         self._outcomes.settle_quietly(meta[0], call, outcome)
 
     def refuse(self, handle: EventHandle, meta: Meta, reason: Reason) -> None:
@@ -86,4 +86,4 @@ class Intake:
         else:
             message = "the client was closed (aclose()) before this call"
         call = handle.call
-        self._outcomes.finish(meta[0], call, Outcome._for(call, reason, message, message_id=call.message_id))
+        self._outcomes.finish(meta[0], call, outcome_for(call, reason, message, message_id=call.message_id))

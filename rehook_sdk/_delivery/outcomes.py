@@ -13,7 +13,7 @@ from time import monotonic
 import attrs
 
 from .._core.entry import Data, Meta, entry_call
-from .._core.outcome import Outcome, OutcomeStatus, Reason
+from .._core.outcome import Outcome, OutcomeStatus, Reason, outcome_for
 from .._core.types import Call
 from .._durable.deadletter import DeadLetterWriter
 from .._durable.spooling import Spooling
@@ -98,7 +98,7 @@ class Outcomes:
         stranded = list(self.in_flight.items())
         self.in_flight.clear()
         for token, call in stranded:
-            outcome = Outcome._for(
+            outcome = outcome_for(
                 call, Reason.SHUTDOWN_TIMEOUT, message, message_id=call.message_id, maybe_delivered=True
             )
             self._report(token, call, self._final(token, outcome))
@@ -121,7 +121,7 @@ class Outcomes:
             for meta, data in zip(metas, datas, strict=True):
                 if everyone or board.watched(meta[0]):
                     call = entry_call(meta, data)
-                    outcome = Outcome._for(call, Reason.SHUTDOWN_TIMEOUT, message)
+                    outcome = outcome_for(call, Reason.SHUTDOWN_TIMEOUT, message)
                     self._report(meta[0], call, self._final(meta[0], outcome))
                 else:
                     kept_metas.append(meta)

@@ -14,7 +14,7 @@ import attrs
 
 from .._core.encoding import safe_repr
 from .._core.entry import entry_call, queued
-from .._core.outcome import ActionResult, Outcome, OutcomeStatus, Reason
+from .._core.outcome import ActionResult, Outcome, OutcomeStatus, Reason, outcome_for, outcome_of, result_for
 from .._core.retry import Delivery
 from .._core.types import Call
 from .._durable.spooling import Spooling, TakenOver
@@ -79,7 +79,7 @@ class Sender:
                 logger.exception("internal error while sending a call")
                 if token in in_flight:
                     message = f"internal error in rehook_sdk: {safe_repr(exc)}"
-                    outcomes.finish(token, call, Outcome._for(call, Reason.INTERNAL_ERROR, message))
+                    outcomes.finish(token, call, outcome_for(call, Reason.INTERNAL_ERROR, message))
             if not sent:
                 # Ended without a request (a rule drop, a 401 earlier, bad input): nothing awaited, so nothing gave
                 # the loop back. A budget shared by all senders, refilled once per loop iteration, bounds how many
@@ -118,7 +118,7 @@ class Sender:
                 await spooling.before_request(token, message_id)
             for step in routed:
                 if step.drop is not None:
-                    results.append(ActionResult._for(step.mapping.name, step.mapping.action, *step.drop))
+                    results.append(result_for(step.mapping.name, step.mapping.action, *step.drop))
                     continue
                 assert step.request is not None
                 key = f"{message_id}-{step.mapping.index}" if keyed else message_id
@@ -128,7 +128,7 @@ class Sender:
                 "another process took this call over from the spool (this one was presumed dead: no heartbeat for "
                 "the lease); that process delivers it"
             )
-            outcome = Outcome._for(call, Reason.TAKEN_OVER, message, message_id=message_id)
+            outcome = outcome_for(call, Reason.TAKEN_OVER, message, message_id=message_id)
             self._outcomes.end(token, call, outcome, accepted)
             return 0
         except asyncio.CancelledError:
@@ -139,7 +139,7 @@ class Sender:
             if result.status is OutcomeStatus.DELIVERED and not self._outcomes.board.watched(token):
                 self._outcomes.delivered_unobserved(token, accepted)
                 return result.attempts
-        outcome = Outcome._of(call, tuple(results), message_id)
+        outcome = outcome_of(call, tuple(results), message_id)
         self._outcomes.end(token, call, outcome, accepted)
         return outcome.attempts
 
@@ -153,7 +153,7 @@ class Sender:
         if self._before_send is not None:
             changed = self._run_before_send(call)
             if isinstance(changed, tuple):
-                return Outcome._for(call, changed[0], changed[1])
+                return outcome_for(call, changed[0], changed[1])
             call = changed
         message_id = call.message_id
         if message_id is None:  # before_send returned a call without one
@@ -161,7 +161,7 @@ class Sender:
             call = attrs.evolve(call, message_id=message_id)
         routed = self._router.route(call, message_id)
         if isinstance(routed, tuple):
-            return Outcome._for(call, routed[0], routed[1])
+            return outcome_for(call, routed[0], routed[1])
         return call, message_id, routed
 
     def _cancelled(
@@ -176,7 +176,7 @@ class Sender:
             return
         for step in routed[len(results) :]:
             results.append(
-                ActionResult._for(
+                result_for(
                     step.mapping.name,
                     step.mapping.action,
                     Reason.SHUTDOWN_TIMEOUT,
@@ -184,7 +184,7 @@ class Sender:
                 )
             )
         if token in self._outcomes.in_flight:
-            self._outcomes.end(token, call, Outcome._of(call, tuple(results), message_id), accepted)
+            self._outcomes.end(token, call, outcome_of(call, tuple(results), message_id), accepted)
 
     def _run_before_send(self, call: Call) -> Call | tuple[Reason, str]:
         # The user's hook, on the sender side: the call it returns is the one mapped, sent, reported and written to

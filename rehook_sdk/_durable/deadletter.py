@@ -40,7 +40,7 @@ from .._core.constants import MAX_NESTING_DEPTH
 from .._core.encoding import PayloadError, json_safe, safe_repr
 from .._core.entry import Data, Meta, entry_call
 from .._core.exceptions import ConfigurationError
-from .._core.outcome import Outcome, OutcomeStatus, Reason
+from .._core.outcome import Outcome, OutcomeStatus, Reason, outcome_for
 from .._mapping.event import call_to_segment
 from .files import open_private, private_error
 
@@ -285,7 +285,7 @@ class DeadLetterWriter:
                 assert isinstance(item, tuple)
                 metas, datas, reason, message = item
                 for meta, data in zip(metas, datas, strict=True):
-                    batch.append(Outcome._for(entry_call(meta, data), reason, message))
+                    batch.append(outcome_for(entry_call(meta, data), reason, message))
                     if len(batch) >= _BATCH:
                         self._append(batch)
             if len(batch) >= _BATCH:
