@@ -109,6 +109,23 @@ def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return found
 
 
+def _module_names(tree: ast.Module, name: str, path: Path, names: set[str]) -> set[str]:
+    """The names that ``name`` binds to modules of the package (``from . import _exit`` binds ``_exit``)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                module = ".".join([*base[: len(base) - node.level + 1], *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            bound.update(alias.asname or alias.name for alias in node.names if f"{module}.{alias.name}" in names)
+        elif isinstance(node, ast.Import):
+            bound.update(alias.asname for alias in node.names if alias.asname and alias.name in names)
+    return bound
+
+
 def _private_touches(tree: ast.Module, modules: set[str]) -> Iterator[ast.Attribute]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
@@ -121,14 +138,14 @@ def _private_touches(tree: ast.Module, modules: set[str]) -> Iterator[ast.Attrib
 def measure() -> Figures:
     parsed = list(_modules(PACKAGE))
     names = {name for name, _, _ in parsed}
-    # The names a module may go by inside the package: `from . import _exit` then `_exit.draining`.
-    short = {name.rpartition(".")[2] for name in names}
     classes = [span for _, _, tree in parsed for span in _spans(tree, (ast.ClassDef,))]
     functions = [span for _, _, tree in parsed for span in _spans(tree, (ast.FunctionDef, ast.AsyncFunctionDef))]
     graph = {
         name: {m for m in _imports(name, path, tree, names) if m in names and m != name} for name, path, tree in parsed
     }
-    touches = sum(1 for _, _, tree in parsed for _ in _private_touches(tree, short))
+    touches = sum(
+        1 for name, path, tree in parsed for _ in _private_touches(tree, _module_names(tree, name, path, names))
+    )
     test_lines: set[tuple[str, int]] = set()
     for name, _, tree in _modules(TESTS):
         for node in ast.walk(tree):

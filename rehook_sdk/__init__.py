@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from ._client import RehookClient
+from ._client.client import RehookClient
+from ._client.sync import ClientSettings, SyncRehookClient
 from ._core.constants import VERSION as __version__
 from ._core.exceptions import (
     AuthenticationError,
@@ -22,7 +23,6 @@ from ._core.types import Action, Call, CallType
 from ._delivery.handle import EventHandle
 from ._mapping.mappings import DEFAULT_MAPPINGS, MAX_MAPPINGS, Mapping
 from ._report.stats import Stats
-from ._sync import ClientSettings, SyncRehookClient
 
 logging.getLogger("rehook_sdk").addHandler(logging.NullHandler())
 

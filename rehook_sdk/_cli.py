@@ -27,7 +27,7 @@ from typing import IO, Any, TextIO
 
 from . import __version__
 from ._cli_spool import spool_command
-from ._client import RehookClient, delivery_engine
+from ._client.client import RehookClient, delivery_engine
 from ._core.constants import (
     API_KEY_ENV,
     API_SECRET_ENV,

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
-from ._calls import build, identify_arguments
+from ._client.arguments import build, identify_arguments
 from ._core.constants import API_KEY_ENV
 from ._core.exceptions import ConfigurationError
 from ._core.types import CallType

@@ -10,7 +10,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
 
-from .._client import RehookClient
+from .._client.client import RehookClient
 from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 
 __all__ = ["ClientSource", "running_client"]

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from .._client import RehookClient
+from .._client.client import RehookClient
 from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 from ._lifecycle import ClientSource, running_client
 

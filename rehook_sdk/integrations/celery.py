@@ -37,9 +37,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError('rehook_sdk.integrations.celery needs Celery: pip install "rehook-sdk[celery]"') from exc
 
+from .._client.sync import SyncRehookClient
 from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 from .._report.outcome_log import calls
-from .._sync import SyncRehookClient
 
 __all__ = ["get_rehook", "setup_rehook"]
 

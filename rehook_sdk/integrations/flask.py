@@ -28,9 +28,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError('rehook_sdk.integrations.flask needs Flask: pip install "rehook-sdk[flask]"') from exc
 
+from .._client.sync import SyncRehookClient
 from .._core.constants import DEFAULT_ATEXIT_TIMEOUT
 from .._core.exceptions import ConfigurationError
-from .._sync import SyncRehookClient
 
 __all__ = ["EXTENSION_KEY", "Rehook", "get_rehook"]
 

@@ -31,8 +31,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any, ParamSpec, TypeVar, overload
 
+from .._client.sync import SyncRehookClient
 from .._report.outcome_log import calls
-from .._sync import SyncRehookClient
 
 __all__ = ["DEFAULT_MARGIN", "DEFAULT_TIMEOUT", "get_rehook", "rehook_handler", "rehook_invocation"]
 

@@ -30,7 +30,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         'rehook_sdk.integrations.starlette needs Starlette (or FastAPI): pip install "rehook-sdk[fastapi]"'
     ) from exc
 
-from .._client import RehookClient
+from .._client.client import RehookClient
 from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 from ._lifecycle import ClientSource, running_client
 

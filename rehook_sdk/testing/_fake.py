@@ -25,10 +25,10 @@ from typing import Any, Self
 import attrs
 from aiohttp import web
 
-from .._client import RehookClient
+from .._client.client import RehookClient
+from .._client.sync import SyncRehookClient
 from .._core.constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
 from .._core.retry import RetryPolicy
-from .._sync import SyncRehookClient
 from ._memory import memory_client, memory_sync_client
 
 __all__ = ["FakeRehook", "RecordedRequest"]

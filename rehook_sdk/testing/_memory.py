@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._client import RehookClient
+from .._client.client import RehookClient
+from .._client.sync import SyncRehookClient
 from .._core.retry import RetryPolicy, parse_retry_after
-from .._sync import SyncRehookClient
 from .._transports import AiohttpTransport, Attempt, Transport
 
 if TYPE_CHECKING:

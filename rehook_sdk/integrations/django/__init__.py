@@ -40,9 +40,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError('rehook_sdk.integrations.django needs Django: pip install "rehook-sdk[django]"') from exc
 
-from ..._client import RehookClient
+from ..._client.client import RehookClient
+from ..._client.sync import SyncRehookClient
 from ..._core.exceptions import ConfigurationError
-from ..._sync import SyncRehookClient
 
 __all__ = ["SETTING", "get_rehook"]
 

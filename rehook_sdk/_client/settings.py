@@ -16,8 +16,7 @@ import aiohttp
 import attrs
 from yarl import URL
 
-from ._calls import Callback
-from ._core.constants import (
+from .._core.constants import (
     API_KEY_ENV,
     API_SECRET_ENV,
     BASE_URL_ENV,
@@ -25,20 +24,20 @@ from ._core.constants import (
     DEFAULT_MAX_CONCURRENCY,
     DISABLED_ENV,
 )
-from ._core.encoding import header_problem
-from ._core.exceptions import ConfigurationError
-from ._core.redaction import redact_location
-from ._core.retry import Delivery, RetryPolicy
-from ._core.types import Call, CallType
-from ._delivery.engine import DeliveryEngine
-from ._durable.deadletter import DeadLetterWriter
-from ._durable.spooling import Spooling
-from ._durable.spools import is_postgres_url, need_psycopg
-from ._durable.spools.identity import application_identity
-from ._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
-from ._mapping.mappings import Mapping as RehookMapping
-from ._mapping.router import Router
-from ._transports import (
+from .._core.encoding import header_problem
+from .._core.exceptions import ConfigurationError
+from .._core.redaction import redact_location
+from .._core.retry import Delivery, RetryPolicy
+from .._core.types import Call, CallType
+from .._delivery.engine import DeliveryEngine
+from .._durable.deadletter import DeadLetterWriter
+from .._durable.spooling import Spooling
+from .._durable.spools import is_postgres_url, need_psycopg
+from .._durable.spools.identity import application_identity
+from .._mapping.mappings import DEFAULT_MAPPINGS, compile_mappings
+from .._mapping.mappings import Mapping as RehookMapping
+from .._mapping.router import Router
+from .._transports import (
     RESERVED_HEADERS,
     Transport,
     TransportName,
@@ -47,6 +46,7 @@ from ._transports import (
     check_transport,
     proxy_for,
 )
+from .arguments import Callback
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

@@ -9,9 +9,9 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ._core.encoding import safe_repr
-from ._core.outcome import Outcome
-from ._core.types import Call, CallType
+from .._core.encoding import safe_repr
+from .._core.outcome import Outcome
+from .._core.types import Call, CallType
 
 __all__ = ["Callback", "build"]
 

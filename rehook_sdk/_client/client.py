@@ -21,9 +21,8 @@ from uuid import UUID
 
 import aiohttp
 
-from . import _exit
-from ._calls import Callback, build, identify_arguments
-from ._core.constants import (
+from .. import _exit
+from .._core.constants import (
     API_KEY_ENV,
     API_SECRET_ENV,
     CHECK_AUTH_PATH,
@@ -39,27 +38,24 @@ from ._core.constants import (
     DEFAULT_SPOOL_RETENTION,
     SPOOL_OPEN_TIMEOUT,
 )
-from ._core.entry import KIND_CODES, Meta, queued
-from ._core.exceptions import AuthenticationError, ClientStateError, RehookError
-from ._core.outcome import Reason
-from ._core.retry import Delivery, RetryPolicy
-from ._core.types import Call, CallType
-from ._delivery.engine import DeliveryEngine, deadline_after
-from ._delivery.handle import EventHandle
-from ._delivery.intake import DISABLED_MESSAGE
-from ._durable.spooling import Spooling
-from ._durable.spools import SpoolError
-from ._lifetime import after_fork, drain_at_exit, drain_collected, left_in_child
-from ._mapping.audience import audience_key, engage_context
-from ._mapping.mappings import Mapping as RehookMapping
-from ._report.outcome_log import calls
-from ._report.stats import Stats
-from ._settings import check_settings
-from ._transports import (
-    Transport,
-    TransportName,
-    make_transport,
-)
+from .._core.entry import KIND_CODES, Meta, queued
+from .._core.exceptions import AuthenticationError, ClientStateError, RehookError
+from .._core.outcome import Reason
+from .._core.retry import Delivery, RetryPolicy
+from .._core.types import Call, CallType
+from .._delivery.engine import DeliveryEngine, deadline_after
+from .._delivery.handle import EventHandle
+from .._delivery.intake import DISABLED_MESSAGE
+from .._durable.spooling import Spooling
+from .._durable.spools import SpoolError
+from .._mapping.audience import audience_key, engage_context
+from .._mapping.mappings import Mapping as RehookMapping
+from .._report.outcome_log import calls
+from .._report.stats import Stats
+from .._transports import Transport, TransportName, make_transport
+from .arguments import Callback, build, identify_arguments
+from .lifetime import after_fork, drain_at_exit, drain_collected, left_in_child
+from .settings import check_settings
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider

@@ -14,10 +14,10 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from . import _exit
-from ._core.constants import DEFAULT_CLOSE_TIMEOUT
-from ._core.outcome import Reason
-from ._delivery.engine import DeliveryEngine, deadline_after
+from .. import _exit
+from .._core.constants import DEFAULT_CLOSE_TIMEOUT
+from .._core.outcome import Reason
+from .._delivery.engine import DeliveryEngine, deadline_after
 
 __all__ = ["EXIT_GRACE", "after_fork", "drain_at_exit", "drain_collected", "exit_report", "left_in_child"]
 

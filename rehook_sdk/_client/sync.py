@@ -17,20 +17,20 @@ from collections.abc import Callable, Coroutine, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
-from . import _exit
-from ._calls import Callback
-from ._client import RehookClient, delivery_engine
-from ._core.constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
-from ._core.exceptions import ClientStateError
-from ._core.outcome import Reason
-from ._core.retry import Delivery, RetryPolicy
-from ._core.types import Call
-from ._delivery.handle import EventHandle
-from ._lifetime import exit_report
-from ._mapping.mappings import Mapping
-from ._report.outcome_log import calls
-from ._report.stats import Stats
-from ._transports import TransportName
+from .. import _exit
+from .._core.constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
+from .._core.exceptions import ClientStateError
+from .._core.outcome import Reason
+from .._core.retry import Delivery, RetryPolicy
+from .._core.types import Call
+from .._delivery.handle import EventHandle
+from .._mapping.mappings import Mapping
+from .._report.outcome_log import calls
+from .._report.stats import Stats
+from .._transports import TransportName
+from .arguments import Callback
+from .client import RehookClient, delivery_engine
+from .lifetime import exit_report
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
