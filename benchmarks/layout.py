@@ -6,7 +6,7 @@ tests/test_layout.py holds each figure at or below where the code is, so it only
 
 Counted from the syntax tree: a class or function spans its first to last line (decorators excluded, docstrings
 and comments included); "private" is a name with one leading underscore; ``x._y`` counts where ``x`` is not
-``self``, ``cls`` or a module of the package itself.
+``self``, ``type(self)``, ``cls`` or a module of the package itself, and is not one of the declared `SEAMS`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,27 @@ from typing import NamedTuple
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "rehook_sdk"
 TESTS = ROOT / "tests"
+
+
+# The private attributes of other objects that package code touches on purpose (module, expression): why each one
+# is there. The figure counts every other touch; a new seam is declared here, with its reason, or not at all.
+SEAMS = {
+    ("rehook_sdk._client.client", "client._engine"): "delivery_engine(): the package's declared seam into a client's "
+    "delivery engine (the command line, the sync client's exit report, tests)",
+    ("rehook_sdk._client.client", "client._after_fork"): "reset_if_forked(): the sync client resets the client it "
+    "wraps after a fork that skipped os.register_at_fork's hooks",
+    ("rehook_sdk._exit", "drain._drain_at_exit"): "the exit drain's protocol; private so that it is no public method "
+    "of the clients",
+    **{
+        (module, "asyncio._get_running_loop"): "asyncio exports it (asyncio.events.__all__): the running loop or "
+        "None, in C, without raising; the hot path asks it once per call"
+        for module in ("rehook_sdk._client.client", "rehook_sdk._delivery.handle", "rehook_sdk._report.outcome_log")
+    },
+    ("rehook_sdk._transports.aiohttp", "session._loop"): "aiohttp has no other way to ask which loop a session "
+    "belongs to (ClientSession.loop warns that it is deprecated and returns this)",
+    ("rehook_sdk._transports.aiohttp", "connector._factory"): "the answer-head limits on aiohttp connections "
+    "(_sniff_heads); tests/security/test_hostile_servers.py fails if aiohttp changes it",
+}
 
 
 class Figures(NamedTuple):
@@ -126,11 +147,13 @@ def _module_names(tree: ast.Module, name: str, path: Path, names: set[str]) -> s
     return bound
 
 
-def _private_touches(tree: ast.Module, modules: set[str]) -> Iterator[ast.Attribute]:
+def _private_touches(tree: ast.Module, name: str, modules: set[str]) -> Iterator[ast.Attribute]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
             owner = node.value
             if isinstance(owner, ast.Name) and (owner.id in ("self", "cls") or owner.id in modules):
+                continue
+            if ast.unparse(owner) == "type(self)" or (name, ast.unparse(node)) in SEAMS:
                 continue
             yield node
 
@@ -144,7 +167,7 @@ def measure() -> Figures:
         name: {m for m in _imports(name, path, tree, names) if m in names and m != name} for name, path, tree in parsed
     }
     touches = sum(
-        1 for name, path, tree in parsed for _ in _private_touches(tree, _module_names(tree, name, path, names))
+        1 for name, path, tree in parsed for _ in _private_touches(tree, name, _module_names(tree, name, path, names))
     )
     test_lines: set[tuple[str, int]] = set()
     for name, _, tree in _modules(TESTS):
@@ -170,7 +193,11 @@ def main() -> int:
             "<= 60",
         ),
         ("import circles", f"{len(figures.circles)} {figures.circles or ''}".strip(), "0"),
-        ("private attributes of another object touched, package code", str(figures.private_touches), "0 outside seams"),
+        (
+            "private attributes of another object touched, package code (outside SEAMS)",
+            str(figures.private_touches),
+            "0",
+        ),
         ("test lines importing private modules or reading private fields", str(figures.test_private_lines), "seams"),
     ]
     width = max(len(row[0]) for row in rows)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 
 from ._client.client import RehookClient
-from ._client.sync import ClientSettings, SyncRehookClient
+from ._client.settings import ClientSettings
+from ._client.sync import SyncRehookClient
 from ._core.constants import VERSION as __version__
 from ._core.exceptions import (
     AuthenticationError,

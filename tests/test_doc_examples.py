@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rehook_sdk import RehookClient
+from rehook_sdk import ClientSettings, RehookClient
 from rehook_sdk.testing import FakeRehook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,3 +87,15 @@ def test_the_configuration_page_shows_every_setting() -> None:
     section = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
     settings = [name for name in inspect.signature(RehookClient).parameters if name not in ("api_key", "api_secret")]
     assert [name for name in settings if f"    {name}=" not in section] == []
+
+
+def test_client_settings_document_every_setting_of_both_clients() -> None:
+    """
+    Every RehookClient setting but the credentials, ``session`` and ``atexit_timeout`` is a key of ClientSettings (what
+    SyncRehookClient takes), and its docstring documents each: a new setting is added and documented in one place.
+    """
+    own = {"api_key", "api_secret", "session", "atexit_timeout"}
+    settings = [name for name in inspect.signature(RehookClient).parameters if name not in own]
+    assert sorted(ClientSettings.__optional_keys__) == sorted(settings)
+    documented = ClientSettings.__doc__ or ""
+    assert [name for name in settings if f"\n        {name}: " not in documented] == []

@@ -12,10 +12,10 @@ from pathlib import Path
 LAYOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "layout.py"
 
 # Ceilings: today's figures. The targets (#28): 300, 60, 0, 0 outside declared seams.
-LARGEST_CLASS = 766
+LARGEST_CLASS = 676
 LONGEST_FUNCTION = 171
 CIRCLES = 0
-PRIVATE_TOUCHES = 12
+PRIVATE_TOUCHES = 0
 TEST_PRIVATE_LINES = 81
 
 

@@ -18,6 +18,7 @@ from .. import _exit
 from .._core.constants import DEFAULT_CLOSE_TIMEOUT
 from .._core.outcome import Reason
 from .._delivery.engine import DeliveryEngine, deadline_after
+from .binding import LoopBinding, State
 
 __all__ = ["EXIT_GRACE", "after_fork", "drain_at_exit", "drain_collected", "exit_report", "left_in_child"]
 
@@ -62,18 +63,25 @@ def left_in_child(engine: DeliveryEngine) -> None:
 
 
 def drain_at_exit(
+    binding: LoopBinding,
     engine: DeliveryEngine,
-    loop: asyncio.AbstractEventLoop | None,
     aclose: Callable[[float], Coroutine[Any, Any, None]],
-    timeout: float,
+    timeout: float | None,
 ) -> tuple[int, str | None]:
     """
-    At interpreter exit: close a client (``aclose(timeout)``) from whatever loop can still run: its own ``loop``
-    when it is alive (in another thread, or stopped but not closed), else a loop of its own here.
+    At interpreter exit: close a client that is still open and holds calls (``aclose(timeout)``) from whatever loop
+    can still run: its own when it is alive (in another thread, or stopped but not closed), else a loop of its own
+    here. ``timeout`` None: the client does not drain at exit.
 
     Returns:
         How many calls were not delivered in time, and the dead-letter file they went to.
     """
+    state = binding.state
+    if timeout is None or state is State.CLOSED or state is State.CLOSING:
+        return 0, None
+    if not engine.pending_count() and state is State.NOT_STARTED:
+        return 0, None
+    loop = binding.loop if state is State.RUNNING else None
     before = engine.counters.count(Reason.SHUTDOWN_TIMEOUT)
     if loop is not None and not loop.is_closed():
         if loop.is_running():  # in another thread, still alive
@@ -87,14 +95,26 @@ def drain_at_exit(
     return exit_report(engine, before)
 
 
-def drain_collected(engine: DeliveryEngine, running: asyncio.AbstractEventLoop | None, timeout: float | None) -> None:
+def drain_collected(binding: LoopBinding, engine: DeliveryEngine, forked: bool, timeout: float | None) -> int:
     """
-    A client was collected with calls pending: keep delivering them. On ``running`` (its loop, still running, maybe
-    in another thread) a background drain does what aclose() would; what no running loop sends (never started, its
-    loop ended, or that drain cancelled by the loop's own end) the exit drain sends, with ``timeout`` (``None``: not).
+    A client was collected: if it was open with calls pending, keep delivering them. On its loop, if that still runs
+    (maybe in another thread), a background drain does what aclose() would; what no running loop sends (never
+    started, its loop ended, or that drain cancelled by the loop's own end) the exit drain sends, with ``timeout``
+    (``None``: not). ``forked``: the client was made before this process forked, and is the parent's to drain.
+
+    Returns:
+        How many calls were pending, for the caller's warning (0: nothing to say).
     """
+    state = binding.state
+    if state is State.CLOSED or state is State.CLOSING:
+        return 0
+    pending = engine.pending_count()  # this may run in any thread: no iteration over live sets
+    if not pending and (state is State.NOT_STARTED or forked):
+        return 0
+    loop = binding.loop
+    running = loop if state is State.RUNNING and loop is not None and loop.is_running() else None
     leftovers = None
-    if engine.pending_count() and timeout is not None:
+    if pending and timeout is not None:
         leftovers = _Leftovers(engine, timeout)
         _exit.hold(leftovers)
     if running is not None:
@@ -103,6 +123,7 @@ def drain_collected(engine: DeliveryEngine, running: asyncio.AbstractEventLoop |
             running.call_soon_threadsafe(_drain_orphan, engine, running, leftovers)
         except RuntimeError:
             _orphans.discard(engine)
+    return pending
 
 
 def exit_report(engine: DeliveryEngine, before: int) -> tuple[int, str | None]:

@@ -10,7 +10,7 @@ import os
 import re
 import ssl as ssl_module
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import aiohttp
 import attrs
@@ -51,9 +51,123 @@ from .arguments import Callback
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
 
-__all__ = ["Settings", "check_settings"]
+__all__ = ["ClientSettings", "Settings", "check_settings"]
 
 logger = logging.getLogger("rehook_sdk")
+
+
+class ClientSettings(TypedDict, total=False):
+    """
+    The settings of `RehookClient` and `SyncRehookClient` besides the credentials, each by keyword (the async
+    client also takes ``session``; each client takes ``atexit_timeout``). A setting left out takes its default
+    (docs/configuration.md shows them all).
+
+    Attributes:
+        base_url: Default ``$REHOOK_BASE_URL`` or ``https://api.rehook.ai``. Must be https, except for
+            loopback hosts (a local fake Rehook).
+        max_queue_size: Calls that may wait for a sender; more are dropped as ``queue_full``.
+        concurrency: Sender tasks, and so requests in flight at once (and connections kept alive); or
+            ``"auto"``: as many as Rehook takes, found from its answers (docs/configuration.md), up to
+            ``max_concurrency``.
+        max_concurrency: The most requests in flight with ``concurrency="auto"`` (default 256).
+        request_timeout: Seconds one HTTP request may take, connecting included.
+        retry: How failed requests are retried (`RetryPolicy`).
+        delivery: ``Delivery.AT_LEAST_ONCE`` (default) retries timeouts and lost connections after a request
+            was sent, so Rehook may see such an event twice; ``Delivery.AT_MOST_ONCE`` never does, so such an
+            event fails with ``maybe_delivered=True`` instead.
+        conversion_events: Event names configured in Rehook as conversion events; a Track Event with one of
+            these names (after mapping) and no ``metadata["referral_code"]`` is dropped as
+            ``missing_referral_code``.
+        mappings: Which calls send which Rehook action with which fields (`Mapping`, at most 50); they
+            replace `DEFAULT_MAPPINGS`. Validated and compiled when the client is made.
+        on_error: Called with every dropped or failed `Outcome`, on the client's loop (or in the calling thread
+            for calls dropped at once). Exceptions it raises are logged and ignored.
+        dead_letter: A file to append every failed call to (and those dropped as ``queue_full`` or
+            ``client_closed``), one JSON line each, written by a background thread and flushed by `aclose`.
+            The format is versioned and replayable (docs/durable-delivery.md, "Dead-letter file").
+        proxy: An HTTP(S) proxy URL for every request (``http://user:password@proxy:3128``); its password is a
+            secret like the API secret. With a plain-http ``base_url`` (a local fake) only a loopback proxy is
+            accepted. By default the environment's, read as curl reads it when the client is made:
+            ``HTTPS_PROXY`` (``HTTP_PROXY`` for an http base URL), then ``ALL_PROXY``, minus ``NO_PROXY`` (names
+            with or without a leading ``.`` or ``*.``, ``host:port``, IP addresses, CIDR blocks, ``*``); a
+            proxy scheme the SDK cannot use (``socks5://``) is a `ConfigurationError`, never a direct connection.
+            Loopback hosts never take the environment's proxy.
+        ssl: An `ssl.SSLContext` to verify Rehook (or a TLS-inspecting proxy) with: a corporate CA bundle
+            (``ssl.create_default_context(cafile=...)``), client certificates; or ``"system"``: the operating
+            system's trust store (macOS Keychain, Windows' certificate store, Linux's CA bundle) through the
+            truststore package (the ``truststore`` extra). It must verify: verification cannot be turned off.
+        max_payload_bytes: The largest request body sent (1 MiB); a call whose body is larger ends dropped as
+            ``payload_too_large``, naming the size, before any upload.
+        before_send: Called on the sender side with each `Call` before it is mapped: return it (changed with
+            ``attrs.evolve`` to enrich or redact it) or ``None`` to drop it (``before_send``). The call it returns
+            is the one sent, reported in the `Outcome` and written to the dead-letter file. An exception ends the
+            call as ``invalid_payload``, naming it (logged once per distinct error, with its traceback).
+        context: Context merged into every call's ``context`` (analytics.js's), the call's own keys winning:
+            ``{"app": {"name": "shop", "version": "2.1"}}``. Copied when the client is made.
+        default_properties: Properties merged into every track, page and screen call's properties (PostHog's
+            super properties), the call's own keys winning. Copied when the client is made. Both are merged on
+            the sender side, before ``before_send`` and the mappings.
+        enabled: ``False`` keeps every call from leaving the process (test and staging environments): calls end
+            dropped as ``disabled`` at once, counted in `stats`, with no log line, dead-letter line or
+            ``on_error`` call, and credentials may be absent. ``None`` (the default) reads ``$REHOOK_DISABLED``
+            (``1``/``true``/``yes``/``on`` disable).
+        meter_provider: The OpenTelemetry ``MeterProvider`` to report metrics to (docs: Logging and metrics); by default
+            the global one, when ``opentelemetry-api`` is installed (the ``otel`` extra). Until the application
+            sets a provider, OpenTelemetry's default discards them. ``NoOpMeterProvider()`` turns them off.
+        transport: How requests are sent: ``"auto"`` (the default; ``$REHOOK_TRANSPORT`` when left out) posts
+            calls over the SDK's own keep-alive HTTP/1.1 connections (httptools) whenever there is no proxy and no
+            ``session``, and through aiohttp otherwise; ``"aiohttp"`` always uses aiohttp; ``"fast"`` refuses a
+            proxy or a session. ``check_auth`` always goes through aiohttp.
+        headers: Extra HTTP headers for every request (a proxy's or a gateway's); they may replace the
+            ``User-Agent`` (``rehook-sdk-python/<version> (python <x.y>; aiohttp <x.y>)``) but not
+            ``Authorization``, ``Content-Type`` or ``Idempotency-Key``.
+        spool: A SQLite file that keeps every accepted call until its outcome, so that calls survive the process
+            (SIGKILL, OOM, a deploy): the next client on the file, or another process sharing it, delivers what
+            this one did not (docs/durable-delivery.md). Calls are still delivered from memory; the spool is
+            written by a background thread in groups.
+        spool_interval: Seconds a group of accepted calls waits before it is committed to the spool (what a
+            SIGKILL can lose).
+        spool_lease: Seconds after a process's last heartbeat that its spooled calls are taken over by others.
+        spool_synchronous: ``"normal"`` (a committed call survives the process dying, not necessarily the machine
+            losing power) or ``"full"`` (it survives both; each commit waits for the disk).
+        max_spool_bytes: Beyond this many bytes of calls in the spool, calls are dropped as ``spool_full``.
+        spool_take_unidentified: Also deliver the calls a spool kept from before rows named their application
+            (a spool of format version 1), as this application's. Every spool row names the application (API key
+            and base URL) that accepted it, and a client takes only its own; set this only where no other
+            application has used the spool, until those calls are delivered.
+        spool_retention: Seconds a failed call stays in the spool (from its acceptance) for ``rehook send
+            --from-spool``: older ones are removed, with a count in the log (default 7 days; ``None`` keeps them).
+    """
+
+    base_url: str | None
+    max_queue_size: int
+    concurrency: int | Literal["auto"]
+    max_concurrency: int | None
+    request_timeout: float
+    retry: RetryPolicy | None
+    delivery: Delivery | Literal["at_least_once", "at_most_once"]
+    conversion_events: Iterable[str]
+    mappings: Iterable[RehookMapping] | None
+    on_error: Callback | None
+    dead_letter: str | os.PathLike[str] | None
+    headers: Mapping[str, str] | None
+    proxy: str | None
+    ssl: ssl_module.SSLContext | Literal["system"] | None
+    max_payload_bytes: int
+    before_send: Callable[[Call], Call | None] | None
+    context: Mapping[str, Any] | None
+    default_properties: Mapping[str, Any] | None
+    enabled: bool | None
+    meter_provider: MeterProvider | None
+    transport: TransportName | None
+    spool: str | os.PathLike[str] | None
+    spool_interval: float
+    spool_lease: float
+    spool_synchronous: Literal["normal", "full"]
+    max_spool_bytes: int
+    spool_take_unidentified: bool
+    spool_retention: float | None
+
 
 MakeTransport = Callable[..., Transport]
 

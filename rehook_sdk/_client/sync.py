@@ -6,76 +6,34 @@
 from __future__ import annotations
 
 import asyncio
-import collections.abc
 import functools
 import logging
 import os
-import ssl
 import threading
-import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, Self, TypedDict, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar, Unpack
 
 from .. import _exit
 from .._core.constants import DEFAULT_ATEXIT_TIMEOUT, DEFAULT_CLOSE_TIMEOUT
 from .._core.exceptions import ClientStateError
 from .._core.outcome import Reason
-from .._core.retry import Delivery, RetryPolicy
-from .._core.types import Call
 from .._delivery.handle import EventHandle
-from .._mapping.mappings import Mapping
 from .._report.outcome_log import calls
 from .._report.stats import Stats
-from .._transports import TransportName
-from .arguments import Callback
-from .client import RehookClient, delivery_engine
-from .lifetime import exit_report
+from .client import RehookClient, delivery_engine, reset_if_forked
+from .lifetime import after_fork, exit_report
+from .settings import ClientSettings
 
 if TYPE_CHECKING:
-    from opentelemetry.metrics import MeterProvider
+    pass
 
-__all__ = ["ClientSettings", "SyncRehookClient"]
+__all__ = ["SyncRehookClient"]
 
 logger = logging.getLogger("rehook_sdk")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class ClientSettings(TypedDict, total=False):
-    """
-    The `RehookClient` settings a `SyncRehookClient` passes on (all but ``session``, which belongs to one loop).
-    """
-
-    base_url: str | None
-    max_queue_size: int
-    concurrency: int | Literal["auto"]
-    max_concurrency: int | None
-    request_timeout: float
-    retry: RetryPolicy | None
-    delivery: Delivery | Literal["at_least_once", "at_most_once"]
-    conversion_events: Iterable[str]
-    mappings: Iterable[Mapping] | None
-    on_error: Callback | None
-    dead_letter: str | os.PathLike[str] | None
-    headers: collections.abc.Mapping[str, str] | None
-    proxy: str | None
-    ssl: ssl.SSLContext | Literal["system"] | None
-    max_payload_bytes: int
-    before_send: Callable[[Call], Call | None] | None
-    context: collections.abc.Mapping[str, Any] | None
-    default_properties: collections.abc.Mapping[str, Any] | None
-    enabled: bool | None
-    meter_provider: MeterProvider | None
-    transport: TransportName | None
-    spool: str | os.PathLike[str] | None
-    spool_interval: float
-    spool_lease: float
-    spool_synchronous: Literal["normal", "full"]
-    max_spool_bytes: int
-    spool_take_unidentified: bool
-    spool_retention: float | None
 
 
 def _forward(
@@ -105,7 +63,7 @@ class SyncRehookClient:
         api_key: As for `RehookClient`.
         api_secret: As for `RehookClient`.
         atexit_timeout: Seconds to keep delivering at interpreter exit if `close` was not called; ``None`` never.
-        settings: Any other `RehookClient` setting (not ``session``).
+        settings: Every other setting, by keyword, as `ClientSettings` documents (not ``session``).
     """
 
     # The client this one drives; rehook_sdk.testing's in-memory client replaces it (nothing else should).
@@ -128,7 +86,7 @@ class SyncRehookClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        _LIVE.add(self)
+        after_fork(self._after_fork)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "running" if self._thread is not None else "not started"
@@ -269,23 +227,11 @@ class SyncRehookClient:
         self.close()
 
     def _after_fork(self) -> None:
-        # The thread and its loop did not survive the fork. The inner client reset itself (see RehookClient), unless
+        # The thread and its loop did not survive the fork. The inner client resets itself (see RehookClient), unless
         # the fork skipped os.register_at_fork's hooks: then it is reset here.
-        if self._client._pid != os.getpid():
-            self._client._after_fork()
+        reset_if_forked(self._client)
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
         _exit.release(self)  # the parent's to drain; the child's own calls start a thread (and a hold) again
-
-
-_LIVE: weakref.WeakSet[SyncRehookClient] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for client in list(_LIVE):
-        client._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
