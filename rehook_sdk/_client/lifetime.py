@@ -10,9 +10,10 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import types
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from .. import _exit
 from .._core.constants import DEFAULT_CLOSE_TIMEOUT
@@ -28,8 +29,10 @@ logger = logging.getLogger("rehook_sdk")
 # the dead-letter writer (nothing waits for its thread once the exit hooks have run).
 EXIT_GRACE = 5.0
 
-# The reset of every live client, run in a forked child (weakly: this must not keep a client alive).
-_fork_resets: set[weakref.WeakMethod[Callable[[], None]]] = set()
+# The reset of every live client, run in a forked child: its object (weakly: this must not keep a client alive) and
+# its function. Not `weakref.WeakMethod`s: one whose object is freed while the interpreter ends can fail in its own
+# callback ("Exception ignored in: <function WeakMethod.__new__.<locals>._cb>"), printed on the user's stderr.
+_fork_resets: weakref.WeakKeyDictionary[object, Callable[[Any], None]] = weakref.WeakKeyDictionary()
 # Engines whose client was collected while open: kept alive until their drain finishes.
 _orphans: set[DeliveryEngine] = set()
 # In a forked child: the parent's engines, kept referenced and never used (collecting them would warn about
@@ -41,14 +44,13 @@ def after_fork(reset: Callable[[], None]) -> None:
     """
     Run ``reset`` (a bound method) in every forked child while its object lives.
     """
-    _fork_resets.add(weakref.WeakMethod(reset, _fork_resets.discard))
+    method = cast(types.MethodType, reset)
+    _fork_resets[method.__self__] = method.__func__
 
 
 def _reset_after_fork() -> None:
-    for ref in list(_fork_resets):
-        reset = ref()
-        if reset is not None:
-            reset()
+    for owner, reset in list(_fork_resets.items()):
+        reset(owner)
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
