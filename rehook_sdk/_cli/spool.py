@@ -11,12 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ._core.constants import API_KEY_ENV
-from ._core.exceptions import ConfigurationError, SpoolError
-from ._durable.spools import PostgresSpool, SpoolState, SqliteSpool, encode_record, is_postgres_url
-from ._durable.spools.identity import identity_from
-from ._durable.spools.writer import SpoolWriter
-from ._report.outcome_log import calls
+from .._core.constants import API_KEY_ENV
+from .._core.exceptions import ConfigurationError, SpoolError
+from .._durable.spools import PostgresSpool, SpoolState, SqliteSpool, encode_record, is_postgres_url
+from .._durable.spools.identity import identity_from
+from .._durable.spools.writer import SpoolWriter
+from .._report.outcome_log import calls
 
 __all__ = ["spool_command"]
 
