@@ -1,8 +1,9 @@
 """
 The code's shape, measured (#28's targets): the largest class and the longest function in ``rehook_sdk/``, import
-circles between its modules, private attributes of other objects touched by package code, and the lines of tests
-that import private modules or read private fields. ``python benchmarks/layout.py`` prints the table;
-tests/test_layout.py holds each figure at or below where the code is, so it only moves down.
+circles between its modules, imports that run back up its layers (`LAYERS`), private attributes of other objects
+touched by package code, and the lines of tests that import private modules or read private fields. ``python
+benchmarks/layout.py`` prints the table; tests/test_layout.py holds each figure at or below where the code is, so it
+only moves down.
 
 Counted from the syntax tree: a class or function spans its first to last line (decorators excluded, docstrings
 and comments included); "private" is a name with one leading underscore; ``x._y`` counts where ``x`` is not
@@ -43,10 +44,29 @@ SEAMS = {
 }
 
 
+# The layers, top to bottom (DEVELOPERS.md's map): a module may import its own layer and the layers below it.
+LAYERS = (
+    ("rehook_sdk", "rehook_sdk.__main__"),
+    ("rehook_sdk._cli",),
+    ("rehook_sdk.integrations",),
+    ("rehook_sdk.testing",),
+    ("rehook_sdk.outbox",),
+    ("rehook_sdk._client",),
+    ("rehook_sdk._exit",),
+    ("rehook_sdk._delivery",),
+    ("rehook_sdk._durable",),
+    ("rehook_sdk._report",),
+    ("rehook_sdk._transports",),
+    ("rehook_sdk._mapping",),
+    ("rehook_sdk._core",),
+)
+
+
 class Figures(NamedTuple):
     largest_class: tuple[int, str]
     longest_function: tuple[int, str]
     circles: list[list[str]]
+    upward: list[tuple[str, str]]
     private_touches: int
     test_private_lines: int
 
@@ -147,6 +167,26 @@ def _module_names(tree: ast.Module, name: str, path: Path, names: set[str]) -> s
     return bound
 
 
+def _layer(module: str) -> int:
+    """The index in `LAYERS` of the layer ``module`` belongs to (the most specific prefix that names it)."""
+    found = [
+        (len(prefix), index)
+        for index, prefixes in enumerate(LAYERS)
+        for prefix in prefixes
+        if module == prefix or module.startswith(prefix + ".")
+    ]
+    if not found:
+        raise ValueError(f"{module} is in no layer of benchmarks/layout.py's LAYERS")
+    return max(found)[1]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """The imports that run back up: from a module to one of a layer above its own."""
+    return sorted(
+        (source, target) for source, targets in graph.items() for target in targets if _layer(target) < _layer(source)
+    )
+
+
 def _private_touches(tree: ast.Module, name: str, modules: set[str]) -> Iterator[ast.Attribute]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
@@ -180,7 +220,7 @@ def measure() -> Figures:
                 owner = node.value
                 if not (isinstance(owner, ast.Name) and owner.id in ("self", "cls")):
                     test_lines.add((name, node.lineno))
-    return Figures(max(classes), max(functions), _circles(graph), touches, len(test_lines))
+    return Figures(max(classes), max(functions), _circles(graph), _upward(graph), touches, len(test_lines))
 
 
 def main() -> int:
@@ -193,6 +233,7 @@ def main() -> int:
             "<= 60",
         ),
         ("import circles", f"{len(figures.circles)} {figures.circles or ''}".strip(), "0"),
+        ("imports that run back up the layers", f"{len(figures.upward)} {figures.upward or ''}".strip(), "0"),
         (
             "private attributes of another object touched, package code (outside SEAMS)",
             str(figures.private_touches),

@@ -25,6 +25,7 @@ import warnings
 import weakref
 from typing import Protocol
 
+from ._core import exiting
 from ._report.outcome_log import calls
 
 __all__ = ["ExitDrain", "hold", "release", "watch"]
@@ -48,9 +49,6 @@ class ExitDrain(Protocol):
 
 
 _lock = threading.Lock()
-# True while the exit drain runs: what is made then must not need a new thread (Python 3.12 refuses to start one in
-# an exit hook: "can't create new thread at interpreter shutdown"), so no executor for DNS, no writer thread.
-draining = False
 _watched: weakref.WeakSet[ExitDrain] = weakref.WeakSet()
 _held: dict[int, ExitDrain] = {}
 
@@ -81,8 +79,7 @@ def release(drain: ExitDrain) -> None:
 
 
 def _drain_all() -> None:
-    global draining
-    draining = True
+    exiting.draining = True
     with _lock:
         drains = [*_held.values(), *(d for d in list(_watched) if id(d) not in _held)]
         _held.clear()

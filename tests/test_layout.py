@@ -11,10 +11,11 @@ from pathlib import Path
 
 LAYOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "layout.py"
 
-# Ceilings: today's figures. The targets (#28): 300, 60, 0, 0 outside declared seams.
+# Ceilings: today's figures. The targets (#28): 300, 60, 0, 0, 0 outside declared seams.
 LARGEST_CLASS = 676
-LONGEST_FUNCTION = 171
+LONGEST_FUNCTION = 123
 CIRCLES = 0
+UPWARD_IMPORTS = 0
 PRIVATE_TOUCHES = 0
 TEST_PRIVATE_LINES = 81
 
@@ -30,5 +31,6 @@ def test_the_code_shape_never_gets_worse() -> None:
     assert figures.largest_class[0] <= LARGEST_CLASS, figures.largest_class
     assert figures.longest_function[0] <= LONGEST_FUNCTION, figures.longest_function
     assert len(figures.circles) <= CIRCLES, figures.circles
+    assert len(figures.upward) <= UPWARD_IMPORTS, figures.upward
     assert figures.private_touches <= PRIVATE_TOUCHES
     assert figures.test_private_lines <= TEST_PRIVATE_LINES

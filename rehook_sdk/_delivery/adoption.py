@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from .. import _exit
+from .._core import exiting
 from .._core.entry import Data, Meta, queued
 from .._core.outcome import Reason, outcome_for
 from .._core.retry import Delivery
@@ -53,7 +53,7 @@ class Adoption:
         (PostgreSQL's NOTIFY: `rehook_sdk.outbox`, a client closing).
         """
         spooling = self._spooling
-        if _exit.draining:
+        if exiting.draining:
             return  # the interpreter is exiting: deliver what this process accepted, not more
         every = max(spooling.lease / 2, 0.05)
         heard = self._adopt_now = asyncio.Event()

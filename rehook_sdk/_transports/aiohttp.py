@@ -18,7 +18,7 @@ import aiohttp.abc
 from aiohttp.client_proto import ResponseHandler
 from yarl import URL
 
-from .. import _exit
+from .._core import exiting
 from .._core.constants import IDEMPOTENCY_HEADER
 from .._core.retry import parse_retry_after
 from .._mapping.actions import Request
@@ -76,7 +76,7 @@ class AiohttpTransport:
             # every sender has a connection and no more are opened.
             # During the exit drain, names are resolved in this thread: aiohttp's default resolver needs an executor
             # thread, which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
-            resolver = _BlockingResolver() if _exit.draining else None
+            resolver = _BlockingResolver() if exiting.draining else None
             connector = aiohttp.TCPConnector(
                 limit=self._concurrency,
                 limit_per_host=self._concurrency,

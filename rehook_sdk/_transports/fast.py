@@ -23,7 +23,7 @@ from typing import Any, cast
 import httptools
 from yarl import URL
 
-from .. import _exit
+from .._core import exiting
 from .._core.constants import IDEMPOTENCY_HEADER
 from .._core.retry import parse_retry_after
 from .._mapping.actions import Request
@@ -462,7 +462,7 @@ class FastTransport:
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         host: str = self._host
-        if _exit.draining:
+        if exiting.draining:
             # During the exit drain, names are resolved in this thread: the loop's resolver needs an executor thread,
             # which Python 3.12 cannot start at interpreter exit (nothing else runs on this loop then).
             host = str(socket.getaddrinfo(host, self._port, type=socket.SOCK_STREAM)[0][4][0])
