@@ -174,11 +174,8 @@ class RehookClient(Calls):
 
     def _after_fork(self) -> None:
         """
-        In a forked child: start over with an empty queue, fresh counters and no session, loop or tasks.
-
-        Calls the parent had queued stay the parent's to deliver; the child never sends them, and their handles
-        in the child resolve as dropped ``forked``. The parent's session and tasks are kept referenced (not
-        closed) in the child (see `lifetime`).
+        In a forked child: start over with an empty queue, fresh counters and no session, loop or tasks. Calls the
+        parent had queued stay the parent's to deliver; their handles here resolve as dropped ``forked`` (`lifetime`).
         """
         if self._pid == os.getpid():
             return  # reset already (by the SyncRehookClient around it)

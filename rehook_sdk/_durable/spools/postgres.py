@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..._core.exceptions import ConfigurationError, SpoolError
 from ..._core.redaction import looks_like_conninfo, redact_location
 from .base import Holdings, SpoolState, others_by_kind
-from .writer import Rows, SpoolWriter
+from .store import Rows
+from .writer import SpoolWriter
 
 if TYPE_CHECKING:
     import psycopg

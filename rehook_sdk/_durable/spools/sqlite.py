@@ -21,7 +21,8 @@ from typing import Any, Literal, TypeVar
 from ..._core.exceptions import SpoolError
 from ..files import open_private, private_error
 from .base import Holdings, SpoolState, others_by_kind
-from .writer import Rows, SpoolWriter
+from .store import Rows
+from .writer import SpoolWriter
 
 __all__ = ["SqliteSpool"]
 

@@ -1,10 +1,8 @@
 """
 What every spool store shares: the callers' side (a deque append; a wake-up for the first op of a group, a hurry for
 an op something waits for), and one writer thread that turns each group of ops into one transaction of bulk
-statements. A store (SQLite, PostgreSQL) supplies the connection and the statements.
-
-Within a group, a call appended and settled never reaches the database; a mark on a call not yet written is
-written with it; the rows a group deletes, fails or marks are changed with one statement of each kind.
+statements. A store (SQLite, PostgreSQL) supplies the connection and the statements (`SpoolStore`); `Group` sorts a
+group's ops for its transaction.
 
 When a group cannot be written (the database is down or the disk full), its appends and settles are kept and
 retried, the next group after a pause, while what waits (marks, adoptions, syncs) is told at once. Past
@@ -24,13 +22,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
-from ..._core.encoding import PayloadError
 from ..._core.exceptions import SpoolError
 from .base import Adopted, Holdings, Replay, SpoolState, decode_record, failure_maybe_delivered, failure_text
+from .group import Group
+from .store import SpoolStore
 
-__all__ = ["Rows", "SpoolWriter"]
+__all__ = ["SpoolWriter"]
 
 logger = logging.getLogger("rehook_sdk")
 
@@ -49,11 +48,8 @@ def _forked() -> None:
 
 os.register_at_fork(after_in_child=_forked)
 
-# A group's inserts: (record, state, message_id, reason).
-Rows = list[tuple[str, int, str | None, str | None]]
 
-
-class SpoolWriter(Generic[T, C]):
+class SpoolWriter(SpoolStore[C], Generic[T, C]):
     """
     One process's handle on a spool. Safe from any thread; the database is touched by its writer thread only.
 
@@ -153,117 +149,6 @@ class SpoolWriter(Generic[T, C]):
             self.opened.result(timeout)
         except concurrent.futures.TimeoutError:
             raise SpoolError(f"{self.where}: the spool did not open within {timeout} s (locked?)") from None
-
-    # -- what a store supplies ------------------------------------------------------------------------
-
-    # The database's own errors: logged without a traceback (anything else is a bug, logged with one).
-    _errors: tuple[type[Exception], ...] = ()
-
-    def _connect(self) -> C:
-        """
-        Open, check and prepare the spool, register this owner, count it (`_set_size`); raise `SpoolError`.
-        """
-        raise NotImplementedError
-
-    def _disconnect(self, connection: C) -> None:
-        raise NotImplementedError
-
-    def _begin(self, connection: C) -> None:
-        raise NotImplementedError
-
-    def _commit(self, connection: C) -> None:
-        raise NotImplementedError
-
-    def _rollback(self, connection: C) -> None:
-        raise NotImplementedError
-
-    def _insert(self, connection: C, rows: Rows) -> list[int]:
-        """
-        Insert rows owned by this owner, of this application; their ids, in order.
-        """
-        raise NotImplementedError
-
-    def _mark(self, connection: C, marks: list[tuple[str, int]]) -> list[int]:
-        """
-        Set (message_id, row id) rows this owner still holds to SENDING; return the ids of those it no longer
-        holds (taken over by another process).
-        """
-        raise NotImplementedError
-
-    def _delete(self, connection: C, ids: list[int]) -> None:
-        """
-        Delete the rows of these ids this owner still holds.
-        """
-        raise NotImplementedError
-
-    def _fail(self, connection: C, fails: list[tuple[str, int]]) -> None:
-        """
-        Set (reason, row id) rows this owner still holds to FAILED.
-        """
-        raise NotImplementedError
-
-    def _take(self, connection: C, limit: int) -> list[tuple[int, int, str | None, str]]:
-        """
-        Claim up to ``limit`` rows of this application nobody live owns, oldest first (and make unidentified ones
-        this application's, with ``take_unidentified``): (id, state, message_id, record).
-        """
-        raise NotImplementedError
-
-    def _failed_rows(self, connection: C, after: int, limit: int) -> list[tuple[int, str | None, str, str | None]]:
-        """
-        Up to ``limit`` failed rows of this application after the row ``after``, oldest first, locked for this
-        transaction where the database can (skipping rows another transaction holds): (id, message_id, record,
-        reason).
-        """
-        raise NotImplementedError
-
-    def _claim(self, connection: C, claims: list[tuple[int, int]]) -> None:
-        """
-        Make (state, row id) failed rows this owner's calls again, in that state, of this application.
-        """
-        raise NotImplementedError
-
-    def _count(self, connection: C) -> tuple[int, int]:
-        """
-        This application's rows not failed, and bytes of every record, in the spool.
-        """
-        raise NotImplementedError
-
-    def _held(self, connection: C) -> Holdings:
-        """
-        See `held`.
-        """
-        raise NotImplementedError
-
-    def _census(self, connection: C) -> list[tuple[str | None, int, int, int, float]]:
-        """
-        See `census`.
-        """
-        raise NotImplementedError
-
-    def _purge(self, connection: C, older_than: float) -> int:
-        """
-        See `purge`.
-        """
-        raise NotImplementedError
-
-    def _beat(self, connection: C) -> bool:
-        """
-        Renew this owner's heartbeat; False when its row was gone (it was presumed dead, and registered again).
-        """
-        raise NotImplementedError
-
-    def _release(self, connection: C, let_go: bool) -> None:
-        """
-        Unregister this owner; with ``let_go``, first leave its calls to whoever comes next.
-        """
-        raise NotImplementedError
-
-    def _is_lost(self, exc: Exception) -> bool:
-        """
-        Whether ``exc`` means the connection is gone (then a new one is made for the next group).
-        """
-        return False
 
     # -- any thread ---------------------------------------------------------------------------------------
 
@@ -541,124 +426,98 @@ class SpoolWriter(Generic[T, C]):
         Write one group in one transaction, then answer its waiters; whether the spool is closed, and the
         connection to go on with.
         """
-        rows = self._rows
-        settled = {op[1] for op in ops if op[0] == "settle" and op[2] is None}
-        inserts: dict[int, list[Any]] = {}  # token -> [record, state, message_id, reason]
-        marks: dict[int, str] = {}  # token of a stored row -> message_id
-        ends: dict[int, str | None] = {}  # token of a stored row -> None (delete) or the reason it failed
-        adopts: list[tuple[int, Callable[[], int], concurrent.futures.Future[Any], Replay | None]] = []
-        synced: list[concurrent.futures.Future[None]] = []
-        queries: list[tuple[Callable[[C], Any], concurrent.futures.Future[Any]]] = []
-        marked: list[int] = []
-        skipped = 0
-        closing: bool | None = None
-        for op in ops:
-            kind = op[0]
-            if kind == "append":
-                token = op[1]
-                if token in settled:
-                    skipped += 1
-                    continue
-                try:
-                    inserts[token] = [self._encode(op[2]), int(SpoolState.QUEUED), None, None]
-                except PayloadError as exc:
-                    self.unstorable += 1
-                    if self._on_unwritable is not None:
-                        self._on_unwritable(token, str(exc))
-            elif kind == "mark":
-                _, token, message_id = op
-                marked.append(token)
-                pending = inserts.get(token)
-                if pending is not None:
-                    pending[1:3] = [int(SpoolState.SENDING), message_id]
-                elif token in rows:
-                    marks[token] = message_id
-            elif kind == "settle":
-                _, token, failed = op
-                pending = inserts.get(token)
-                if pending is not None:  # failed within its group: stored as failed at once
-                    pending[1], pending[3] = int(SpoolState.FAILED), failed
-                elif token in rows:
-                    marks.pop(token, None)
-                    ends[token] = failed
-            elif kind == "adopt":
-                adopts.append((op[1], op[2], op[3], op[4]))
-            elif kind == "sync":
-                synced.append(op[1])
-            elif kind == "query":
-                queries.append((op[1], op[2]))
-            else:
-                closing = bool(op[1])
-        size_rows, size_bytes = self.rows, self.bytes
-        replays = [(replay, (replay.after, replay.skipped, replay.done)) for *_, replay in adopts if replay is not None]
+        group = Group(ops, self._rows, self._encode)
+        for token, why in group.unstorable:
+            self.unstorable += 1
+            if self._on_unwritable is not None:
+                self._on_unwritable(token, why)
+        replays = [
+            (replay, (replay.after, replay.skipped, replay.done)) for *_, replay in group.adopts if replay is not None
+        ]
         try:
-            self._begin(connection)
-            order = list(inserts)
-            if order:
-                values = [tuple(inserts[token]) for token in order]
-                for token, row, value in zip(order, self._insert(connection, values), values, strict=True):
-                    size = _size(value[0])
-                    size_bytes += size
-                    if value[1] != SpoolState.FAILED:
-                        rows[token] = (row, size)
-                        size_rows += 1
-            lost: list[int] = []
-            if marks:
-                by_row = {rows[token][0]: token for token in marks}
-                taken_over = self._mark(
-                    connection, [(message_id, rows[token][0]) for token, message_id in marks.items()]
-                )
-                lost = [by_row[row] for row in taken_over]
-            gone = [token for token, failed in ends.items() if failed is None]
-            if gone:
-                self._delete(connection, [rows[token][0] for token in gone])
-                size_bytes -= sum(rows[token][1] for token in gone)
-            kept = [(failed, rows[token][0]) for token, failed in ends.items() if failed is not None]
-            if kept:
-                self._fail(connection, kept)
-            size_rows -= len(ends)
-            adopted = []
-            for limit, tokens, reply, replay in adopts:
-                adopted.append((reply, self._adopt(connection, limit, tokens, replay)))
-            if adopts:
-                # Counted again: calls taken over may have been written by other connections since the last count
-                # (the outbox's, in the application's transactions), and ending them must not count below zero.
-                size_rows, size_bytes = self._count(connection)
-            answers = [(reply, run(connection)) for run, reply in queries]
-            if queries:  # (a purge removes rows)
-                size_rows, size_bytes = self._count(connection)
-            if closing is not None:
-                self._release(connection, closing)
-            self._commit(connection)
+            written = self._write(connection, group)
         except Exception as exc:  # the database (down, disk full) or a bug: the thread must live on
             try:
                 self._rollback(connection)
             except Exception:
                 logger.debug("spool %s: rollback failed", self.where, exc_info=True)
-            for token in inserts:  # rolled back (the ended rows were not changed: they are settled again)
-                rows.pop(token, None)
+            for token in group.inserts:  # rolled back (the ended rows were not changed: they are settled again)
+                self._rows.pop(token, None)
             for replay, (after, skipped, done) in replays:  # nothing it looked at was claimed: it goes on from there
                 replay.after, replay.skipped, replay.done = after, skipped, done
-            return self._failed(ops, marked, exc), self._after(connection, exc)
-        for token in [*ends, *lost]:
-            rows.pop(token, None)  # (a call taken over is the other process's: nothing more to record for it)
-        self.committed += len(inserts) + skipped
+            return self._failed(ops, group.marked, exc), self._after(connection, exc)
+        self._answer(group, written)
+        return group.closing is not None, connection
+
+    def _write(self, connection: C, group: Group) -> _Written:
+        """
+        One group's statements, in one transaction, committed; what to answer with.
+        """
+        rows = self._rows
+        size_rows, size_bytes = self.rows, self.bytes
+        self._begin(connection)
+        order = list(group.inserts)
+        if order:
+            values = [tuple(group.inserts[token]) for token in order]
+            for token, row, value in zip(order, self._insert(connection, values), values, strict=True):
+                size = _size(value[0])
+                size_bytes += size
+                if value[1] != SpoolState.FAILED:
+                    rows[token] = (row, size)
+                    size_rows += 1
+        lost: list[int] = []
+        if group.marks:
+            by_row = {rows[token][0]: token for token in group.marks}
+            taken_over = self._mark(
+                connection, [(message_id, rows[token][0]) for token, message_id in group.marks.items()]
+            )
+            lost = [by_row[row] for row in taken_over]
+        ends = group.ends
+        gone = [token for token, failed in ends.items() if failed is None]
+        if gone:
+            self._delete(connection, [rows[token][0] for token in gone])
+            size_bytes -= sum(rows[token][1] for token in gone)
+        kept = [(failed, rows[token][0]) for token, failed in ends.items() if failed is not None]
+        if kept:
+            self._fail(connection, kept)
+        size_rows -= len(ends)
+        adopted = [
+            (reply, self._adopt(connection, limit, tokens, replay)) for limit, tokens, reply, replay in group.adopts
+        ]
+        if group.adopts:
+            # Counted again: calls taken over may have been written by other connections since the last count
+            # (the outbox's, in the application's transactions), and ending them must not count below zero.
+            size_rows, size_bytes = self._count(connection)
+        answers = [(reply, run(connection)) for run, reply in group.queries]
+        if group.queries:  # (a purge removes rows)
+            size_rows, size_bytes = self._count(connection)
+        if group.closing is not None:
+            self._release(connection, group.closing)
+        self._commit(connection)
+        return _Written(size_rows, size_bytes, lost, adopted, answers)
+
+    def _answer(self, group: Group, written: _Written) -> None:
+        """
+        After a group's commit: forget the rows it ended, count, and answer what waits.
+        """
+        for token in [*group.ends, *written.lost]:
+            self._rows.pop(token, None)  # (a call taken over is the other process's: nothing more to record for it)
+        self.committed += len(group.inserts) + group.skipped
         if self.problem is not None:
             logger.warning("spool %s: written again", self.where)
             self.problem = None
-        self._set_size(size_rows, size_bytes)
-        if marked and self._on_marked is not None:
-            self._on_marked(marked, True, lost)
-        for answer, taken in adopted:
-            if not answer.done():
-                answer.set_result(taken)
-        for future in synced:
+        self._set_size(written.rows, written.bytes)
+        if group.marked and self._on_marked is not None:
+            self._on_marked(group.marked, True, written.lost)
+        for reply, taken in written.adopted:
+            if not reply.done():
+                reply.set_result(taken)
+        for future in group.synced:
             if not future.done():
                 future.set_result(None)
-        for reply, result in answers:
+        for reply, result in written.answers:
             if not reply.done():
                 reply.set_result(result)
-        return closing is not None, connection
 
     def _failed(self, ops: list[tuple[Any, ...]], marked: list[int], exc: Exception | str) -> bool:
         """
@@ -733,3 +592,16 @@ class SpoolWriter(Generic[T, C]):
 
 def _size(record: str) -> int:
     return len(record) if record.isascii() else len(record.encode("utf-8", "surrogatepass"))
+
+
+class _Written(NamedTuple):
+    """
+    What a committed group comes to: the spool's size after it, the marked calls another process had taken over,
+    and the answers to its adoptions and queries.
+    """
+
+    rows: int
+    bytes: int
+    lost: list[int]
+    adopted: list[tuple[concurrent.futures.Future[Any], list[tuple[int, Adopted]]]]
+    answers: list[tuple[concurrent.futures.Future[Any], Any]]
