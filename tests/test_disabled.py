@@ -60,10 +60,10 @@ def test_the_environment_disables_and_enabled_true_wins(monkeypatch: pytest.Monk
         RehookClient(enabled=True)
     for value in ("true", "YES", "on"):
         monkeypatch.setenv("REHOOK_DISABLED", value)
-        assert RehookClient()._disabled
+        assert "enabled=False" in repr(RehookClient())
     for value in ("0", "false", "off", ""):
         monkeypatch.setenv("REHOOK_DISABLED", value)
-        assert not RehookClient("k", "s")._disabled
+        assert "enabled=False" not in repr(RehookClient("k", "s"))
 
 
 @pytest.mark.parametrize(("setting", "env"), [("maybe", None), (None, "perhaps")])

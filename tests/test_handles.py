@@ -23,7 +23,7 @@ async def test_fire_and_forget_leaves_nothing_behind(client: RehookClient) -> No
 
     board = delivery_engine(client).board
     assert client.stats().delivered == 50
-    assert (board._alive, board._outcomes, board._waiters, board._callbacks) == (set(), {}, {}, {})
+    assert board.held() == (0, 0, 0, 0)
 
 
 async def test_a_kept_handle_keeps_its_outcome_until_it_goes(client: RehookClient) -> None:
@@ -37,9 +37,9 @@ async def test_a_kept_handle_keeps_its_outcome_until_it_goes(client: RehookClien
     assert outcome.delivered
     assert handle.done()
     assert handle.message_id == outcome.message_id
-    assert len(board._outcomes) == 1
+    assert board.held()[1] == 1
     del handle
-    assert board._outcomes == {}
+    assert board.held()[1] == 0
 
 
 async def test_callbacks_run_for_dropped_handles(client: RehookClient) -> None:
@@ -84,7 +84,7 @@ async def test_unobserved_delivered_calls_are_counted_without_an_outcome(fake: F
         stats = client.stats()
         assert (stats.accepted, stats.in_queue, stats.in_flight) == (200, 0, 0)
         board = delivery_engine(client).board
-        assert (board._alive, board._outcomes) == (set(), {})
+        assert board.held()[:2] == (0, 0)
     assert len(fake.requests) == 200
 
 

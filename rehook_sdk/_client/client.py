@@ -187,7 +187,8 @@ class RehookClient(Calls):
 
     def __repr__(self) -> str:
         key = self._api_key[:4] + "…" if len(self._api_key) > 4 else "…"
-        return f"<RehookClient api_key={key!r} base_url={self._base_url!r} state={self._binding.state.value!r}>"
+        shown = f"api_key={key!r} base_url={self._base_url!r} state={self._binding.state.value!r}"
+        return f"<RehookClient {shown}{' enabled=False' if self._disabled else ''}>"
 
     # -- queueing ----------------------------------------------------------------------------------------
 

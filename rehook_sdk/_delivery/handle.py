@@ -130,6 +130,13 @@ class Board:
             if countdown in self._countdowns:
                 self._countdowns.remove(countdown)
 
+    def held(self) -> tuple[int, int, int, int]:
+        """
+        What the board holds: handles alive, outcomes kept for them, calls with waiters, callbacks. All 0 once every
+        handle is gone and every outcome known.
+        """
+        return len(self._alive), len(self._outcomes), len(self._waiters), len(self._callbacks)
+
     def reset_lock(self) -> None:
         """
         In a forked child: a fresh lock, since a thread of the parent may have held the old one at the fork.
