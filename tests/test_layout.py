@@ -13,7 +13,7 @@ LAYOUT = Path(__file__).resolve().parent.parent / "benchmarks" / "layout.py"
 
 # Ceilings: today's figures. The targets (#28): 300, 60, 0, 0, 0 outside declared seams.
 LARGEST_CLASS = 539
-LONGEST_FUNCTION = 101
+LONGEST_FUNCTION = 94
 CIRCLES = 0
 UPWARD_IMPORTS = 0
 PRIVATE_TOUCHES = 0

@@ -369,77 +369,189 @@ class FaultProxy:
         a_head, a_body = answer
         match = _STATUS.match(a_head)
         status = int(match.group(1)) if match else None
-        sent = 0
-        keep = True
         # Recorded now, before the answer goes out: the client may have its outcome before the proxy is done.
         index = len(self.requests)
         self.requests.append(
             ProxiedRequest(fault=kind, key=key, forwarded=True, status=status, bytes_to_client=0, finished=False)
         )
+        progress = _Progress()
         try:
-            if kind in ("pass", "latency"):
-                writer.write(a_head + a_body)
-                sent = len(a_head) + len(a_body)
-            elif kind == "reset_after":
-                _reset(writer)
-                keep = False
-            elif kind == "silence_after":
-                await _until_closed(reader)
-                keep = False
-            elif kind == "garbage":
-                writer.write(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n\x01\x02")
-                keep = False
-            elif kind == "head_cut":
-                writer.write(a_head[: len(a_head) // 2])
-                sent = len(a_head) // 2
-                keep = False
-            elif kind == "body_cut":
-                cut = a_head + a_body[: len(a_body) // 2]
-                writer.write(cut)
-                sent = len(cut)
-                keep = False
-            elif kind == "drip":
-                for i in range(len(a_head) + len(a_body)):
-                    writer.write((a_head + a_body)[i : i + 1])
-                    await writer.drain()
-                    sent += 1
-                    await asyncio.sleep(fault.seconds)
-            elif kind == "huge_body":
-                new_head = _reframe(a_head, b"Content-Length: %d" % fault.size)
-                writer.write(new_head + a_body)
-                sent = len(new_head) + len(a_body)
-                left = fault.size - len(a_body)
-                pad = b" " * _CHUNK
-                while left > 0:
-                    piece = pad[: min(left, _CHUNK)]
-                    writer.write(piece)
-                    await writer.drain()
-                    sent += len(piece)
-                    left -= len(piece)
-            elif kind == "endless_body":
-                new_head = _reframe(a_head, b"Transfer-Encoding: chunked")
-                first = b"%x\r\n%s\r\n" % (len(a_body), a_body) if a_body else b""
-                writer.write(new_head + first)
-                sent = len(new_head) + len(first)
-                piece = b"%x\r\n%s\r\n" % (_CHUNK, b" " * _CHUNK)
-                loop = asyncio.get_running_loop()
-                until = loop.time() + _ENDLESS_LIMIT
-                while loop.time() < until:
-                    writer.write(piece)
-                    await writer.drain()
-                    sent += len(piece)
-                keep = False
+            keep = await _ANSWERS.get(kind, _answer_as_is)(fault, a_head, a_body, reader, writer, progress)
             await writer.drain()
         except (ConnectionError, OSError):
             keep = False
         finally:
-            self.requests[index] = attrs.evolve(self.requests[index], bytes_to_client=sent, finished=True)
+            self.requests[index] = attrs.evolve(self.requests[index], bytes_to_client=progress.sent, finished=True)
         if not keep and kind != "reset_after":
             writer.close()
         return keep
 
 
 _PASS = ProxyFault(kind="pass")
+
+
+class _Progress:
+    """
+    The bytes of an answer sent to the client so far (recorded also when sending it fails halfway).
+    """
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+async def _answer_as_is(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    # pass, latency (and any fault that only acts before the request is forwarded)
+    if fault.kind not in ("pass", "latency"):
+        return True
+    writer.write(head + body)
+    p.sent = len(head) + len(body)
+    return True
+
+
+async def _reset_after(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    _reset(writer)
+    return False
+
+
+async def _silence_after(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    await _until_closed(reader)
+    return False
+
+
+async def _garbage(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    writer.write(b"\x00\xff\xfeNOT HTTP AT ALL\r\n\r\n\x01\x02")
+    return False
+
+
+async def _head_cut(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    writer.write(head[: len(head) // 2])
+    p.sent = len(head) // 2
+    return False
+
+
+async def _body_cut(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    cut = head + body[: len(body) // 2]
+    writer.write(cut)
+    p.sent = len(cut)
+    return False
+
+
+async def _drip(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    answer = head + body
+    for i in range(len(answer)):
+        writer.write(answer[i : i + 1])
+        await writer.drain()
+        p.sent += 1
+        await asyncio.sleep(fault.seconds)
+    return True
+
+
+async def _huge_body(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    new_head = _reframe(head, b"Content-Length: %d" % fault.size)
+    writer.write(new_head + body)
+    p.sent = len(new_head) + len(body)
+    left = fault.size - len(body)
+    pad = b" " * _CHUNK
+    while left > 0:
+        piece = pad[: min(left, _CHUNK)]
+        writer.write(piece)
+        await writer.drain()
+        p.sent += len(piece)
+        left -= len(piece)
+    return True
+
+
+async def _endless_body(
+    fault: ProxyFault,
+    head: bytes,
+    body: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    p: _Progress,
+) -> bool:
+    new_head = _reframe(head, b"Transfer-Encoding: chunked")
+    first = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+    writer.write(new_head + first)
+    p.sent = len(new_head) + len(first)
+    piece = b"%x\r\n%s\r\n" % (_CHUNK, b" " * _CHUNK)
+    loop = asyncio.get_running_loop()
+    until = loop.time() + _ENDLESS_LIMIT
+    while loop.time() < until:
+        writer.write(piece)
+        await writer.drain()
+        p.sent += len(piece)
+    return False
+
+
+# How each fault that acts on the answer sends it; whether the client connection stays open after.
+_ANSWERS = {
+    "reset_after": _reset_after,
+    "silence_after": _silence_after,
+    "garbage": _garbage,
+    "head_cut": _head_cut,
+    "body_cut": _body_cut,
+    "drip": _drip,
+    "huge_body": _huge_body,
+    "endless_body": _endless_body,
+}
 
 
 async def _read_message(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
