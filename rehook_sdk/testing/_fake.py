@@ -8,16 +8,13 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import itertools
 import json
 import random
-import secrets
 import ssl
-import string
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from collections.abc import Mapping as MappingABC
 from types import TracebackType
 from typing import Any, Self
@@ -30,6 +27,7 @@ from .._client.sync import SyncRehookClient
 from .._core.constants import CHECK_AUTH_PATH, CUSTOMERS_PATH, EVENTS_PATH, IDEMPOTENCY_HEADER
 from .._core.retry import RetryPolicy
 from ._memory import memory_client, memory_sync_client
+from ._rehook import SimulatedRehook, error
 
 __all__ = ["FakeRehook", "RecordedRequest"]
 
@@ -81,11 +79,6 @@ def key_digest(key: str) -> int:
     (mod 2**64), so a test can compare sets of hundreds of thousands of keys without holding them.
     """
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
-
-
-def _error(status: int, code: str, message: str, details: Any = None) -> web.Response:
-    body = {"code": code, "message": message, "details": details, "request_id": "req_" + secrets.token_hex(8)}
-    return web.json_response(body, status=status)
 
 
 class FakeRehook:
@@ -140,7 +133,6 @@ class FakeRehook:
         self.latency = latency
         self.api_key = api_key
         self.api_secret = api_secret
-        self.conversion_events = frozenset(conversion_events)
         self._host = host
         self._port = port
         self._auth = "Basic " + base64.b64encode(f"{api_key}:{api_secret}".encode()).decode()
@@ -152,20 +144,27 @@ class FakeRehook:
         self._reset_rate = 0.0
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
-        self._ids = itertools.count(1)
         self._delivered_keys: set[str] = set()
         self._record_requests = record
         self.request_count = 0
         self.delivered_digest = 0
         self.requests: list[RecordedRequest] = []
-        self.customers: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-        # Indexes, so that every request costs O(1) however many customers there are: referral code -> owner's
-        # source_id, and advocate's source_id -> the source_ids of the friends it referred (in order).
-        self._code_owner: dict[str, str] = {}
-        self._referred: dict[str, dict[str, None]] = {}
+        self._rehook = SimulatedRehook(conversion_events, record)
+        self.customers = self._rehook.customers
+        self.events = self._rehook.events
         self.duplicates = 0
         self.url = ""
+
+    @property
+    def conversion_events(self) -> frozenset[str]:
+        """
+        Event names that need ``metadata.referral_code``; may be set at any time.
+        """
+        return self._rehook.conversion_events
+
+    @conversion_events.setter
+    def conversion_events(self, names: Iterable[str]) -> None:
+        self._rehook.conversion_events = frozenset(names)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
 
@@ -174,17 +173,17 @@ class FakeRehook:
         Listen on loopback; `url` then holds the base URL.
         """
         app = web.Application()
-        route = app.router.add_route
-        route("POST", CUSTOMERS_PATH, self._endpoint(self._identify))
-        route("POST", EVENTS_PATH, self._endpoint(self._track))
-        route("GET", CHECK_AUTH_PATH, self._endpoint(self._check_auth))
-        route("*", "/customers/validate-code/{code}", self._endpoint(self._validate_code))
-        route("GET", "/customers/referral/list/{source_id}", self._endpoint(self._referrals))
-        route("GET", "/customers/{source_id}", self._endpoint(self._get_customer))
+        route, rehook = app.router.add_route, self._rehook
+        route("POST", CUSTOMERS_PATH, self._endpoint(rehook.identify))
+        route("POST", EVENTS_PATH, self._endpoint(rehook.track))
+        route("GET", CHECK_AUTH_PATH, self._endpoint(rehook.check_auth))
+        route("*", "/customers/validate-code/{code}", self._endpoint(rehook.validate_code))
+        route("GET", "/customers/referral/list/{source_id}", self._endpoint(rehook.referrals))
+        route("GET", "/customers/{source_id}", self._endpoint(rehook.get_customer))
         # Not Rehook's: lets a test in another process read what this fake saw (no credentials needed).
         app.router.add_get("/_fake/summary", self._summary)
-        app.router.add_get("/_fake/events", self._list_events)
-        app.router.add_get("/_fake/customers", self._list_customers)
+        app.router.add_get("/_fake/events", rehook.list_events)
+        app.router.add_get("/_fake/customers", rehook.list_customers)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl_context)
@@ -282,9 +281,9 @@ class FakeRehook:
     ) -> tuple[int, str, MappingABC[str, str]] | None:
         # A memory client's request (an `Answerer`): the same rules, faults and records as over HTTP.
         endpoints = {
-            ("POST", CUSTOMERS_PATH): self._identify,
-            ("POST", EVENTS_PATH): self._track,
-            ("GET", CHECK_AUTH_PATH): self._check_auth,
+            ("POST", CUSTOMERS_PATH): self._rehook.identify,
+            ("POST", EVENTS_PATH): self._rehook.track,
+            ("GET", CHECK_AUTH_PATH): self._rehook.check_auth,
         }
         endpoint = endpoints.get((method, path))
         if endpoint is None:
@@ -414,12 +413,12 @@ class FakeRehook:
             response = (
                 web.json_response(fault.body, status=fault.status)
                 if fault.body is not None
-                else _error(fault.status, "SCRIPTED_FAULT", f"scripted {fault.status}")
+                else error(fault.status, "SCRIPTED_FAULT", f"scripted {fault.status}")
             )
             if fault.retry_after is not None:
                 response.headers["Retry-After"] = fault.retry_after
         elif not authorized:
-            response = _error(401, "UNAUTHORIZED", "invalid API key or secret")
+            response = error(401, "UNAUTHORIZED", "invalid API key or secret")
         else:
             response = await endpoint(match, body)
         if method == "POST" and key is not None and 200 <= response.status < 300:
@@ -487,127 +486,3 @@ class FakeRehook:
                 "recording": self._record_requests,
             }
         )
-
-    async def _list_events(self, request: web.Request) -> web.Response:
-        return _page(request, self.events)
-
-    async def _list_customers(self, request: web.Request) -> web.Response:
-        return _page(request, self.customers.values(), self._public)
-
-    def _new_code(self) -> str:
-        while True:
-            code = "".join(secrets.choice(string.ascii_uppercase) for _ in range(6))
-            if code not in self._code_owner:
-                return code
-
-    def _owner(self, code: Any) -> dict[str, Any] | None:
-        owner = self._code_owner.get(code) if isinstance(code, str) else None
-        return self.customers.get(owner) if owner is not None else None
-
-    def _set_code(self, customer: dict[str, Any], code: str) -> None:
-        old = customer.get("referral_code")
-        if old is not None and self._code_owner.get(old) == customer["source_id"]:
-            del self._code_owner[old]
-        customer["referral_code"] = code
-        self._code_owner[code] = customer["source_id"]
-
-    async def _identify(self, match: MappingABC[str, str], body: Any) -> web.Response:
-        if not isinstance(body, dict) or not isinstance(body.get("source_id"), str) or not body["source_id"]:
-            return _error(400, "INVALID_REQUEST", "source_id is required")
-        metadata = body.get("metadata", {})
-        if not isinstance(metadata, dict):
-            return _error(400, "INVALID_REQUEST", "metadata must be an object")
-        code = body.get("referral_code")
-        if code is not None and not isinstance(code, str):
-            return _error(400, "INVALID_REQUEST", "referral_code must be a string or null")
-        source_id: str = body["source_id"]
-        if code is not None:
-            owner = self._owner(code)
-            if owner is not None and owner["source_id"] != source_id:
-                return _error(400, "REFERRAL_CODE_TAKEN", f"referral code {code!r} belongs to another customer")
-        customer = self.customers.get(source_id)
-        if customer is None:
-            customer = self.customers[source_id] = {
-                "id": f"cust_{next(self._ids)}",
-                "source_id": source_id,
-                "metadata": {},
-                "referral_code": None,
-                "referred_by": None,
-            }
-            self._set_code(customer, code or self._new_code())
-        elif code is not None:
-            self._set_code(customer, code)
-        customer["metadata"].update(metadata)
-        return web.json_response(customer)
-
-    async def _track(self, match: MappingABC[str, str], body: Any) -> web.Response:
-        if not isinstance(body, dict):
-            return _error(400, "INVALID_REQUEST", "a JSON object is required")
-        name, source_id, metadata = body.get("event_name"), body.get("source_id"), body.get("metadata", {})
-        if not isinstance(name, str) or not name:
-            return _error(400, "INVALID_REQUEST", "event_name is required")
-        if not isinstance(source_id, str) or not source_id:
-            return _error(400, "INVALID_REQUEST", "source_id is required")
-        if not isinstance(metadata, dict):
-            return _error(400, "INVALID_REQUEST", "metadata must be an object")
-        code = metadata.get("referral_code")
-        if name in self.conversion_events and not code:
-            return _error(400, "MISSING_REFERRAL_CODE", f"{name!r} is a conversion event: referral_code is required")
-        if code and name in self.conversion_events:
-            advocate = self._owner(code)
-            friend = self.customers.get(source_id)
-            if advocate is not None and friend is not None and advocate is not friend:
-                if friend["referred_by"] is not None:
-                    self._referred.get(friend["referred_by"], {}).pop(source_id, None)
-                friend["referred_by"] = advocate["source_id"]
-                self._referred.setdefault(advocate["source_id"], {})[source_id] = None
-        event = {"id": f"evt_{next(self._ids)}", "event_name": name, "source_id": source_id, "metadata": metadata}
-        if self._record_requests:
-            self.events.append(event)
-        return web.json_response({"status": "ok", "event": event})
-
-    async def _check_auth(self, match: MappingABC[str, str], body: Any) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def _get_customer(self, match: MappingABC[str, str], body: Any) -> web.Response:
-        customer = self.customers.get(match["source_id"])
-        if customer is None:
-            return _error(404, "NOT_FOUND_CUSTOMER", "no customer with that source_id")
-        return web.json_response(self._public(customer))
-
-    async def _validate_code(self, match: MappingABC[str, str], body: Any) -> web.Response:
-        code = match["code"]
-        owner = self._owner(code)
-        if owner is None:
-            return _error(404, "NOT_FOUND_CODE", f"referral code {code!r} does not exist")
-        return web.json_response(self._public(owner))
-
-    async def _referrals(self, match: MappingABC[str, str], body: Any) -> web.Response:
-        source_id = match["source_id"]
-        referred = [self._public(self.customers[friend]) for friend in self._referred.get(source_id, {})]
-        if not referred:
-            return _error(404, "NOT_FOUND_REFERRALS", "no successful referrals")
-        return web.json_response(referred)
-
-    def _public(self, customer: dict[str, Any]) -> dict[str, Any]:
-        referrals = len(self._referred.get(customer["source_id"], {}))
-        return {
-            "id": customer["id"],
-            "source_id": customer["source_id"],
-            "metadata": customer["metadata"],
-            "referral_code": customer["referral_code"],
-            "referral_count": referrals,
-            "referral_link": f"https://rehook.example/r/{customer['referral_code']}",
-        }
-
-
-def _page(request: web.Request, items: Collection[Any], view: Callable[[Any], Any] | None = None) -> web.Response:
-    # ?offset=0&limit=100 (at most 1000): {"total", "offset", "limit", "items"}, in the order they were recorded.
-    try:
-        offset = max(0, int(request.query.get("offset", "0")))
-        limit = min(1000, max(1, int(request.query.get("limit", "100"))))
-    except ValueError:
-        return _error(400, "INVALID_REQUEST", "offset and limit must be whole numbers")
-    listed = list(itertools.islice(items, offset, offset + limit))
-    page = [view(item) for item in listed] if view is not None else listed
-    return web.json_response({"total": len(items), "offset": offset, "limit": limit, "items": page})
