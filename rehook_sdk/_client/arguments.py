@@ -105,44 +105,18 @@ def build(
     Raises:
         TypeError: an argument of the wrong type, named in the message.
     """
-    if options is not None and not isinstance(options, Mapping):
-        if callable(options) and callback is None:  # analytics.js lets the callback take the options slot
-            options, callback = None, options
-        else:
-            raise TypeError(f"{method}(): options must be a mapping (dict) or None, not {type(options).__qualname__}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"{method}(): callback must be callable, not {type(callback).__qualname__}")
+    options, callback = _options_and_callback(method, options, callback)
     props = _mapping(properties, f"{method}(): properties")
     traits_ = _mapping(traits, f"{method}(): traits")
     ctx = _mapping(context, f"{method}(): context")
     if options:
-        extra: dict[str, Any] = {}
-        given = {
-            "user_id": user_id,
-            "anonymous_id": anonymous_id,
-            "timestamp": timestamp,
-            "context": ctx,
-            "integrations": integrations,
-            "message_id": message_id,
-        }
-        for key, value in options.items():
-            field = _OPTION_KEYS.get(key)
-            if field is None:
-                extra[key] = value
-            elif given[field] is None:
-                given[field] = value
-        user_id, anonymous_id, timestamp = given["user_id"], given["anonymous_id"], given["timestamp"]
-        integrations, message_id = given["integrations"], given["message_id"]
-        ctx = _mapping(given["context"], f"{method}(): options['context']")
-        if extra:
-            ctx = {**(ctx or {}), **extra}
+        user_id, anonymous_id, timestamp, ctx, integrations, message_id = _with_options(
+            method, options, user_id, anonymous_id, timestamp, ctx, integrations, message_id
+        )
     uid = _id(user_id, f"{method}(): userId")
     if uid is None and props is not None and "userId" in props:
         uid = _id(props["userId"], f"{method}(): properties['userId']")
-    if name is not None:
-        if not isinstance(name, str):
-            raise TypeError(f"{method}(): name must be a str or None, not {type(name).__qualname__}")
-        name = str.__str__(name)
+    name = _name(method, name)
     if name is not None and (props is None or "name" not in props):
         props = {**(props or {}), "name": name}  # analytics.js puts a page's name into its properties
     if message_id is not None and not isinstance(message_id, str):
@@ -163,3 +137,60 @@ def build(
         message_id=str.__str__(message_id) if message_id else None,
     )
     return call, callback
+
+
+def _options_and_callback(
+    method: str, options: object, callback: object
+) -> tuple[Mapping[str, Any] | None, Callback | None]:
+    # analytics.js lets the callback take the options slot.
+    if options is not None and not isinstance(options, Mapping):
+        if callable(options) and callback is None:
+            options, callback = None, options
+        else:
+            raise TypeError(f"{method}(): options must be a mapping (dict) or None, not {type(options).__qualname__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{method}(): callback must be callable, not {type(callback).__qualname__}")
+    return options, callback
+
+
+def _with_options(
+    method: str,
+    options: Mapping[str, Any],
+    user_id: object,
+    anonymous_id: object,
+    timestamp: object,
+    context: dict[str, Any] | None,
+    integrations: object,
+    message_id: object,
+) -> tuple[object, object, object, dict[str, Any] | None, object, object]:
+    """
+    The fields with analytics.js ``options`` applied: an explicit argument wins over its option; other option keys
+    go into the context.
+    """
+    extra: dict[str, Any] = {}
+    given = {
+        "user_id": user_id,
+        "anonymous_id": anonymous_id,
+        "timestamp": timestamp,
+        "context": context,
+        "integrations": integrations,
+        "message_id": message_id,
+    }
+    for key, value in options.items():
+        field = _OPTION_KEYS.get(key)
+        if field is None:
+            extra[key] = value
+        elif given[field] is None:
+            given[field] = value
+    ctx = _mapping(given["context"], f"{method}(): options['context']")
+    if extra:
+        ctx = {**(ctx or {}), **extra}
+    return given["user_id"], given["anonymous_id"], given["timestamp"], ctx, given["integrations"], given["message_id"]
+
+
+def _name(method: str, name: object) -> str | None:
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise TypeError(f"{method}(): name must be a str or None, not {type(name).__qualname__}")
+    return str.__str__(name)
