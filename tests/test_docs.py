@@ -26,6 +26,10 @@ def test_the_site_builds_without_warnings_and_documents_every_public_name(tmp_pa
     reference = (tmp_path / "api.html").read_text(encoding="utf-8")
     missing = [name for name in rehook_sdk.__all__ if f'id="rehook_sdk.{name}"' not in reference]
     assert missing == [], f"public names missing from docs/api.md: {missing}"
+    for client in ("RehookClient", "SyncRehookClient"):  # the calls too, wherever a client class defines them
+        methods = ("identify", "track", "page", "screen", "group", "alias", "audience", "flush", "stats")
+        undocumented = [m for m in methods if f'id="rehook_sdk.{client}.{m}"' not in reference]
+        assert undocumented == [], f"{client} methods missing from docs/api.md: {undocumented}"
     pages = {"starlette": "fastapi"}  # each integration's reference is on its page
     for module in ("aiohttp", "starlette", "django", "flask", "celery", "serverless"):
         page = pages.get(module, module)
