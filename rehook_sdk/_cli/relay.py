@@ -62,6 +62,9 @@ async def _relay_until(client: RehookClient, args: argparse.Namespace, stop: asy
     engine = delivery_engine(client)
     held = Holdings()
     told = False
+    # Done when two looks at what others hold agree, with an adoption round between them that took nothing: a lease
+    # that ends after a round and before a look frees calls that only a round started after the look can take.
+    previous = -1
     while not stop.is_set():
         if args.once and _relayed_all(client):
             held = await _held(client)
@@ -69,8 +72,9 @@ async def _relay_until(client: RehookClient, args: argparse.Namespace, stop: asy
                 if not told:  # waiting for those leases: say so once
                     print(f"rehook relay: waiting: {_held_words(held)}", file=sys.stderr)
                     told = True
-            elif told:  # the leases waited for have ended: one more look takes those calls over
-                told = False
+                previous = -1
+            elif held.calls != previous:  # the first look, or what others hold changed: a round, then look again
+                told, previous = False, held.calls
                 if engine.adoption is not None:
                     engine.adoption.adopt_soon()
             else:

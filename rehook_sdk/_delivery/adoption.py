@@ -45,6 +45,8 @@ class Adoption:
         self._delivery = delivery
         self._tokens = tokens
         self._adopt_now: asyncio.Event | None = None  # set: the adopter looks again at once
+        self._started = 0  # rounds started
+        self._counted_after = 0  # `last_adopted` reports only rounds started after this many (see adopt_soon)
 
     async def adopt_forever(self) -> None:
         """
@@ -83,21 +85,26 @@ class Adoption:
         limit = self._room()
         if limit <= 0:
             return True
+        self._started += 1
+        this = self._started
         try:
             taken = await asyncio.wrap_future(self._spooling.adopt(limit, self._tokens))
         except SpoolError as exc:
             logger.warning("could not take calls over from the spool: %s", exc)
             taken = []
         self._take(taken)
-        self.last_adopted = len(taken)
+        if this > self._counted_after:
+            self.last_adopted = len(taken)
         return bool(taken)  # look again soon: more may be waiting (or may come: a batch, a restart)
 
     def adopt_soon(self) -> None:
         """
-        Look for calls to take over at once rather than at the next half lease (`last_adopted` is ``None`` until
-        that round has run): for ``rehook relay --wait``, once the leases it waited for have ended.
+        Look for calls to take over at once rather than at the next half lease: for ``rehook relay --once``, after
+        it looked at what others hold. `last_adopted` is ``None`` until a round that started after this call has
+        run (a round already under way looked at the spool before, and does not count).
         """
         self.last_adopted = None
+        self._counted_after = self._started
         if self._adopt_now is not None:
             self._adopt_now.set()
 
