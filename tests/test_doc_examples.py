@@ -97,5 +97,5 @@ def test_client_settings_document_every_setting_of_both_clients() -> None:
     own = {"api_key", "api_secret", "session", "atexit_timeout"}
     settings = [name for name in inspect.signature(RehookClient).parameters if name not in own]
     assert sorted(ClientSettings.__optional_keys__) == sorted(settings)
-    documented = ClientSettings.__doc__ or ""
-    assert [name for name in settings if f"\n        {name}: " not in documented] == []
+    documented = inspect.cleandoc(ClientSettings.__doc__ or "")  # Python 3.13 dedents docstrings itself
+    assert [name for name in settings if f"\n    {name}: " not in documented] == []
