@@ -227,7 +227,8 @@ class RehookClient(Calls):
     ) -> EventHandle:
         if self._pid != os.getpid():  # forked by a means that skipped os.register_at_fork's hooks
             self._after_fork()  # the handle belongs to the parent's engine now: the call starts over on the new one
-            return self._submit(meta[1] or entry_call(meta, data), callback)
+            call = meta[1]
+            return self._submit(call if call is not None else entry_call(meta, data), callback)
         loop = _get_running_loop()
         binding = self._binding
         with binding.lock:
@@ -262,7 +263,6 @@ class RehookClient(Calls):
             ClientStateError: the client is closed, or already runs on another event loop.
             SpoolError: the spool cannot be opened (not a spool, a newer format, the database unreachable...).
         """
-        asyncio.get_running_loop()
         await self._binding.open_spool(self._engine)
         self._binding.require_here(
             self._engine, "cannot start a RehookClient", "this RehookClient already runs on another event loop"

@@ -376,7 +376,7 @@ class FaultProxy:
         )
         progress = _Progress()
         try:
-            keep = await _ANSWERS.get(kind, _answer_as_is)(fault, a_head, a_body, reader, writer, progress)
+            keep = await _ANSWERS[kind](fault, a_head, a_body, reader, writer, progress)
             await writer.drain()
         except (ConnectionError, OSError):
             keep = False
@@ -409,9 +409,7 @@ async def _answer_as_is(
     writer: asyncio.StreamWriter,
     p: _Progress,
 ) -> bool:
-    # pass, latency (and any fault that only acts before the request is forwarded)
-    if fault.kind not in ("pass", "latency"):
-        return True
+    # pass, latency: the faults that act before the answer (or not at all)
     writer.write(head + body)
     p.sent = len(head) + len(body)
     return True
@@ -541,8 +539,10 @@ async def _endless_body(
     return False
 
 
-# How each fault that acts on the answer sends it; whether the client connection stays open after.
+# How the answer is sent under each fault that reaches the server; whether the client connection stays open after.
 _ANSWERS = {
+    "pass": _answer_as_is,
+    "latency": _answer_as_is,
     "reset_after": _reset_after,
     "silence_after": _silence_after,
     "garbage": _garbage,
